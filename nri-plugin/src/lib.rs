@@ -1,0 +1,1 @@
+//! nodeguard: the NRI plugin daemon and command-line tool.

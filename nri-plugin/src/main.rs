@@ -1,0 +1,3 @@
+//! The `nodeguard` binary.
+
+fn main() {}

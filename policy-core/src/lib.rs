@@ -1,0 +1,1 @@
+//! nodeguard's policy engine.

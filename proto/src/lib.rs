@@ -1,0 +1,1 @@
+//! Generated protobuf code for the wire protocols nodeguard speaks.
