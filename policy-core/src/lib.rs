@@ -1,1 +1,2 @@
 //! nodeguard's policy engine.
+pub mod yaml;
