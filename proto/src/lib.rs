@@ -1,1 +1,66 @@
 //! Generated protobuf code for the wire protocols nodeguard speaks.
+//!
+//! The `.proto` files next to this crate's `Cargo.toml` are our own, written to be wire-compatible
+//! with upstream (see the header of each file for the exact upstream version):
+//!
+//! - [`nri::v1alpha1`]: the subset of NRI's `nri.pkg.api.v1alpha1` API nodeguard uses
+//!   (containerd/nri v0.12.2), plus [`nri::v1alpha1::plugin_service`] and
+//!   [`nri::v1alpha1::runtime_service`], the service and method names;
+//! - [`ttrpc`]: the ttrpc `Request`/`Response` envelopes (containerd/ttrpc v1.2.x);
+//! - [`google::rpc`]: `google.rpc.Status`, the error carried by a ttrpc `Response`;
+//! - [`google::protobuf`]: `google.protobuf.Any`, used by `google.rpc.Status`.
+//!
+//! `build.rs` generates the code with `protox` and `prost-build`; nothing here is hand-written
+//! logic. Every type derives [`prost::Message`], so use `prost::Message::encode_to_vec` and
+//! `prost::Message::decode`.
+//!
+//! ```
+//! use nodeguard_proto::nri::v1alpha1::RegisterPluginRequest;
+//! use prost::Message as _;
+//!
+//! let request = RegisterPluginRequest {
+//!     plugin_name: "nodeguard".into(),
+//!     plugin_idx: "10".into(),
+//!     ..Default::default()
+//! };
+//! let bytes = request.encode_to_vec();
+//! assert_eq!(RegisterPluginRequest::decode(bytes.as_slice()).unwrap(), request);
+//! ```
+
+// The one lint exception for generated code lives here, on the modules that `include!` prost's
+// output: prost documents a message or field only when the .proto file has a comment for it, and
+// we do not repeat the obvious (`string id = 1;`) in the .proto files.
+
+/// NRI, the Node Resource Interface of containerd and CRI-O.
+pub mod nri {
+    /// Package `nri.pkg.api.v1alpha1`: the `Runtime` and `Plugin` services and their messages.
+    #[allow(missing_docs)]
+    pub mod v1alpha1 {
+        include!(concat!(env!("OUT_DIR"), "/nri.pkg.api.v1alpha1.rs"));
+    }
+}
+
+/// Package `ttrpc`: the envelope of every ttrpc call and reply.
+#[allow(missing_docs)]
+pub mod ttrpc {
+    include!(concat!(env!("OUT_DIR"), "/ttrpc.rs"));
+}
+
+/// Google's common protobuf packages, as far as ttrpc needs them.
+pub mod google {
+    /// Package `google.rpc`: the `Status` error model.
+    #[allow(missing_docs)]
+    pub mod rpc {
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+    }
+
+    /// Package `google.protobuf`: the well-known type `Any` (generated here, not taken from
+    /// prost-types).
+    #[allow(missing_docs)]
+    pub mod protobuf {
+        include!(concat!(env!("OUT_DIR"), "/google.protobuf.rs"));
+    }
+}
+
+#[cfg(test)]
+mod tests;
