@@ -1,2 +1,25 @@
-//! nodeguard's policy engine.
+//! nodeguard's policy engine: the pure core shared by the NRI plugin, the CLI and any future
+//! admission webhook.
+//!
+//! A policy is a set of `NodePolicy` YAML documents ([`document`]). [`Policy::parse`] reads,
+//! validates (reporting every mistake with file, line and field) and compiles them once;
+//! [`evaluate`] then judges a [`view::ContainerView`] — everything a node can learn about one
+//! container — and returns a [`Decision`] listing every violation with its rule id, effect
+//! and a message a person can act on. Nothing here does I/O, blocks or knows about protobuf.
+
+pub mod capabilities;
+pub mod decision;
+pub mod document;
+pub mod image;
+pub mod matcher;
+pub mod policy;
+pub mod pss;
+pub mod quantity;
+mod rules;
+pub mod view;
 pub mod yaml;
+
+pub use decision::{Decision, Effect, Undecided, Verdict, Violation};
+pub use document::PssLevel;
+pub use policy::{Policy, PolicyError, PolicyErrors, evaluate};
+pub use view::ContainerView;

@@ -317,9 +317,7 @@ impl Builder {
                 return Err(Self::error(span, format!("duplicate key `{key}`")));
             }
             let key_path = child_path(path, &key);
-            self.locations
-                .by_path
-                .insert(key_path, Location::of(span));
+            self.locations.by_path.insert(key_path, Location::of(span));
             *pending = Some(key);
             return Ok(());
         }

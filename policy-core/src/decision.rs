@@ -1,0 +1,130 @@
+//! What evaluation returns: every violation found, and every rule that could not decide.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// What a rule does when it is violated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Refuse the container.
+    Enforce,
+    /// Allow it, and record the violation in the audit log and reports.
+    Audit,
+    /// Allow it, record it, and warn (the daemon logs a warning).
+    Warn,
+    /// The rule is not evaluated.
+    Disabled,
+}
+
+impl Effect {
+    /// The effect's name as written in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Enforce => "enforce",
+            Effect::Audit => "audit",
+            Effect::Warn => "warn",
+            Effect::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One rule broken by the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Name of the policy document holding the rule.
+    pub policy: Arc<str>,
+    /// Rule id, e.g. `images.allowed` or `pss.restricted.runAsNonRoot`.
+    pub rule: &'static str,
+    /// The rule's effect.
+    pub effect: Effect,
+    /// What is wrong, for a person to act on.
+    pub message: String,
+}
+
+/// A rule that could not decide because the view lacks a field it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Undecided {
+    /// Name of the policy document holding the rule.
+    pub policy: Arc<str>,
+    /// Rule id.
+    pub rule: &'static str,
+    /// The rule's effect.
+    pub effect: Effect,
+    /// The unknown field (`security.capabilities`, ...).
+    pub missing: &'static str,
+}
+
+/// The overall outcome of a [`Decision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No enforced rule is violated or undecided.
+    Allow,
+    /// At least one enforced rule is violated.
+    Deny,
+    /// No enforced rule is violated, but at least one enforced rule could not decide.
+    Undecided,
+}
+
+/// Every finding of one evaluation, in policy order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Rules broken, whatever their effect.
+    pub violations: Vec<Violation>,
+    /// Rules that lacked input.
+    pub undecided: Vec<Undecided>,
+}
+
+impl Decision {
+    /// The outcome: deny wins over undecided, which wins over allow.
+    pub fn verdict(&self) -> Verdict {
+        if self.enforced().next().is_some() {
+            Verdict::Deny
+        } else if self.undecided.iter().any(|u| u.effect == Effect::Enforce) {
+            Verdict::Undecided
+        } else {
+            Verdict::Allow
+        }
+    }
+
+    /// Whether an enforced rule is violated.
+    pub fn is_denied(&self) -> bool {
+        self.verdict() == Verdict::Deny
+    }
+
+    /// Violations of enforced rules.
+    pub fn enforced(&self) -> impl Iterator<Item = &Violation> {
+        self.violations
+            .iter()
+            .filter(|v| v.effect == Effect::Enforce)
+    }
+
+    /// Whether nothing at all was found.
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty() && self.undecided.is_empty()
+    }
+
+    /// The enforced violations' messages joined into one line, for a refusal.
+    pub fn refusal_message(&self) -> String {
+        let mut out = String::new();
+        for (i, v) in self.enforced().enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            out.push_str(&v.message);
+            out.push_str(" [");
+            out.push_str(v.rule);
+            out.push(']');
+        }
+        out
+    }
+}

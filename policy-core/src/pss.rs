@@ -1,0 +1,456 @@
+//! The Kubernetes Pod Security Standards (latest version), as checks on one container.
+//!
+//! Each control follows the published standard
+//! (<https://kubernetes.io/docs/concepts/security/pod-security-standards/>): a manifest is
+//! judged on what it declares, at pod and container level, exactly as Pod Security Admission
+//! judges it; a runtime view is judged on the effective settings the node sees. See
+//! `docs/pss-rules.md` for the rules and `docs/policy.md` for how each maps to a node-side
+//! observation.
+
+use crate::capabilities::{self, CapabilitySet};
+use crate::document::PssLevel;
+use crate::rules::{Findings, describe_apparmor, describe_seccomp, known};
+use crate::view::{AppArmor, Capabilities, ContainerView, ProcMount, Seccomp, VolumeType};
+
+/// One control of the standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Control {
+    /// Baseline: Windows HostProcess containers are forbidden.
+    HostProcess,
+    /// Baseline: host PID, IPC and network namespaces are forbidden.
+    HostNamespaces,
+    /// Baseline: privileged containers are forbidden.
+    Privileged,
+    /// Baseline: only a fixed set of capabilities may be added.
+    CapabilitiesBaseline,
+    /// Baseline: hostPath volumes are forbidden.
+    HostPathVolumes,
+    /// Baseline: host ports are forbidden.
+    HostPorts,
+    /// Baseline: probes and lifecycle handlers may not target other hosts.
+    ProbeHosts,
+    /// Baseline: AppArmor may not be disabled.
+    AppArmor,
+    /// Baseline: SELinux type must be a container type; user and role may not be set.
+    SeLinux,
+    /// Baseline: `/proc` must be masked.
+    ProcMount,
+    /// Baseline: seccomp may not be disabled.
+    SeccompBaseline,
+    /// Baseline: only safe sysctls.
+    Sysctls,
+    /// Restricted: only a fixed set of volume types.
+    VolumeTypes,
+    /// Restricted: privilege escalation must be disallowed.
+    PrivilegeEscalation,
+    /// Restricted: containers must run as non-root.
+    RunAsNonRoot,
+    /// Restricted: the user id may not be 0.
+    RunAsUser,
+    /// Restricted: a seccomp profile must be set.
+    SeccompRestricted,
+    /// Restricted: drop ALL capabilities, add only NET_BIND_SERVICE.
+    CapabilitiesRestricted,
+}
+
+/// Capabilities the baseline level allows to add.
+pub const BASELINE_CAPABILITIES: [&str; 13] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// Sysctls the baseline level allows.
+pub const SAFE_SYSCTLS: [&str; 12] = [
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
+/// SELinux types the baseline level allows.
+pub const SELINUX_TYPES: [&str; 4] = [
+    "container_t",
+    "container_init_t",
+    "container_kvm_t",
+    "container_engine_t",
+];
+
+/// Volume types the restricted level allows.
+pub const RESTRICTED_VOLUME_TYPES: [VolumeType; 8] = [
+    VolumeType::ConfigMap,
+    VolumeType::Csi,
+    VolumeType::DownwardApi,
+    VolumeType::EmptyDir,
+    VolumeType::Ephemeral,
+    VolumeType::PersistentVolumeClaim,
+    VolumeType::Projected,
+    VolumeType::Secret,
+];
+
+impl Control {
+    /// Every control, baseline first.
+    pub const ALL: [Control; 18] = [
+        Control::HostProcess,
+        Control::HostNamespaces,
+        Control::Privileged,
+        Control::CapabilitiesBaseline,
+        Control::HostPathVolumes,
+        Control::HostPorts,
+        Control::ProbeHosts,
+        Control::AppArmor,
+        Control::SeLinux,
+        Control::ProcMount,
+        Control::SeccompBaseline,
+        Control::Sysctls,
+        Control::VolumeTypes,
+        Control::PrivilegeEscalation,
+        Control::RunAsNonRoot,
+        Control::RunAsUser,
+        Control::SeccompRestricted,
+        Control::CapabilitiesRestricted,
+    ];
+
+    /// The level that introduces the control.
+    pub fn level(self) -> PssLevel {
+        match self {
+            Control::VolumeTypes
+            | Control::PrivilegeEscalation
+            | Control::RunAsNonRoot
+            | Control::RunAsUser
+            | Control::SeccompRestricted
+            | Control::CapabilitiesRestricted => PssLevel::Restricted,
+            _ => PssLevel::Baseline,
+        }
+    }
+
+    /// The name used in exemptions (`capabilities` and `seccomp` name both levels' controls).
+    pub fn name(self) -> &'static str {
+        match self {
+            Control::HostProcess => "hostProcess",
+            Control::HostNamespaces => "hostNamespaces",
+            Control::Privileged => "privileged",
+            Control::CapabilitiesBaseline | Control::CapabilitiesRestricted => "capabilities",
+            Control::HostPathVolumes => "hostPathVolumes",
+            Control::HostPorts => "hostPorts",
+            Control::ProbeHosts => "probeHosts",
+            Control::AppArmor => "appArmor",
+            Control::SeLinux => "seLinux",
+            Control::ProcMount => "procMount",
+            Control::SeccompBaseline | Control::SeccompRestricted => "seccomp",
+            Control::Sysctls => "sysctls",
+            Control::VolumeTypes => "volumeTypes",
+            Control::PrivilegeEscalation => "privilegeEscalation",
+            Control::RunAsNonRoot => "runAsNonRoot",
+            Control::RunAsUser => "runAsUser",
+        }
+    }
+
+    /// The rule id reported in violations: `pss.<level>.<name>`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Control::HostProcess => "pss.baseline.hostProcess",
+            Control::HostNamespaces => "pss.baseline.hostNamespaces",
+            Control::Privileged => "pss.baseline.privileged",
+            Control::CapabilitiesBaseline => "pss.baseline.capabilities",
+            Control::HostPathVolumes => "pss.baseline.hostPathVolumes",
+            Control::HostPorts => "pss.baseline.hostPorts",
+            Control::ProbeHosts => "pss.baseline.probeHosts",
+            Control::AppArmor => "pss.baseline.appArmor",
+            Control::SeLinux => "pss.baseline.seLinux",
+            Control::ProcMount => "pss.baseline.procMount",
+            Control::SeccompBaseline => "pss.baseline.seccomp",
+            Control::Sysctls => "pss.baseline.sysctls",
+            Control::VolumeTypes => "pss.restricted.volumeTypes",
+            Control::PrivilegeEscalation => "pss.restricted.privilegeEscalation",
+            Control::RunAsNonRoot => "pss.restricted.runAsNonRoot",
+            Control::RunAsUser => "pss.restricted.runAsUser",
+            Control::SeccompRestricted => "pss.restricted.seccomp",
+            Control::CapabilitiesRestricted => "pss.restricted.capabilities",
+        }
+    }
+
+    /// The controls a level enforces.
+    pub fn of_level(level: PssLevel) -> impl Iterator<Item = Control> {
+        Control::ALL
+            .into_iter()
+            .filter(move |c| level == PssLevel::Restricted || c.level() == PssLevel::Baseline)
+    }
+
+    /// Whether a name used in exemptions is known.
+    pub fn is_known_name(name: &str) -> bool {
+        Control::ALL.iter().any(|c| c.name() == name)
+    }
+}
+
+/// Judges one control.
+#[allow(clippy::too_many_lines)]
+pub(crate) fn judge(
+    control: Control,
+    _level: PssLevel,
+    view: &ContainerView,
+    out: &mut Findings<'_>,
+) {
+    let sec = &view.security;
+    match control {
+        Control::HostProcess => {
+            if *known!(
+                out,
+                &sec.host_process,
+                "security.windowsOptions.hostProcess"
+            ) {
+                out.violation("pod uses Windows hostProcess containers".to_string());
+            }
+        }
+        Control::HostNamespaces => {
+            let ns = &view.host_namespaces;
+            let mut shared = Vec::new();
+            for (value, field) in [
+                (ns.network, "hostNetwork"),
+                (ns.pid, "hostPID"),
+                (ns.ipc, "hostIPC"),
+            ] {
+                match value {
+                    Some(true) => shared.push(field),
+                    Some(false) => {}
+                    None => {
+                        out.unknown("hostNamespaces");
+                        return;
+                    }
+                }
+            }
+            if !shared.is_empty() {
+                out.violation(format!(
+                    "pod shares host namespaces ({}=true)",
+                    shared.join("=true, ")
+                ));
+            }
+        }
+        Control::Privileged => {
+            if *known!(out, &sec.privileged, "security.privileged") {
+                out.violation("container is privileged".to_string());
+            }
+        }
+        Control::CapabilitiesBaseline => {
+            let caps = known!(out, &sec.capabilities, "security.capabilities");
+            let extra: Vec<String> = match caps {
+                Capabilities::Declared { add, .. } => add
+                    .iter()
+                    .filter(|c| !BASELINE_CAPABILITIES.contains(&c.as_str()))
+                    .cloned()
+                    .collect(),
+                Capabilities::Effective(set) => set
+                    .difference(&capabilities::runtime_default())
+                    .difference(&CapabilitySet::from_names(BASELINE_CAPABILITIES))
+                    .names()
+                    .map(str::to_string)
+                    .collect(),
+            };
+            if !extra.is_empty() {
+                out.violation(format!(
+                    "container adds capabilities beyond the baseline set: {}",
+                    extra.join(", ")
+                ));
+            }
+        }
+        Control::HostPathVolumes => {
+            let volumes = known!(out, &view.volumes, "volumes");
+            let host: Vec<&str> = volumes
+                .iter()
+                .filter(|v| v.kind == VolumeType::HostPath)
+                .map(|v| v.host_path.as_deref().unwrap_or(v.name.as_str()))
+                .collect();
+            if !host.is_empty() {
+                out.violation(format!("pod uses hostPath volumes ({})", host.join(", ")));
+            }
+        }
+        Control::HostPorts => {
+            let ports = known!(out, &view.host_ports, "hostPorts");
+            let used: Vec<String> = ports
+                .iter()
+                .filter(|p| **p != 0)
+                .map(u16::to_string)
+                .collect();
+            if !used.is_empty() {
+                out.violation(format!("container uses host ports ({})", used.join(", ")));
+            }
+        }
+        Control::ProbeHosts => {
+            let hosts = known!(out, &view.probe_hosts, "probeHosts");
+            let bad: Vec<&str> = hosts
+                .iter()
+                .map(String::as_str)
+                .filter(|h| !h.is_empty() && !matches!(*h, "127.0.0.1" | "::1"))
+                .collect();
+            if !bad.is_empty() {
+                out.violation(format!(
+                    "probes or lifecycle handlers target other hosts ({})",
+                    bad.join(", ")
+                ));
+            }
+        }
+        Control::AppArmor => {
+            let profile = known!(out, &sec.apparmor, "security.appArmor");
+            for (level, value) in profile.declared() {
+                if *value == AppArmor::Unconfined {
+                    out.violation(format!(
+                        "{} AppArmor profile is {}",
+                        level.describe(),
+                        describe_apparmor(value)
+                    ));
+                }
+            }
+        }
+        Control::SeLinux => {
+            let options = known!(out, &sec.selinux, "security.seLinuxOptions");
+            for (level, value) in options.declared() {
+                if let Some(kind) = &value.kind
+                    && !kind.is_empty()
+                    && !SELINUX_TYPES.contains(&kind.as_str())
+                {
+                    out.violation(format!(
+                        "{} SELinux type {kind:?} is not allowed (allowed: {})",
+                        level.describe(),
+                        SELINUX_TYPES.join(", ")
+                    ));
+                }
+                if value.user.as_deref().is_some_and(|u| !u.is_empty()) {
+                    out.violation(format!("{} SELinux user may not be set", level.describe()));
+                }
+                if value.role.as_deref().is_some_and(|r| !r.is_empty()) {
+                    out.violation(format!("{} SELinux role may not be set", level.describe()));
+                }
+            }
+        }
+        Control::ProcMount => {
+            if *known!(out, &sec.proc_mount, "security.procMount") == ProcMount::Unmasked {
+                out.violation("container uses procMount: Unmasked".to_string());
+            }
+        }
+        Control::SeccompBaseline => {
+            let profile = known!(out, &sec.seccomp, "security.seccomp");
+            for (level, value) in profile.declared() {
+                if *value == Seccomp::Unconfined {
+                    out.violation(format!(
+                        "{} seccomp profile is Unconfined",
+                        level.describe()
+                    ));
+                }
+            }
+        }
+        Control::Sysctls => {
+            let sysctls = known!(out, &sec.sysctls, "security.sysctls");
+            let bad: Vec<&str> = sysctls
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| !SAFE_SYSCTLS.contains(n))
+                .collect();
+            if !bad.is_empty() {
+                out.violation(format!("pod sets unsafe sysctls ({})", bad.join(", ")));
+            }
+        }
+        Control::VolumeTypes => {
+            let volumes = known!(out, &view.volumes, "volumes");
+            let bad: Vec<String> = volumes
+                .iter()
+                .filter(|v| !RESTRICTED_VOLUME_TYPES.contains(&v.kind))
+                .map(|v| format!("{:?} ({})", v.name, v.kind.name()))
+                .collect();
+            if !bad.is_empty() {
+                out.violation(format!(
+                    "pod uses volume types the restricted level forbids: {}",
+                    bad.join(", ")
+                ));
+            }
+        }
+        Control::PrivilegeEscalation => {
+            match known!(
+                out,
+                &sec.allow_privilege_escalation,
+                "security.allowPrivilegeEscalation"
+            ) {
+                Some(false) => {}
+                _ => out.violation(
+                    "container must set securityContext.allowPrivilegeEscalation=false".to_string(),
+                ),
+            }
+        }
+        Control::RunAsNonRoot => crate::rules::judge_run_as_non_root(view, out),
+        Control::RunAsUser => {
+            let user = known!(out, &sec.run_as_user, "security.runAsUser");
+            for (level, uid) in user.declared() {
+                if *uid == 0 {
+                    out.violation(format!("{} runAsUser is 0 (root)", level.describe()));
+                }
+            }
+        }
+        Control::SeccompRestricted => {
+            let profile = known!(out, &sec.seccomp, "security.seccomp");
+            for (level, value) in profile.declared() {
+                if matches!(value, Seccomp::Unconfined) {
+                    out.violation(format!(
+                        "{} seccomp profile is {}; it must be RuntimeDefault or Localhost",
+                        level.describe(),
+                        describe_seccomp(value)
+                    ));
+                }
+            }
+            if profile.effective().is_none() {
+                out.violation(
+                    "no seccomp profile is set; securityContext.seccompProfile.type must be RuntimeDefault or Localhost"
+                        .to_string(),
+                );
+            }
+        }
+        Control::CapabilitiesRestricted => {
+            let caps = known!(out, &sec.capabilities, "security.capabilities");
+            match caps {
+                Capabilities::Declared { add, drop } => {
+                    if !drop.iter().any(|d| d == "ALL") {
+                        out.violation(
+                            "container must drop ALL capabilities (securityContext.capabilities.drop: [ALL])"
+                                .to_string(),
+                        );
+                    }
+                    let extra: Vec<&str> = add
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|c| *c != "NET_BIND_SERVICE")
+                        .collect();
+                    if !extra.is_empty() {
+                        out.violation(format!(
+                            "container adds capabilities other than NET_BIND_SERVICE: {}",
+                            extra.join(", ")
+                        ));
+                    }
+                }
+                Capabilities::Effective(set) => {
+                    let extra = set.difference(&CapabilitySet::from_names(["NET_BIND_SERVICE"]));
+                    if !extra.is_empty() {
+                        out.violation(format!(
+                            "container keeps capabilities other than NET_BIND_SERVICE: {extra}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,778 @@
+//! Compiled rules and how each judges a container.
+//!
+//! A rule of the policy document may compile into several checks (`images` gives
+//! `images.allowed`, `images.denied`, ...), each with its own id and effect. Checks read the
+//! [`ContainerView`] only; they allocate only to describe a violation.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use regex::Regex;
+
+use crate::capabilities::{self, CapabilitySet};
+use crate::decision::{Decision, Effect, Undecided, Violation};
+use crate::document::{PssLevel, ResourceName};
+use crate::matcher::{Globs, Regexes};
+use crate::pss;
+use crate::quantity::{Bytes, Millicores};
+use crate::view::{
+    AppArmor, Capabilities, ContainerView, MountSource, ProcMount, Seccomp, VolumeType,
+};
+
+/// Where a check writes what it finds.
+pub(crate) struct Findings<'a> {
+    pub(crate) decision: &'a mut Decision,
+    pub(crate) policy: &'a Arc<str>,
+    pub(crate) rule: &'static str,
+    pub(crate) effect: Effect,
+}
+
+impl Findings<'_> {
+    /// Records a violation.
+    pub(crate) fn violation(&mut self, message: String) {
+        self.decision.violations.push(Violation {
+            policy: Arc::clone(self.policy),
+            rule: self.rule,
+            effect: self.effect,
+            message,
+        });
+    }
+
+    /// Records that the check lacked `field`.
+    pub(crate) fn unknown(&mut self, field: &'static str) {
+        self.decision.undecided.push(Undecided {
+            policy: Arc::clone(self.policy),
+            rule: self.rule,
+            effect: self.effect,
+            missing: field,
+        });
+    }
+}
+
+/// Unwraps a known field or records the check as undecided and returns.
+macro_rules! known {
+    ($out:expr, $value:expr, $field:literal) => {
+        match $value {
+            Some(v) => v,
+            None => {
+                $out.unknown($field);
+                return;
+            }
+        }
+    };
+}
+pub(crate) use known;
+
+/// An inclusive range of ids or ports.
+pub(crate) type Range<T> = (T, T);
+
+fn in_ranges<T: PartialOrd + Copy>(value: T, ranges: &[Range<T>]) -> bool {
+    ranges.iter().any(|&(lo, hi)| lo <= value && value <= hi)
+}
+
+fn describe_ranges<T: PartialEq + std::fmt::Display>(ranges: &[Range<T>]) -> String {
+    let mut out = String::new();
+    for (i, (lo, hi)) in ranges.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if lo == hi {
+            let _ = write!(out, "{lo}");
+        } else {
+            let _ = write!(out, "{lo}-{hi}");
+        }
+    }
+    out
+}
+
+/// An allowed host path prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct AllowedHostPath {
+    pub(crate) prefix: String,
+    pub(crate) read_only: bool,
+}
+
+/// Whether `path` is `prefix` or lies below it, comparing whole path components.
+pub(crate) fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return path.starts_with('/');
+    }
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Which profile kinds a seccomp or AppArmor rule accepts.
+#[derive(Debug, Clone)]
+pub(crate) struct ProfilePolicy {
+    pub(crate) runtime_default: bool,
+    pub(crate) localhost: bool,
+    pub(crate) unconfined: bool,
+    pub(crate) localhost_names: Option<Globs>,
+}
+
+impl ProfilePolicy {
+    fn describe(&self) -> String {
+        let mut kinds = Vec::new();
+        if self.runtime_default {
+            kinds.push("RuntimeDefault");
+        }
+        if self.localhost {
+            kinds.push("Localhost");
+        }
+        if self.unconfined {
+            kinds.push("Unconfined");
+        }
+        kinds.join(", ")
+    }
+
+    fn localhost_ok(&self, name: &str) -> bool {
+        self.localhost
+            && self
+                .localhost_names
+                .as_ref()
+                .is_none_or(|g| g.is_match(name))
+    }
+}
+
+/// Allowed SELinux option values (`None`: any).
+#[derive(Debug, Clone)]
+pub(crate) struct SeLinuxPolicy {
+    pub(crate) types: Option<Vec<String>>,
+    pub(crate) users: Option<Vec<String>>,
+    pub(crate) roles: Option<Vec<String>>,
+    pub(crate) levels: Option<Vec<String>>,
+}
+
+/// A required pod label.
+#[derive(Debug, Clone)]
+pub(crate) struct LabelRequirement {
+    pub(crate) key: String,
+    pub(crate) value: Option<Regex>,
+}
+
+/// The judgement a check makes.
+#[derive(Debug, Clone)]
+pub(crate) enum Rule {
+    ImagesAllowed(Regexes),
+    ImagesDenied(Regexes),
+    ImagesDigest,
+    ImagesTag(Vec<String>),
+    Privileged,
+    PrivilegeEscalation,
+    CapabilitiesAdd {
+        allowed: CapabilitySet,
+    },
+    CapabilitiesDrop {
+        required: CapabilitySet,
+        all: bool,
+        allowed_add: CapabilitySet,
+    },
+    ResourceLimits(Vec<ResourceName>),
+    ResourceRequests(Vec<ResourceName>),
+    MaxLimits {
+        cpu: Option<Millicores>,
+        memory: Option<Bytes>,
+    },
+    MaxRatio {
+        cpu: Option<f64>,
+        memory: Option<f64>,
+    },
+    HostNamespaces {
+        pid: bool,
+        ipc: bool,
+        network: bool,
+    },
+    HostPorts(Vec<Range<u16>>),
+    HostPath(Vec<AllowedHostPath>),
+    RunAsNonRoot,
+    RunAsUser(Vec<Range<u32>>),
+    RunAsGroup(Vec<Range<u32>>),
+    SupplementalGroups(Vec<Range<u32>>),
+    ReadOnlyRootFilesystem,
+    Seccomp(ProfilePolicy),
+    AppArmor(ProfilePolicy),
+    SeLinux(SeLinuxPolicy),
+    ProcMount,
+    Sysctls {
+        allowed: Option<Globs>,
+        forbidden: Option<Globs>,
+    },
+    VolumeTypes(Vec<VolumeType>),
+    RequiredLabels(Vec<LabelRequirement>),
+    Devices(Option<Globs>),
+    Pss(pss::Control, PssLevel),
+}
+
+/// Narrows a check to some namespaces and images (Pod Security exemptions).
+#[derive(Debug, Clone)]
+pub(crate) struct Exemption {
+    pub(crate) namespaces: Option<Globs>,
+    pub(crate) images: Option<Regexes>,
+}
+
+impl Exemption {
+    fn covers(&self, view: &ContainerView) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|g| g.is_match(&view.pod.namespace))
+            && self.images.as_ref().is_none_or(|re| {
+                view.image
+                    .as_ref()
+                    .is_some_and(|image| re.is_match(image.as_str()))
+            })
+    }
+}
+
+/// One compiled check.
+#[derive(Debug, Clone)]
+pub(crate) struct Check {
+    pub(crate) id: &'static str,
+    pub(crate) effect: Effect,
+    pub(crate) rule: Rule,
+    /// Images this check does not judge.
+    pub(crate) exempt_images: Option<Regexes>,
+    /// Exemptions from this check.
+    pub(crate) exemptions: Vec<Exemption>,
+}
+
+impl Check {
+    /// Runs the check unless the container is exempt from it.
+    pub(crate) fn run(&self, view: &ContainerView, out: &mut Findings<'_>) {
+        if crate::matcher::image_exempt(self.exempt_images.as_ref(), view)
+            || self.exemptions.iter().any(|e| e.covers(view))
+        {
+            return;
+        }
+        self.rule.judge(view, out);
+    }
+}
+
+const ROOT_UID: u32 = 0;
+
+impl Rule {
+    #[allow(clippy::too_many_lines)]
+    fn judge(&self, view: &ContainerView, out: &mut Findings<'_>) {
+        let sec = &view.security;
+        match self {
+            Rule::ImagesAllowed(allowed) => {
+                let image = known!(out, &view.image, "image");
+                if !allowed.is_match(image.as_str()) {
+                    out.violation(format!(
+                        "image {:?} does not match any allowed pattern ({})",
+                        image.as_str(),
+                        allowed.patterns().join(", ")
+                    ));
+                }
+            }
+            Rule::ImagesDenied(denied) => {
+                let image = known!(out, &view.image, "image");
+                if let Some(pattern) = denied.first_match(image.as_str()) {
+                    out.violation(format!(
+                        "image {:?} matches denied pattern {pattern}",
+                        image.as_str()
+                    ));
+                }
+            }
+            Rule::ImagesDigest => {
+                let image = known!(out, &view.image, "image");
+                if image.digest().is_none() {
+                    out.violation(format!(
+                        "image {:?} is not pinned by digest (@sha256:...)",
+                        image.as_str()
+                    ));
+                }
+            }
+            Rule::ImagesTag(forbidden) => {
+                let image = known!(out, &view.image, "image");
+                if image.digest().is_none()
+                    && let Some(tag) = image.tag()
+                    && forbidden.iter().any(|f| f == tag)
+                {
+                    out.violation(format!(
+                        "image {:?} uses forbidden tag {tag:?}",
+                        image.as_str()
+                    ));
+                }
+            }
+            Rule::Privileged => {
+                if *known!(out, &sec.privileged, "security.privileged") {
+                    out.violation("container is privileged".to_string());
+                }
+            }
+            Rule::PrivilegeEscalation => {
+                match known!(
+                    out,
+                    &sec.allow_privilege_escalation,
+                    "security.allowPrivilegeEscalation"
+                ) {
+                    Some(false) => {}
+                    Some(true) => out.violation(
+                        "container allows privilege escalation (allowPrivilegeEscalation: true)"
+                            .to_string(),
+                    ),
+                    None => out.violation(
+                        "container allows privilege escalation (allowPrivilegeEscalation is not set to false)"
+                            .to_string(),
+                    ),
+                }
+            }
+            Rule::CapabilitiesAdd { allowed } => {
+                let caps = known!(out, &sec.capabilities, "security.capabilities");
+                let added = match caps {
+                    Capabilities::Declared { add, .. } => CapabilitySet::from_names(add),
+                    Capabilities::Effective(set) => {
+                        set.difference(&capabilities::runtime_default())
+                    }
+                };
+                let extra = added.difference(allowed);
+                if !extra.is_empty() {
+                    out.violation(format!(
+                        "container adds capabilities that are not allowed: {extra} (allowed: {})",
+                        describe_set(allowed)
+                    ));
+                }
+            }
+            Rule::CapabilitiesDrop {
+                required,
+                all,
+                allowed_add,
+            } => {
+                let caps = known!(out, &sec.capabilities, "security.capabilities");
+                match caps {
+                    Capabilities::Declared { drop, .. } => {
+                        let drops_all = drop.iter().any(|d| d == "ALL");
+                        if *all && !drops_all {
+                            out.violation("container does not drop ALL capabilities".to_string());
+                        } else if !drops_all {
+                            let missing = required.difference(&CapabilitySet::from_names(drop));
+                            if !missing.is_empty() {
+                                out.violation(format!(
+                                    "container does not drop required capabilities: {missing}"
+                                ));
+                            }
+                        }
+                    }
+                    Capabilities::Effective(set) => {
+                        let kept = set.intersection(required).difference(allowed_add);
+                        if !kept.is_empty() {
+                            out.violation(format!(
+                                "container keeps capabilities that must be dropped: {kept}"
+                            ));
+                        }
+                    }
+                }
+            }
+            Rule::ResourceLimits(required) => {
+                let res = known!(out, &view.resources, "resources");
+                let missing: Vec<&str> = required
+                    .iter()
+                    .filter(|r| match r {
+                        ResourceName::Cpu => res.cpu_limit.is_none(),
+                        ResourceName::Memory => res.memory_limit.is_none(),
+                    })
+                    .map(|r| resource_label(*r))
+                    .collect();
+                if !missing.is_empty() {
+                    out.violation(format!("container has no {} limit", missing.join(" or ")));
+                }
+            }
+            Rule::ResourceRequests(required) => {
+                let res = known!(out, &view.resources, "resources");
+                let mut missing = Vec::new();
+                for r in required {
+                    match r {
+                        ResourceName::Cpu if res.cpu_request.is_none() => missing.push("CPU"),
+                        ResourceName::Memory if !res.memory_request_known => {
+                            out.unknown("resources.memoryRequest");
+                        }
+                        ResourceName::Memory if res.memory_request.is_none() => {
+                            missing.push("memory");
+                        }
+                        _ => {}
+                    }
+                }
+                if !missing.is_empty() {
+                    out.violation(format!("container has no {} request", missing.join(" or ")));
+                }
+            }
+            Rule::MaxLimits { cpu, memory } => {
+                let res = known!(out, &view.resources, "resources");
+                if let Some(max) = cpu {
+                    match res.cpu_limit {
+                        Some(limit) if limit > *max => {
+                            out.violation(format!("CPU limit {limit} exceeds the maximum {max}"))
+                        }
+                        None => {
+                            out.violation(format!("container has no CPU limit (maximum {max})"))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                if let Some(max) = memory {
+                    match res.memory_limit {
+                        Some(limit) if limit > *max => {
+                            out.violation(format!("memory limit {limit} exceeds the maximum {max}"))
+                        }
+                        None => {
+                            out.violation(format!("container has no memory limit (maximum {max})"));
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            Rule::MaxRatio { cpu, memory } => {
+                let res = known!(out, &view.resources, "resources");
+                if let (Some(max), Some(limit)) = (cpu, res.cpu_limit) {
+                    let request = res.cpu_request.unwrap_or(limit);
+                    check_ratio(out, "CPU", limit.0, request.0, *max);
+                }
+                if let (Some(max), Some(limit)) = (memory, res.memory_limit) {
+                    if !res.memory_request_known {
+                        out.unknown("resources.memoryRequest");
+                    } else {
+                        let request = res.memory_request.unwrap_or(limit);
+                        check_ratio(out, "memory", limit.0, request.0, *max);
+                    }
+                }
+            }
+            Rule::HostNamespaces { pid, ipc, network } => {
+                let ns = &view.host_namespaces;
+                for (allowed, value, field, name) in [
+                    (*pid, ns.pid, "hostPID", "PID"),
+                    (*ipc, ns.ipc, "hostIPC", "IPC"),
+                    (*network, ns.network, "hostNetwork", "network"),
+                ] {
+                    if allowed {
+                        continue;
+                    }
+                    match value {
+                        Some(true) => out
+                            .violation(format!("pod shares the host's {name} namespace ({field})")),
+                        Some(false) => {}
+                        None => out.unknown("hostNamespaces"),
+                    }
+                }
+            }
+            Rule::HostPorts(allowed) => {
+                let ports = known!(out, &view.host_ports, "hostPorts");
+                for &port in ports {
+                    if port != 0 && !in_ranges(port, allowed) {
+                        if allowed.is_empty() {
+                            out.violation(format!(
+                                "container binds host port {port} (no host ports are allowed)"
+                            ));
+                        } else {
+                            out.violation(format!(
+                                "container binds host port {port}, outside the allowed {}",
+                                describe_ranges(allowed)
+                            ));
+                        }
+                    }
+                }
+            }
+            Rule::HostPath(allowed) => judge_host_paths(view, allowed, out),
+            Rule::RunAsNonRoot => judge_run_as_non_root(view, out),
+            Rule::RunAsUser(ranges) => {
+                let user = known!(out, &sec.run_as_user, "security.runAsUser");
+                judge_id(out, "user", "runAsUser", user.effective().copied(), ranges);
+            }
+            Rule::RunAsGroup(ranges) => {
+                let group = known!(out, &sec.run_as_group, "security.runAsGroup");
+                judge_id(
+                    out,
+                    "group",
+                    "runAsGroup",
+                    group.effective().copied(),
+                    ranges,
+                );
+            }
+            Rule::SupplementalGroups(ranges) => {
+                let groups = known!(out, &sec.supplemental_groups, "security.supplementalGroups");
+                for &gid in groups {
+                    if !in_ranges(gid, ranges) {
+                        out.violation(format!(
+                            "supplemental group {gid} is outside the allowed {}",
+                            describe_ranges(ranges)
+                        ));
+                    }
+                }
+            }
+            Rule::ReadOnlyRootFilesystem => {
+                if !*known!(
+                    out,
+                    &sec.read_only_root_filesystem,
+                    "security.readOnlyRootFilesystem"
+                ) {
+                    out.violation("container's root filesystem is writable".to_string());
+                }
+            }
+            Rule::Seccomp(policy) => {
+                let profile = known!(out, &sec.seccomp, "security.seccomp");
+                for (level, value) in profile.declared() {
+                    let ok = match value {
+                        Seccomp::RuntimeDefault => policy.runtime_default,
+                        Seccomp::Localhost(name) => policy.localhost_ok(name),
+                        Seccomp::Unconfined => policy.unconfined,
+                        Seccomp::Confined => policy.runtime_default || policy.localhost,
+                    };
+                    if !ok {
+                        out.violation(format!(
+                            "{} seccomp profile {} is not allowed (allowed: {})",
+                            level.describe(),
+                            describe_seccomp(value),
+                            policy.describe()
+                        ));
+                    }
+                }
+                if profile.effective().is_none() && !policy.unconfined {
+                    out.violation(format!(
+                        "no seccomp profile is set (allowed: {})",
+                        policy.describe()
+                    ));
+                }
+            }
+            Rule::AppArmor(policy) => {
+                let profile = known!(out, &sec.apparmor, "security.appArmor");
+                for (level, value) in profile.declared() {
+                    let ok = match value {
+                        AppArmor::RuntimeDefault => policy.runtime_default,
+                        AppArmor::Localhost(name) => policy.localhost_ok(name),
+                        AppArmor::Unconfined => policy.unconfined,
+                    };
+                    if !ok {
+                        out.violation(format!(
+                            "{} AppArmor profile {} is not allowed (allowed: {})",
+                            level.describe(),
+                            describe_apparmor(value),
+                            policy.describe()
+                        ));
+                    }
+                }
+                if profile.effective().is_none() && !policy.unconfined {
+                    out.violation(format!(
+                        "no AppArmor profile is set (allowed: {})",
+                        policy.describe()
+                    ));
+                }
+            }
+            Rule::SeLinux(policy) => {
+                let options = known!(out, &sec.selinux, "security.seLinuxOptions");
+                for (level, value) in options.declared() {
+                    for (part, given, allowed) in [
+                        ("type", &value.kind, &policy.types),
+                        ("user", &value.user, &policy.users),
+                        ("role", &value.role, &policy.roles),
+                        ("level", &value.level, &policy.levels),
+                    ] {
+                        if let (Some(given), Some(allowed)) = (given, allowed)
+                            && !given.is_empty()
+                            && !allowed.contains(given)
+                        {
+                            out.violation(format!(
+                                "{} SELinux {part} {given:?} is not allowed (allowed: {})",
+                                level.describe(),
+                                if allowed.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    allowed.join(", ")
+                                }
+                            ));
+                        }
+                    }
+                }
+            }
+            Rule::ProcMount => {
+                if *known!(out, &sec.proc_mount, "security.procMount") == ProcMount::Unmasked {
+                    out.violation(
+                        "container mounts /proc unmasked (procMount: Unmasked)".to_string(),
+                    );
+                }
+            }
+            Rule::Sysctls { allowed, forbidden } => {
+                let sysctls = known!(out, &sec.sysctls, "security.sysctls");
+                for (name, _) in sysctls {
+                    if forbidden.as_ref().is_some_and(|g| g.is_match(name)) {
+                        out.violation(format!("sysctl {name} is forbidden"));
+                    } else if allowed.as_ref().is_some_and(|g| !g.is_match(name)) {
+                        out.violation(format!("sysctl {name} is not allowed"));
+                    }
+                }
+            }
+            Rule::VolumeTypes(allowed) => {
+                let volumes = known!(out, &view.volumes, "volumes");
+                for v in volumes {
+                    if !allowed.contains(&v.kind) {
+                        out.violation(format!(
+                            "volume {:?} is of type {}, which is not allowed (allowed: {})",
+                            v.name,
+                            v.kind.name(),
+                            allowed
+                                .iter()
+                                .map(|t| t.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+            }
+            Rule::RequiredLabels(required) => {
+                for req in required {
+                    match (view.pod.labels.get(&req.key), &req.value) {
+                        (None, _) => out.violation(format!("pod has no label {:?}", req.key)),
+                        (Some(v), Some(re)) if !re.is_match(v) => out.violation(format!(
+                            "pod label {}={v:?} does not match {}",
+                            req.key,
+                            re.as_str()
+                        )),
+                        _ => {}
+                    }
+                }
+            }
+            Rule::Devices(allowed) => {
+                let devices = known!(out, &view.devices, "devices");
+                for d in devices {
+                    if !allowed.as_ref().is_some_and(|g| g.is_match(&d.path)) {
+                        out.violation(format!("container is given host device {}", d.path));
+                    }
+                }
+            }
+            Rule::Pss(control, level) => pss::judge(*control, *level, view, out),
+        }
+    }
+}
+
+fn resource_label(r: ResourceName) -> &'static str {
+    match r {
+        ResourceName::Cpu => "CPU",
+        ResourceName::Memory => "memory",
+    }
+}
+
+fn describe_set(set: &CapabilitySet) -> String {
+    if set.is_empty() {
+        "none".to_string()
+    } else {
+        set.to_string()
+    }
+}
+
+fn check_ratio(out: &mut Findings<'_>, what: &str, limit: u64, request: u64, max: f64) {
+    #[allow(clippy::cast_precision_loss)]
+    let ratio = if request == 0 {
+        f64::INFINITY
+    } else {
+        limit as f64 / request as f64
+    };
+    if ratio > max {
+        out.violation(format!(
+            "{what} limit is {ratio:.2} times the request, above the maximum ratio {max}"
+        ));
+    }
+}
+
+fn judge_id(
+    out: &mut Findings<'_>,
+    what: &str,
+    field: &str,
+    id: Option<u32>,
+    ranges: &[Range<u32>],
+) {
+    match id {
+        None => out.violation(format!(
+            "{field} is not set; the {what} id must be in {}",
+            describe_ranges(ranges)
+        )),
+        Some(id) if !in_ranges(id, ranges) => out.violation(format!(
+            "container runs with {what} id {id}, outside the allowed {}",
+            describe_ranges(ranges)
+        )),
+        Some(_) => {}
+    }
+}
+
+fn judge_host_paths(view: &ContainerView, allowed: &[AllowedHostPath], out: &mut Findings<'_>) {
+    if view.mounts.is_none() && view.volumes.is_none() {
+        out.unknown("mounts");
+        return;
+    }
+    let allowing = |path: &str| allowed.iter().find(|a| path_has_prefix(path, &a.prefix));
+    let mut judged: Vec<&str> = Vec::new();
+    for m in view.mounts.iter().flatten() {
+        let MountSource::HostPath(path) = &m.source else {
+            continue;
+        };
+        judged.push(path);
+        match allowing(path) {
+            None => out.violation(format!(
+                "host path {path} is mounted at {} but is not allowed",
+                m.destination
+            )),
+            Some(a) if a.read_only && !m.read_only => out.violation(format!(
+                "host path {path} is mounted at {} writable; it must be read-only",
+                m.destination
+            )),
+            Some(_) => {}
+        }
+    }
+    for v in view.volumes.iter().flatten() {
+        if let Some(path) = &v.host_path
+            && !judged.contains(&path.as_str())
+            && allowing(path).is_none()
+        {
+            out.violation(format!(
+                "volume {:?} uses host path {path}, which is not allowed",
+                v.name
+            ));
+        }
+    }
+}
+
+pub(crate) fn judge_run_as_non_root(view: &ContainerView, out: &mut Findings<'_>) {
+    let sec = &view.security;
+    let uid = sec
+        .run_as_user
+        .as_ref()
+        .and_then(|u| u.effective().copied());
+    if let Some(declared) = &sec.run_as_non_root {
+        // A manifest: judge what it declares, as Pod Security Admission does.
+        for (level, value) in declared.declared() {
+            if !value {
+                out.violation(format!("{} runAsNonRoot is false", level.describe()));
+                return;
+            }
+        }
+        if declared.effective().is_none() {
+            out.violation("runAsNonRoot is not set to true".to_string());
+        } else if uid == Some(ROOT_UID) {
+            out.violation("container runs as root (runAsUser: 0)".to_string());
+        }
+        return;
+    }
+    // A runtime view: the user is what it is.
+    let user = known!(out, &sec.run_as_user, "security.runAsUser");
+    match user.effective() {
+        Some(&ROOT_UID) => out.violation("container runs as root (UID 0)".to_string()),
+        Some(_) => {}
+        None => out.unknown("security.runAsUser"),
+    }
+}
+
+pub(crate) fn describe_seccomp(value: &Seccomp) -> String {
+    match value {
+        Seccomp::RuntimeDefault => "RuntimeDefault".to_string(),
+        Seccomp::Localhost(name) => format!("Localhost ({name})"),
+        Seccomp::Unconfined => "Unconfined".to_string(),
+        Seccomp::Confined => "(set by the runtime)".to_string(),
+    }
+}
+
+pub(crate) fn describe_apparmor(value: &AppArmor) -> String {
+    match value {
+        AppArmor::RuntimeDefault => "RuntimeDefault".to_string(),
+        AppArmor::Localhost(name) => format!("Localhost ({name})"),
+        AppArmor::Unconfined => "Unconfined".to_string(),
+    }
+}
