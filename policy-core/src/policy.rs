@@ -506,7 +506,7 @@ fn pss_checks(
             Some(Check {
                 id: control.id(),
                 effect,
-                rule: Rule::Pss(control, level),
+                rule: Rule::Pss(control),
                 exempt_images: None,
                 exemptions: mine,
             })

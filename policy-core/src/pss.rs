@@ -33,8 +33,10 @@ pub enum Control {
     AppArmor,
     /// Baseline: SELinux type must be a container type; user and role may not be set.
     SeLinux,
-    /// Baseline: `/proc` must be masked.
+    /// Baseline: `/proc` must be masked (unless the pod has its own user namespace).
     ProcMount,
+    /// Restricted: `/proc` must be masked, user namespace or not.
+    ProcMountRestricted,
     /// Baseline: seccomp may not be disabled.
     SeccompBaseline,
     /// Baseline: only safe sysctls.
@@ -71,7 +73,7 @@ pub const BASELINE_CAPABILITIES: [&str; 13] = [
 ];
 
 /// Sysctls the baseline level allows.
-pub const SAFE_SYSCTLS: [&str; 12] = [
+pub const SAFE_SYSCTLS: [&str; 14] = [
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
     "net.ipv4.ip_unprivileged_port_start",
@@ -84,7 +86,12 @@ pub const SAFE_SYSCTLS: [&str; 12] = [
     "net.ipv4.tcp_keepalive_probes",
     "net.ipv4.tcp_rmem",
     "net.ipv4.tcp_wmem",
+    "net.ipv4.tcp_slow_start_after_idle",
+    "net.ipv4.tcp_notsent_lowat",
 ];
+
+/// Prefix of the deprecated per-container AppArmor annotations.
+pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
 /// SELinux types the baseline level allows.
 pub const SELINUX_TYPES: [&str; 4] = [
@@ -95,8 +102,9 @@ pub const SELINUX_TYPES: [&str; 4] = [
 ];
 
 /// Volume types the restricted level allows.
-pub const RESTRICTED_VOLUME_TYPES: [VolumeType; 8] = [
+pub const RESTRICTED_VOLUME_TYPES: [VolumeType; 9] = [
     VolumeType::ConfigMap,
+    VolumeType::Image,
     VolumeType::Csi,
     VolumeType::DownwardApi,
     VolumeType::EmptyDir,
@@ -108,7 +116,7 @@ pub const RESTRICTED_VOLUME_TYPES: [VolumeType; 8] = [
 
 impl Control {
     /// Every control, baseline first.
-    pub const ALL: [Control; 18] = [
+    pub const ALL: [Control; 19] = [
         Control::HostProcess,
         Control::HostNamespaces,
         Control::Privileged,
@@ -127,6 +135,7 @@ impl Control {
         Control::RunAsUser,
         Control::SeccompRestricted,
         Control::CapabilitiesRestricted,
+        Control::ProcMountRestricted,
     ];
 
     /// The level that introduces the control.
@@ -137,7 +146,8 @@ impl Control {
             | Control::RunAsNonRoot
             | Control::RunAsUser
             | Control::SeccompRestricted
-            | Control::CapabilitiesRestricted => PssLevel::Restricted,
+            | Control::CapabilitiesRestricted
+            | Control::ProcMountRestricted => PssLevel::Restricted,
             _ => PssLevel::Baseline,
         }
     }
@@ -154,7 +164,7 @@ impl Control {
             Control::ProbeHosts => "probeHosts",
             Control::AppArmor => "appArmor",
             Control::SeLinux => "seLinux",
-            Control::ProcMount => "procMount",
+            Control::ProcMount | Control::ProcMountRestricted => "procMount",
             Control::SeccompBaseline | Control::SeccompRestricted => "seccomp",
             Control::Sysctls => "sysctls",
             Control::VolumeTypes => "volumeTypes",
@@ -177,6 +187,7 @@ impl Control {
             Control::AppArmor => "pss.baseline.appArmor",
             Control::SeLinux => "pss.baseline.seLinux",
             Control::ProcMount => "pss.baseline.procMount",
+            Control::ProcMountRestricted => "pss.restricted.procMount",
             Control::SeccompBaseline => "pss.baseline.seccomp",
             Control::Sysctls => "pss.baseline.sysctls",
             Control::VolumeTypes => "pss.restricted.volumeTypes",
@@ -188,11 +199,24 @@ impl Control {
         }
     }
 
+    /// The baseline control a restricted one replaces, if any (the restricted check is
+    /// strictly stronger, so the level runs only the restricted one).
+    pub fn replaces(self) -> Option<Control> {
+        match self {
+            Control::CapabilitiesRestricted => Some(Control::CapabilitiesBaseline),
+            Control::VolumeTypes => Some(Control::HostPathVolumes),
+            Control::SeccompRestricted => Some(Control::SeccompBaseline),
+            Control::ProcMountRestricted => Some(Control::ProcMount),
+            _ => None,
+        }
+    }
+
     /// The controls a level enforces.
     pub fn of_level(level: PssLevel) -> impl Iterator<Item = Control> {
-        Control::ALL
-            .into_iter()
-            .filter(move |c| level == PssLevel::Restricted || c.level() == PssLevel::Baseline)
+        Control::ALL.into_iter().filter(move |c| match level {
+            PssLevel::Baseline => c.level() == PssLevel::Baseline,
+            PssLevel::Restricted => !Control::ALL.iter().any(|r| r.replaces() == Some(*c)),
+        })
     }
 
     /// Whether a name used in exemptions is known.
@@ -203,12 +227,7 @@ impl Control {
 
 /// Judges one control.
 #[allow(clippy::too_many_lines)]
-pub(crate) fn judge(
-    control: Control,
-    _level: PssLevel,
-    view: &ContainerView,
-    out: &mut Findings<'_>,
-) {
+pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'_>) {
     let sec = &view.security;
     match control {
         Control::HostProcess => {
@@ -298,7 +317,7 @@ pub(crate) fn judge(
             let bad: Vec<&str> = hosts
                 .iter()
                 .map(String::as_str)
-                .filter(|h| !h.is_empty() && !matches!(*h, "127.0.0.1" | "::1"))
+                .filter(|h| !h.is_empty())
                 .collect();
             if !bad.is_empty() {
                 out.violation(format!(
@@ -309,14 +328,27 @@ pub(crate) fn judge(
         }
         Control::AppArmor => {
             let profile = known!(out, &sec.apparmor, "security.appArmor");
-            for (level, value) in profile.declared() {
-                if *value == AppArmor::Unconfined {
-                    out.violation(format!(
-                        "{} AppArmor profile is {}",
-                        level.describe(),
-                        describe_apparmor(value)
-                    ));
+            let mut bad: Vec<String> = profile
+                .declared()
+                .filter(|(_, value)| **value == AppArmor::Unconfined)
+                .map(|(level, value)| {
+                    format!("{} profile {}", level.describe(), describe_apparmor(value))
+                })
+                .collect();
+            for (key, value) in &view.pod.annotations {
+                if key.starts_with(APPARMOR_ANNOTATION_PREFIX)
+                    && !(value.is_empty()
+                        || value == "runtime/default"
+                        || value.starts_with("localhost/"))
+                {
+                    bad.push(format!("annotation {key}={value}"));
                 }
+            }
+            if !bad.is_empty() {
+                out.violation(format!(
+                    "AppArmor is disabled or invalid ({})",
+                    bad.join(", ")
+                ));
             }
         }
         Control::SeLinux => {
@@ -340,8 +372,21 @@ pub(crate) fn judge(
                 }
             }
         }
-        Control::ProcMount => {
-            if *known!(out, &sec.proc_mount, "security.procMount") == ProcMount::Unmasked {
+        Control::ProcMount | Control::ProcMountRestricted => {
+            let proc_mount = *known!(out, &sec.proc_mount, "security.procMount");
+            if proc_mount == ProcMount::Unmasked {
+                // With its own user namespace, an unmasked /proc exposes nothing of the host's
+                // (baseline only; restricted forbids it regardless).
+                if control == Control::ProcMount {
+                    match sec.host_users {
+                        Some(false) => return,
+                        Some(true) => {}
+                        None => {
+                            out.unknown("security.hostUsers");
+                            return;
+                        }
+                    }
+                }
                 out.violation("container uses procMount: Unmasked".to_string());
             }
         }
@@ -393,8 +438,15 @@ pub(crate) fn judge(
                 ),
             }
         }
-        Control::RunAsNonRoot => crate::rules::judge_run_as_non_root(view, out),
+        Control::RunAsNonRoot => {
+            if sec.host_users != Some(false) {
+                crate::rules::judge_run_as_non_root(view, out);
+            }
+        }
         Control::RunAsUser => {
+            if sec.host_users == Some(false) {
+                return;
+            }
             let user = known!(out, &sec.run_as_user, "security.runAsUser");
             for (level, uid) in user.declared() {
                 if *uid == 0 {

@@ -11,7 +11,7 @@ use regex::Regex;
 
 use crate::capabilities::{self, CapabilitySet};
 use crate::decision::{Decision, Effect, Undecided, Violation};
-use crate::document::{PssLevel, ResourceName};
+use crate::document::ResourceName;
 use crate::matcher::{Globs, Regexes};
 use crate::pss;
 use crate::quantity::{Bytes, Millicores};
@@ -203,7 +203,7 @@ pub(crate) enum Rule {
     VolumeTypes(Vec<VolumeType>),
     RequiredLabels(Vec<LabelRequirement>),
     Devices(Option<Globs>),
-    Pss(pss::Control, PssLevel),
+    Pss(pss::Control),
 }
 
 /// Narrows a check to some namespaces and images (Pod Security exemptions).
@@ -639,7 +639,7 @@ impl Rule {
                     }
                 }
             }
-            Rule::Pss(control, level) => pss::judge(*control, *level, view, out),
+            Rule::Pss(control) => pss::judge(*control, view, out),
         }
     }
 }

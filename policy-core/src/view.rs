@@ -358,7 +358,8 @@ impl Level {
 /// Capabilities, as declared in a manifest or as effective on the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capabilities {
-    /// `securityContext.capabilities.add` / `.drop`, names as written (normalized).
+    /// `securityContext.capabilities.add` / `.drop`, names exactly as written (Pod Security
+    /// Admission compares them case-sensitively, without normalizing).
     Declared {
         /// Added capabilities.
         add: Vec<String>,
@@ -446,6 +447,8 @@ pub struct Security {
     pub sysctls: Known<Vec<(String, String)>>,
     /// Windows `hostProcess` (declared anywhere in the pod).
     pub host_process: Known<bool>,
+    /// Whether the pod uses the host's user namespace (`hostUsers`, default true).
+    pub host_users: Known<bool>,
 }
 
 impl ContainerView {
