@@ -1,1 +1,2 @@
 //! nodeguard: the NRI plugin daemon and command-line tool.
+pub mod transport;
