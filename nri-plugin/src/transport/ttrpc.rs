@@ -48,6 +48,12 @@ pub const MAX_MESSAGE_LEN: u32 = 4 << 20;
 /// fails the read (`ENOMEM`) when a frame does not fit the buffer it is read into; the Go peer
 /// then drops the whole NRI connection. Frames of at most 4096 bytes that never span two
 /// messages always fit.
+///
+/// Caveat for very large messages: Go's mux queues at most 256 unread frames per connection and
+/// drops the connection when the queue overflows, so a message of more than 256 frames (about
+/// 1 MiB) can be lost if the peer's reader lags. Go's own writer avoids this by sending
+/// `[header + 4086 bytes][all the rest]`, which its reader accepts because it reads a remainder
+/// of 4096 bytes or more straight into the message buffer. nodeguard's replies are far smaller.
 pub const MAX_SEND_FRAME_LEN: usize = 4096;
 
 /// Payload bytes that fit in the first frame of a message, after the ttrpc header.
