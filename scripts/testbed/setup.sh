@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Prepare the end-to-end testbed: a containerd 1.7 and a containerd 2.1 with NRI,
+# runc, and local OCI image archives, so `cargo test -p nodeguard-integration`
+# can run pods through CRI without a registry or a cluster.
+#
+# Usage (as root, on Debian 12 bookworm):  scripts/testbed/setup.sh
+#
+# Installs with the system's apt: runc, busybox-static and protobuf-compiler
+# (the CRI client crate's build script runs protoc). Everything else goes into
+# $NODEGUARD_TESTBED (default: <repo>/.testbed):
+#   apt/<suite>/           a private apt state (sources, lists, cache) per suite;
+#                          the system's sources and package state are untouched
+#   containerd-1.7/        containerd from Debian trixie, unpacked with dpkg -x
+#   containerd-2.1/        containerd from Debian unstable, unpacked with dpkg -x
+#   images/*.tar           OCI image archives built from busybox-static
+#   SETUP_OK               what was installed; the test harness checks it
+#
+# The mirror is the one the system's apt already uses for bookworm (override with
+# NODEGUARD_DEBIAN_MIRROR). Debian keeps only each suite's current version: when a
+# pinned containerd version is gone, the suite's current one is taken and a
+# WARNING line says so; the test harness then checks the major.minor it expects.
+# Re-running is cheap: finished steps are skipped.
+set -euo pipefail
+
+# Bump when the layout of $TESTBED changes, so the harness asks for a re-run.
+readonly TESTBED_FORMAT=1
+
+readonly CONTAINERD_17_SUITE=trixie
+readonly CONTAINERD_17_VERSION='1.7.24~ds1-6+deb13u1'
+readonly CONTAINERD_21_SUITE=sid
+readonly CONTAINERD_21_VERSION='2.1.9+ds1-5'
+
+# Packages from the system's own bookworm sources, with the versions this testbed
+# was verified with. Newer bookworm point releases are accepted with a WARNING.
+readonly -A SYSTEM_PACKAGES=(
+    [runc]='1.1.5+ds1-1+deb12u1'
+    [busybox-static]='1:1.35.0-4+deb12u1+b1'
+    [protobuf-compiler]='3.21.12-3+deb12u1'
+)
+
+readonly KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd -- "$SCRIPT_DIR/../.." && pwd)
+TESTBED=${NODEGUARD_TESTBED:-$REPO/.testbed}
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+warn() { printf 'setup: WARNING: %s\n' "$*" >&2; }
+die() {
+    printf 'setup: error: %s\n' "$*" >&2
+    exit 1
+}
+
+preflight() {
+    [[ $(id -u) -eq 0 ]] || die "run as root (apt-get install, and containerd needs root in the tests)"
+    command -v apt-get >/dev/null || die "apt-get not found: this script targets Debian 12 bookworm"
+    local codename
+    # shellcheck disable=SC1091 # os-release is a system file
+    codename=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
+    [[ $codename == bookworm ]] || warn "this script was verified on Debian 12 bookworm, not '${codename:-unknown}'"
+    [[ -r $KEYRING ]] || die "$KEYRING is missing (package debian-archive-keyring)"
+}
+
+# --- system packages -------------------------------------------------------
+
+installed_version() {
+    dpkg-query -W -f '${db:Status-Status} ${Version}\n' "$1" 2>/dev/null |
+        awk '$1 == "installed" { print $2 }'
+}
+
+install_system_packages() {
+    local pkg version missing=()
+    for pkg in "${!SYSTEM_PACKAGES[@]}"; do
+        [[ -n $(installed_version "$pkg") ]] || missing+=("$pkg")
+    done
+    if ((${#missing[@]} > 0)); then
+        log "installing ${missing[*]} from the system's apt sources"
+        apt-get update -qq
+        local specs=()
+        for pkg in "${missing[@]}"; do
+            version=${SYSTEM_PACKAGES[$pkg]}
+            if apt-cache madison "$pkg" | awk -F' [|] ' -v v="$version" '$2 == v { found = 1 } END { exit !found }'; then
+                specs+=("$pkg=$version")
+            else
+                warn "$pkg $version is not offered by the system's sources; installing its current version"
+                specs+=("$pkg")
+            fi
+        done
+        apt-get install -y -qq --no-install-recommends "${specs[@]}"
+    fi
+    for pkg in "${!SYSTEM_PACKAGES[@]}"; do
+        version=$(installed_version "$pkg")
+        [[ -n $version ]] || die "$pkg did not install"
+        if [[ $version != "${SYSTEM_PACKAGES[$pkg]}" ]]; then
+            warn "$pkg is at $version; the testbed was verified with ${SYSTEM_PACKAGES[$pkg]}"
+        fi
+    done
+}
+
+# --- containerd from newer Debian suites, through a private apt state -------
+
+# The URL the system's apt uses for Debian bookworm, read from its sources
+# (one-line or deb822 format alike).
+debian_mirror() {
+    if [[ -n ${NODEGUARD_DEBIAN_MIRROR:-} ]]; then
+        printf '%s\n' "${NODEGUARD_DEBIAN_MIRROR%/}/"
+        return
+    fi
+    local mirror
+    # shellcheck disable=SC2016 # $(...) are apt's format fields, not shell
+    mirror=$(apt-get indextargets --no-release-info --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' |
+        awk '$1 == "deb" && ($2 == "bookworm" || $2 == "stable" || $2 == "oldstable") { print $3; exit }')
+    [[ -n $mirror ]] || die "no bookworm 'deb' source in the system's apt configuration; set NODEGUARD_DEBIAN_MIRROR"
+    printf '%s\n' "$mirror"
+}
+
+# Writes $TESTBED/apt/<suite>/apt.conf: apt reads the system's configuration
+# first (proxies, Acquire options), then this file moves every path apt writes
+# or reads package state from into the suite's folder.
+suite_apt_conf() {
+    local suite=$1 dir=$TESTBED/apt/$1
+    mkdir -p "$dir"/{lists/partial,cache/archives/partial,sources.list.d,preferences.d,state,log}
+    : >"$dir/status"
+    printf 'deb [signed-by=%s] %s %s main\n' "$KEYRING" "$MIRROR" "$suite" >"$dir/sources.list"
+    cat >"$dir/apt.conf" <<EOF
+// Generated by scripts/testbed/setup.sh: a private apt state for Debian $suite.
+Dir::Etc::sourcelist "$dir/sources.list";
+Dir::Etc::sourceparts "$dir/sources.list.d";
+Dir::Etc::preferences "$dir/preferences";
+Dir::Etc::preferencesparts "$dir/preferences.d";
+Dir::State "$dir/state";
+Dir::State::Lists "$dir/lists";
+Dir::State::status "$dir/status";
+Dir::Cache "$dir/cache";
+Dir::Cache::archives "$dir/cache/archives";
+Dir::Log "$dir/log";
+// Hooks of the system's configuration act on the system's state: not here.
+#clear APT::Update::Pre-Invoke;
+#clear APT::Update::Post-Invoke;
+#clear APT::Update::Post-Invoke-Success;
+#clear DPkg::Pre-Invoke;
+#clear DPkg::Post-Invoke;
+// The folders are root's; downloading as _apt would only warn and fall back.
+APT::Sandbox::User "root";
+Acquire::Languages "none";
+Acquire::IndexTargets::deb::DEP-11::DefaultEnabled "false";
+EOF
+    printf '%s\n' "$dir/apt.conf"
+}
+
+# fetch_containerd SUITE PINNED_VERSION DEST
+fetch_containerd() {
+    local suite=$1 pinned=$2 dest=$3
+    if [[ -x $dest/usr/bin/containerd && -f $dest/VERSION && $(<"$dest/VERSION") == "$pinned" ]]; then
+        log "containerd $pinned already in $dest"
+        return
+    fi
+    local conf version downloads=$TESTBED/apt/$suite/downloads
+    conf=$(suite_apt_conf "$suite")
+    log "reading Debian $suite's package lists"
+    apt-get -c "$conf" update -qq
+    version=$pinned
+    if ! apt-cache -c "$conf" madison containerd | awk -F' [|] ' -v v="$pinned" '$2 == v { found = 1 } END { exit !found }'; then
+        version=$(apt-cache -c "$conf" madison containerd | awk -F' [|] ' 'NR == 1 { print $2 }')
+        [[ -n $version ]] || die "Debian $suite offers no containerd package"
+        warn "containerd $pinned is no longer in Debian $suite; FALLING BACK to $suite's current containerd $version"
+    fi
+    if [[ -x $dest/usr/bin/containerd && -f $dest/VERSION && $(<"$dest/VERSION") == "$version" ]]; then
+        log "containerd $version already in $dest"
+        return
+    fi
+    rm -rf "$downloads"
+    mkdir -p "$downloads"
+    log "downloading containerd $version from Debian $suite"
+    (cd "$downloads" && apt-get -c "$conf" download -qq "containerd=$version")
+    local deb
+    deb=$(find "$downloads" -maxdepth 1 -name 'containerd_*.deb' -print -quit)
+    [[ -n $deb ]] || die "apt-get download produced no containerd .deb"
+    rm -rf "$dest.partial"
+    dpkg-deb -x "$deb" "$dest.partial"
+    local bin
+    for bin in containerd ctr containerd-shim-runc-v2; do
+        [[ -x $dest.partial/usr/bin/$bin ]] || die "$deb has no usr/bin/$bin"
+    done
+    # Proves the binary runs on this system's glibc before anything relies on it.
+    "$dest.partial/usr/bin/containerd" --version >&2
+    printf '%s\n' "$version" >"$dest.partial/VERSION"
+    rm -rf "$dest"
+    mv "$dest.partial" "$dest"
+    rm -rf "$downloads"
+    log "containerd $version unpacked into $dest"
+}
+
+# --- images -----------------------------------------------------------------
+
+build_images() {
+    local busybox
+    busybox=$(dpkg -L busybox-static | grep -E '/bin/busybox$') || die "busybox-static ships no bin/busybox"
+    busybox=${busybox%%$'\n'*}
+    command -v python3 >/dev/null || die "python3 is needed to build the image archives (apt-get install python3)"
+    python3 "$SCRIPT_DIR/build-images.py" --busybox "$busybox" --arch "$(dpkg --print-architecture)" \
+        --out "$TESTBED/images" >&2
+}
+
+main() {
+    preflight
+    mkdir -p "$TESTBED"
+    TESTBED=$(cd -- "$TESTBED" && pwd)
+    # One setup at a time per testbed folder.
+    exec 9>"$TESTBED/.lock"
+    flock 9
+    rm -f "$TESTBED/SETUP_OK"
+
+    install_system_packages
+    MIRROR=$(debian_mirror)
+    log "Debian mirror: $MIRROR"
+    fetch_containerd "$CONTAINERD_17_SUITE" "$CONTAINERD_17_VERSION" "$TESTBED/containerd-1.7"
+    fetch_containerd "$CONTAINERD_21_SUITE" "$CONTAINERD_21_VERSION" "$TESTBED/containerd-2.1"
+    build_images
+
+    {
+        printf 'format=%s\n' "$TESTBED_FORMAT"
+        printf 'containerd-1.7=%s\n' "$(<"$TESTBED/containerd-1.7/VERSION")"
+        printf 'containerd-2.1=%s\n' "$(<"$TESTBED/containerd-2.1/VERSION")"
+        printf 'runc=%s\n' "$(installed_version runc)"
+        printf 'busybox-static=%s\n' "$(installed_version busybox-static)"
+    } >"$TESTBED/SETUP_OK.partial"
+    mv "$TESTBED/SETUP_OK.partial" "$TESTBED/SETUP_OK"
+    log "testbed ready in $TESTBED"
+    cat "$TESTBED/SETUP_OK" >&2
+}
+
+main "$@"
