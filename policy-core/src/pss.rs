@@ -229,6 +229,15 @@ impl Control {
 #[allow(clippy::too_many_lines)]
 pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'_>) {
     let sec = &view.security;
+    // Windows pods are exempt from the Linux-only restricted controls.
+    if view.pod.is_windows()
+        && matches!(
+            control,
+            Control::PrivilegeEscalation | Control::SeccompRestricted | Control::CapabilitiesRestricted
+        )
+    {
+        return;
+    }
     match control {
         Control::HostProcess => {
             if *known!(

@@ -73,6 +73,15 @@ pub struct PodView {
     pub labels: BTreeMap<String, String>,
     /// Pod annotations.
     pub annotations: BTreeMap<String, String>,
+    /// The pod's declared operating system (`spec.os.name`), if any.
+    pub os: Option<String>,
+}
+
+impl PodView {
+    /// Whether the pod declares itself a Windows pod.
+    pub fn is_windows(&self) -> bool {
+        self.os.as_deref() == Some("windows")
+    }
 }
 
 /// Host namespaces shared by the pod; each `None` when unknown.

@@ -1,0 +1,343 @@
+//! `nodeguard check`: judge Kubernetes manifests and OCI runtime specs as the node would.
+//!
+//! Inputs are files or directories (searched recursively for `.yaml`, `.yml` and `.json`).
+//! YAML and JSON files may hold any number of Kubernetes objects (`List`s included); pods
+//! and workload templates are judged, other kinds are skipped. A JSON file with an
+//! `ociVersion` is an OCI runtime spec (`config.json`) and is judged as one container.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use policy_core::{Decision, Policy, Verdict, evaluate};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::manifest::{self, PodManifest};
+use crate::oci::RuntimeSpec;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One block per object, for people.
+    Text,
+    /// One JSON document with every result, for tools.
+    Json,
+}
+
+/// What happened to one input file that could not be used.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputError {
+    /// The file.
+    pub file: String,
+    /// What is wrong, with the line or field when known.
+    pub message: String,
+}
+
+/// A violation or undecided rule, attributed to a container.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Container name.
+    pub container: String,
+    /// Policy document name.
+    pub policy: String,
+    /// Rule id.
+    pub rule: &'static str,
+    /// Effect of the rule.
+    pub effect: policy_core::Effect,
+    /// Message (for undecided rules, the missing field).
+    pub message: String,
+}
+
+/// The result for one pod or runtime spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectResult {
+    /// The file it came from.
+    pub file: String,
+    /// Its kind (`Pod`, `Deployment`, ..., or `OCIRuntimeSpec`).
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The overall verdict.
+    pub verdict: Verdict,
+    /// Every violation, whatever its effect.
+    pub violations: Vec<Finding>,
+    /// Rules that could not decide.
+    pub undecided: Vec<Finding>,
+}
+
+/// Everything `check` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Results per object, in input order.
+    pub results: Vec<ObjectResult>,
+    /// Inputs that could not be used.
+    pub errors: Vec<InputError>,
+}
+
+impl Report {
+    /// The exit status: 2 when an input was unusable, 1 when an enforced rule is violated,
+    /// else 0.
+    pub fn exit_code(&self) -> u8 {
+        if !self.errors.is_empty() {
+            2
+        } else if self.results.iter().any(|r| r.verdict == Verdict::Deny) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Judges every input against the policy.
+pub fn check_paths(policy: &Policy, paths: &[PathBuf]) -> Report {
+    let mut report = Report::default();
+    for path in paths {
+        let mut files = Vec::new();
+        if let Err(e) = collect_files(path, &mut files) {
+            report.errors.push(InputError {
+                file: path.display().to_string(),
+                message: e.to_string(),
+            });
+            continue;
+        }
+        if files.is_empty() {
+            report.errors.push(InputError {
+                file: path.display().to_string(),
+                message: "no .yaml, .yml or .json files found".to_string(),
+            });
+        }
+        for file in files {
+            match std::fs::read(&file) {
+                Ok(bytes) => check_bytes(policy, &file.display().to_string(), &bytes, &mut report),
+                Err(e) => report.errors.push(InputError {
+                    file: file.display().to_string(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+    }
+    report
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for entry in entries {
+            if entry.is_dir() {
+                collect_files(&entry, out)?;
+            } else if matches!(
+                entry.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            ) {
+                out.push(entry);
+            }
+        }
+    } else {
+        std::fs::metadata(path)?;
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// Judges the objects in one file's contents.
+pub fn check_bytes(policy: &Policy, file: &str, bytes: &[u8], report: &mut Report) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        report.errors.push(InputError {
+            file: file.to_string(),
+            message: "not UTF-8 text".to_string(),
+        });
+        return;
+    };
+    if file.ends_with(".json")
+        && let Ok(spec) = RuntimeSpec::from_json(bytes)
+        && spec.is_runtime_spec()
+    {
+        let view = spec.to_view();
+        let decision = evaluate(policy, &view);
+        report.results.push(ObjectResult {
+            file: file.to_string(),
+            kind: "OCIRuntimeSpec".to_string(),
+            namespace: view.pod.namespace.clone(),
+            name: if view.pod.name.is_empty() {
+                view.name.clone()
+            } else {
+                format!("{}/{}", view.pod.name, view.name)
+            },
+            verdict: decision.verdict(),
+            violations: findings(&view.name, &decision, false),
+            undecided: findings(&view.name, &decision, true),
+        });
+        return;
+    }
+    let documents = match policy_core::yaml::parse_documents(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            report.errors.push(InputError {
+                file: file.to_string(),
+                message: format!("line {}: invalid YAML: {}", e.location, e.message),
+            });
+            return;
+        }
+    };
+    for doc in documents {
+        let items: Vec<&Value> = match doc.value.get("items").and_then(Value::as_array) {
+            Some(items)
+                if doc.value.get("kind").and_then(Value::as_str) == Some("List")
+                    || doc
+                        .value
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .is_some_and(|k| k.ends_with("List")) =>
+            {
+                items.iter().collect()
+            }
+            _ => vec![&doc.value],
+        };
+        for item in items {
+            match manifest::pod_from_document(item) {
+                Ok(Some(pod)) => report.results.push(judge_pod(policy, file, &pod)),
+                Ok(None) => {}
+                Err(e) => {
+                    let location = doc.locations.nearest(&e.path);
+                    report.errors.push(InputError {
+                        file: file.to_string(),
+                        message: format!("line {}: {}: {}", location.line, e.path, e.message),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn findings(container: &str, decision: &Decision, undecided: bool) -> Vec<Finding> {
+    if undecided {
+        decision
+            .undecided
+            .iter()
+            .map(|u| Finding {
+                container: container.to_string(),
+                policy: u.policy.to_string(),
+                rule: u.rule,
+                effect: u.effect,
+                message: format!("unknown: {}", u.missing),
+            })
+            .collect()
+    } else {
+        decision
+            .violations
+            .iter()
+            .map(|v| Finding {
+                container: container.to_string(),
+                policy: v.policy.to_string(),
+                rule: v.rule,
+                effect: v.effect,
+                message: v.message.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Judges every container of a pod; the pod's verdict is the worst of its containers'.
+/// Pod-level findings repeated for each container are reported once.
+pub fn judge_pod(policy: &Policy, file: &str, pod: &PodManifest) -> ObjectResult {
+    let mut violations: Vec<Finding> = Vec::new();
+    let mut undecided: Vec<Finding> = Vec::new();
+    let mut verdict = Verdict::Allow;
+    for view in &pod.containers {
+        let decision = evaluate(policy, view);
+        verdict = match (verdict, decision.verdict()) {
+            (Verdict::Deny, _) | (_, Verdict::Deny) => Verdict::Deny,
+            (Verdict::Undecided, _) | (_, Verdict::Undecided) => Verdict::Undecided,
+            _ => Verdict::Allow,
+        };
+        for (list, found) in [
+            (&mut violations, findings(&view.name, &decision, false)),
+            (&mut undecided, findings(&view.name, &decision, true)),
+        ] {
+            for f in found {
+                let repeated = list
+                    .iter()
+                    .any(|g| g.rule == f.rule && g.policy == f.policy && g.message == f.message);
+                if !repeated {
+                    list.push(f);
+                }
+            }
+        }
+    }
+    ObjectResult {
+        file: file.to_string(),
+        kind: pod.kind.clone(),
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        verdict,
+        violations,
+        undecided,
+    }
+}
+
+/// Renders the report.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Text => render_text(report),
+    }
+}
+
+fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    for r in &report.results {
+        let warned = r
+            .violations
+            .iter()
+            .any(|v| v.effect != policy_core::Effect::Enforce);
+        let label = match r.verdict {
+            Verdict::Deny => "FAIL",
+            Verdict::Undecided => "UNDECIDED",
+            Verdict::Allow if warned => "WARN",
+            Verdict::Allow => "PASS",
+        };
+        let _ = writeln!(
+            out,
+            "{label:<9} {}: {} {}/{}",
+            r.file, r.kind, r.namespace, r.name
+        );
+        for v in &r.violations {
+            let _ = writeln!(
+                out,
+                "          {} container {:?}: {} [{} {}]",
+                v.effect, v.container, v.message, v.policy, v.rule
+            );
+        }
+        for u in &r.undecided {
+            let _ = writeln!(
+                out,
+                "          undecided container {:?}: {} [{} {}]",
+                u.container, u.message, u.policy, u.rule
+            );
+        }
+    }
+    for e in &report.errors {
+        let _ = writeln!(out, "ERROR     {}: {}", e.file, e.message);
+    }
+    let count = |v: Verdict| report.results.iter().filter(|r| r.verdict == v).count();
+    let _ = writeln!(
+        out,
+        "{} checked: {} passed, {} failed, {} undecided; {} input error{}",
+        report.results.len(),
+        count(Verdict::Allow),
+        count(Verdict::Deny),
+        count(Verdict::Undecided),
+        report.errors.len(),
+        if report.errors.len() == 1 { "" } else { "s" }
+    );
+    out
+}

@@ -1,0 +1,731 @@
+//! Kubernetes manifests as container views: the pods of `Pod`s and of workload templates.
+//!
+//! Reads the pod-spec fields the policy judges (see `docs/policy.md`) from a manifest as the
+//! API server would store it, applying the defaults that change a verdict (a request defaults
+//! to its limit; a volume with no source is an `emptyDir`). Unknown fields are ignored, as
+//! `kubectl` does for other API versions; mistyped known fields are errors with their path.
+
+use std::collections::BTreeMap;
+
+use policy_core::image::ImageRef;
+use policy_core::quantity::{Bytes, Millicores};
+use policy_core::view::{
+    AppArmor, Capabilities, ContainerKind, ContainerView, HostNamespaces, Layered, Mount,
+    MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security, Volume, VolumeType,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A manifest that names a pod-bearing kind but cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ManifestError {
+    /// Field path inside the document.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One pod found in a manifest, with a view of each of its containers.
+#[derive(Debug, Clone)]
+pub struct PodManifest {
+    /// The object's kind (`Pod`, `Deployment`, ...).
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// The object's namespace (`default` when not set).
+    pub namespace: String,
+    /// One view per container, init and ephemeral containers included.
+    pub containers: Vec<ContainerView>,
+}
+
+/// Where the pod template sits in each kind PSA evaluates.
+fn template_path(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "Pod" => &[],
+        "PodTemplate" => &["template"],
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job" => &["spec", "template"],
+        "CronJob" => &["spec", "jobTemplate", "spec", "template"],
+        _ => return None,
+    })
+}
+
+/// Reads the pod of one manifest document. `Ok(None)` for kinds that hold no pod
+/// (`Service`, `ConfigMap`, ...).
+///
+/// # Errors
+/// When a pod-bearing object is malformed (missing spec, mistyped field, bad quantity).
+pub fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, ManifestError> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let Some(path) = template_path(kind) else {
+        return Ok(None);
+    };
+    let meta: ObjectMeta = field(doc, "metadata")?.unwrap_or_default();
+    let mut template = doc;
+    let mut at = String::new();
+    for key in path {
+        at = if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        };
+        template = template.get(key).ok_or_else(|| ManifestError {
+            path: at.clone(),
+            message: format!("{kind} has no {at}"),
+        })?;
+    }
+    let prefix = if at.is_empty() {
+        String::new()
+    } else {
+        format!("{at}.")
+    };
+    let pod_meta: ObjectMeta = if path.is_empty() {
+        meta.clone()
+    } else {
+        field(template, "metadata")
+            .map_err(|e| e.within(&prefix))?
+            .unwrap_or_default()
+    };
+    let spec: PodSpec = field(template, "spec")
+        .map_err(|e| e.within(&prefix))?
+        .ok_or_else(|| ManifestError {
+            path: format!("{prefix}spec"),
+            message: format!("{kind} has no pod spec"),
+        })?;
+    let namespace = meta
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
+    let pod = PodView {
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: namespace.clone(),
+        uid: String::new(),
+        labels: pod_meta.labels.clone(),
+        annotations: pod_meta.annotations.clone(),
+        os: spec.os.as_ref().map(|os| os.name.clone()),
+    };
+    let containers = views(&spec, &pod).map_err(|e| e.within(&format!("{prefix}spec.")))?;
+    Ok(Some(PodManifest {
+        kind: kind.to_string(),
+        name: pod.name.clone(),
+        namespace,
+        containers,
+    }))
+}
+
+impl ManifestError {
+    fn within(mut self, prefix: &str) -> Self {
+        self.path = format!("{prefix}{}", self.path);
+        self
+    }
+}
+
+fn field<T: serde::de::DeserializeOwned>(
+    doc: &Value,
+    key: &str,
+) -> Result<Option<T>, ManifestError> {
+    match doc.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_path_to_error::deserialize(v).map(Some).map_err(|e| {
+            let inner = e.path().to_string();
+            ManifestError {
+                path: if inner == "." {
+                    key.to_string()
+                } else {
+                    format!("{key}.{inner}")
+                },
+                message: e.into_inner().to_string(),
+            }
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpec {
+    #[serde(default)]
+    containers: Vec<ContainerSpec>,
+    #[serde(default)]
+    init_containers: Vec<ContainerSpec>,
+    #[serde(default)]
+    ephemeral_containers: Vec<ContainerSpec>,
+    #[serde(default)]
+    volumes: Vec<serde_json::Map<String, Value>>,
+    #[serde(default, rename = "hostNetwork")]
+    host_network: Option<bool>,
+    #[serde(default, rename = "hostPID")]
+    host_pid: Option<bool>,
+    #[serde(default, rename = "hostIPC")]
+    host_ipc: Option<bool>,
+    #[serde(default)]
+    host_users: Option<bool>,
+    #[serde(default)]
+    security_context: Option<PodSecurityContext>,
+    #[serde(default)]
+    os: Option<PodOs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PodOs {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSecurityContext {
+    run_as_non_root: Option<bool>,
+    run_as_user: Option<i64>,
+    run_as_group: Option<i64>,
+    #[serde(default)]
+    supplemental_groups: Vec<i64>,
+    seccomp_profile: Option<ProfileSpec>,
+    app_armor_profile: Option<ProfileSpec>,
+    #[serde(rename = "seLinuxOptions")]
+    selinux_options: Option<SeLinuxSpec>,
+    #[serde(default)]
+    sysctls: Vec<SysctlSpec>,
+    windows_options: Option<WindowsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerSpec {
+    #[serde(default)]
+    name: String,
+    image: Option<String>,
+    #[serde(default)]
+    ports: Vec<PortSpec>,
+    #[serde(default)]
+    resources: ResourcesSpec,
+    security_context: Option<ContainerSecurityContext>,
+    #[serde(default)]
+    volume_mounts: Vec<VolumeMountSpec>,
+    liveness_probe: Option<HandlerSpec>,
+    readiness_probe: Option<HandlerSpec>,
+    startup_probe: Option<HandlerSpec>,
+    lifecycle: Option<LifecycleSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PortSpec {
+    host_port: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ResourcesSpec {
+    #[serde(default)]
+    limits: BTreeMap<String, Value>,
+    #[serde(default)]
+    requests: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerSecurityContext {
+    privileged: Option<bool>,
+    allow_privilege_escalation: Option<bool>,
+    capabilities: Option<CapabilitiesSpec>,
+    run_as_non_root: Option<bool>,
+    run_as_user: Option<i64>,
+    run_as_group: Option<i64>,
+    read_only_root_filesystem: Option<bool>,
+    seccomp_profile: Option<ProfileSpec>,
+    app_armor_profile: Option<ProfileSpec>,
+    #[serde(rename = "seLinuxOptions")]
+    selinux_options: Option<SeLinuxSpec>,
+    proc_mount: Option<String>,
+    windows_options: Option<WindowsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CapabilitiesSpec {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    drop: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileSpec {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    localhost_profile: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SeLinuxSpec {
+    user: Option<String>,
+    role: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SysctlSpec {
+    name: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WindowsOptions {
+    host_process: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VolumeMountSpec {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    mount_path: String,
+    #[serde(default)]
+    read_only: bool,
+    #[serde(default)]
+    sub_path: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HandlerSpec {
+    http_get: Option<HostSpec>,
+    tcp_socket: Option<HostSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct HostSpec {
+    host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LifecycleSpec {
+    post_start: Option<HandlerSpec>,
+    pre_stop: Option<HandlerSpec>,
+}
+
+fn id(value: Option<i64>, path: &str) -> Result<Option<u32>, ManifestError> {
+    value
+        .map(|v| {
+            u32::try_from(v).map_err(|_| ManifestError {
+                path: path.to_string(),
+                message: format!("{v} is not a valid id"),
+            })
+        })
+        .transpose()
+}
+
+fn seccomp(p: &ProfileSpec) -> Option<Seccomp> {
+    Some(match p.kind.as_deref()? {
+        "RuntimeDefault" => Seccomp::RuntimeDefault,
+        "Localhost" => Seccomp::Localhost(p.localhost_profile.clone().unwrap_or_default()),
+        // Unconfined, and any value the API would not know, disable filtering.
+        _ => Seccomp::Unconfined,
+    })
+}
+
+fn apparmor(p: &ProfileSpec) -> Option<AppArmor> {
+    Some(match p.kind.as_deref()? {
+        "RuntimeDefault" => AppArmor::RuntimeDefault,
+        "Localhost" => AppArmor::Localhost(p.localhost_profile.clone().unwrap_or_default()),
+        _ => AppArmor::Unconfined,
+    })
+}
+
+fn apparmor_annotation(value: &str) -> Option<AppArmor> {
+    match value {
+        "runtime/default" => Some(AppArmor::RuntimeDefault),
+        "unconfined" => Some(AppArmor::Unconfined),
+        v => v
+            .strip_prefix("localhost/")
+            .map(|name| AppArmor::Localhost(name.to_string())),
+    }
+}
+
+fn selinux(s: &SeLinuxSpec) -> SeLinux {
+    SeLinux {
+        user: s.user.clone(),
+        role: s.role.clone(),
+        kind: s.kind.clone(),
+        level: s.level.clone(),
+    }
+}
+
+fn quantity<T>(
+    map: &BTreeMap<String, Value>,
+    name: &str,
+    path: &str,
+    parse: fn(&str) -> Result<T, policy_core::quantity::QuantityError>,
+) -> Result<Option<T>, ManifestError> {
+    let Some(v) = map.get(name) else {
+        return Ok(None);
+    };
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => {
+            return Err(ManifestError {
+                path: format!("{path}.{name}"),
+                message: format!("expected a quantity, not {other}"),
+            });
+        }
+    };
+    parse(&text).map(Some).map_err(|e| ManifestError {
+        path: format!("{path}.{name}"),
+        message: e.to_string(),
+    })
+}
+
+fn volume(raw: &serde_json::Map<String, Value>) -> Volume {
+    let name = raw
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let source = raw.keys().find(|k| *k != "name");
+    let kind = source.map_or(VolumeType::EmptyDir, |k| VolumeType::from_name(k));
+    let host_path = (kind == VolumeType::HostPath).then(|| {
+        raw.get("hostPath")
+            .and_then(|h| h.get("path"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    });
+    Volume {
+        name,
+        kind,
+        host_path,
+    }
+}
+
+fn probe_hosts(c: &ContainerSpec) -> Vec<String> {
+    let lifecycle = c.lifecycle.as_ref();
+    [
+        c.liveness_probe.as_ref(),
+        c.readiness_probe.as_ref(),
+        c.startup_probe.as_ref(),
+        lifecycle.and_then(|l| l.post_start.as_ref()),
+        lifecycle.and_then(|l| l.pre_stop.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|h| [h.http_get.as_ref(), h.tcp_socket.as_ref()])
+    .flatten()
+    .filter_map(|h| h.host.clone())
+    .collect()
+}
+
+fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, ManifestError> {
+    let psc = spec.security_context.as_ref();
+    let volumes: Vec<Volume> = spec.volumes.iter().map(volume).collect();
+    let pod_host_process = psc
+        .and_then(|s| s.windows_options.as_ref())
+        .and_then(|w| w.host_process)
+        .unwrap_or(false);
+    let pod_run_as_user = id(psc.and_then(|s| s.run_as_user), "securityContext.runAsUser")?;
+    let pod_run_as_group = id(
+        psc.and_then(|s| s.run_as_group),
+        "securityContext.runAsGroup",
+    )?;
+    let supplemental = psc
+        .map(|s| s.supplemental_groups.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            id(
+                Some(*g),
+                &format!("securityContext.supplementalGroups[{i}]"),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    let sysctls: Vec<(String, String)> = psc
+        .map(|s| s.sysctls.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| (s.name.clone(), s.value.clone()))
+        .collect();
+    let lists = [
+        ("containers", ContainerKind::Regular, &spec.containers),
+        ("initContainers", ContainerKind::Init, &spec.init_containers),
+        (
+            "ephemeralContainers",
+            ContainerKind::Ephemeral,
+            &spec.ephemeral_containers,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (list, kind, containers) in lists {
+        for (i, c) in containers.iter().enumerate() {
+            let at = format!("{list}[{i}]");
+            let sc = c.security_context.as_ref();
+            let limits_at = format!("{at}.resources.limits");
+            let requests_at = format!("{at}.resources.requests");
+            let cpu_limit = quantity(&c.resources.limits, "cpu", &limits_at, Millicores::parse)?;
+            let memory_limit = quantity(&c.resources.limits, "memory", &limits_at, Bytes::parse)?;
+            // The API server defaults a missing request to the limit.
+            let cpu_request = quantity(
+                &c.resources.requests,
+                "cpu",
+                &requests_at,
+                Millicores::parse,
+            )?
+            .or(cpu_limit);
+            let memory_request =
+                quantity(&c.resources.requests, "memory", &requests_at, Bytes::parse)?
+                    .or(memory_limit);
+            let mounts = c
+                .volume_mounts
+                .iter()
+                .map(|m| {
+                    let source = match volumes.iter().find(|v| v.name == m.name) {
+                        Some(Volume {
+                            host_path: Some(path),
+                            ..
+                        }) => MountSource::HostPath(if m.sub_path.is_empty() {
+                            path.clone()
+                        } else {
+                            format!("{}/{}", path.trim_end_matches('/'), m.sub_path)
+                        }),
+                        Some(v) => MountSource::KubeletVolume {
+                            kind: v.kind,
+                            name: v.name.clone(),
+                        },
+                        None => MountSource::KubeletVolume {
+                            kind: VolumeType::Other,
+                            name: m.name.clone(),
+                        },
+                    };
+                    Mount {
+                        destination: m.mount_path.clone(),
+                        source,
+                        read_only: m.read_only,
+                    }
+                })
+                .collect();
+            let host_ports = c
+                .ports
+                .iter()
+                .filter_map(|p| p.host_port)
+                .filter(|p| *p != 0)
+                .map(|p| {
+                    u16::try_from(p).map_err(|_| ManifestError {
+                        path: format!("{at}.ports"),
+                        message: format!("{p} is not a valid host port"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let annotation = pod
+                .annotations
+                .get(&format!(
+                    "{}{}",
+                    policy_core::pss::APPARMOR_ANNOTATION_PREFIX,
+                    c.name
+                ))
+                .and_then(|v| apparmor_annotation(v));
+            let container_apparmor = sc
+                .and_then(|s| s.app_armor_profile.as_ref())
+                .and_then(apparmor)
+                .or(annotation);
+            let security = Security {
+                privileged: Some(sc.and_then(|s| s.privileged).unwrap_or(false)),
+                allow_privilege_escalation: Some(sc.and_then(|s| s.allow_privilege_escalation)),
+                capabilities: Some(Capabilities::Declared {
+                    add: sc
+                        .and_then(|s| s.capabilities.as_ref())
+                        .map(|c| c.add.clone())
+                        .unwrap_or_default(),
+                    drop: sc
+                        .and_then(|s| s.capabilities.as_ref())
+                        .map(|c| c.drop.clone())
+                        .unwrap_or_default(),
+                }),
+                run_as_non_root: Some(Layered {
+                    pod: psc.and_then(|s| s.run_as_non_root),
+                    container: sc.and_then(|s| s.run_as_non_root),
+                }),
+                run_as_user: Some(Layered {
+                    pod: pod_run_as_user,
+                    container: id(
+                        sc.and_then(|s| s.run_as_user),
+                        &format!("{at}.securityContext.runAsUser"),
+                    )?,
+                }),
+                run_as_group: Some(Layered {
+                    pod: pod_run_as_group,
+                    container: id(
+                        sc.and_then(|s| s.run_as_group),
+                        &format!("{at}.securityContext.runAsGroup"),
+                    )?,
+                }),
+                supplemental_groups: Some(supplemental.clone()),
+                read_only_root_filesystem: Some(
+                    sc.and_then(|s| s.read_only_root_filesystem)
+                        .unwrap_or(false),
+                ),
+                seccomp: Some(Layered {
+                    pod: psc
+                        .and_then(|s| s.seccomp_profile.as_ref())
+                        .and_then(seccomp),
+                    container: sc
+                        .and_then(|s| s.seccomp_profile.as_ref())
+                        .and_then(seccomp),
+                }),
+                apparmor: Some(Layered {
+                    pod: psc
+                        .and_then(|s| s.app_armor_profile.as_ref())
+                        .and_then(apparmor),
+                    container: container_apparmor,
+                }),
+                selinux: Some(Layered {
+                    pod: psc.and_then(|s| s.selinux_options.as_ref()).map(selinux),
+                    container: sc.and_then(|s| s.selinux_options.as_ref()).map(selinux),
+                }),
+                proc_mount: Some(match sc.and_then(|s| s.proc_mount.as_deref()) {
+                    None | Some("Default") => ProcMount::Default,
+                    Some(_) => ProcMount::Unmasked,
+                }),
+                sysctls: Some(sysctls.clone()),
+                host_process: Some(
+                    pod_host_process
+                        || sc
+                            .and_then(|s| s.windows_options.as_ref())
+                            .and_then(|w| w.host_process)
+                            .unwrap_or(false),
+                ),
+                host_users: Some(spec.host_users.unwrap_or(true)),
+            };
+            out.push(ContainerView {
+                name: c.name.clone(),
+                kind: Some(kind),
+                image: c.image.as_deref().map(ImageRef::parse),
+                pod: pod.clone(),
+                host_namespaces: HostNamespaces {
+                    pid: Some(spec.host_pid.unwrap_or(false)),
+                    ipc: Some(spec.host_ipc.unwrap_or(false)),
+                    network: Some(spec.host_network.unwrap_or(false)),
+                },
+                host_ports: Some(host_ports),
+                volumes: Some(volumes.clone()),
+                mounts: Some(mounts),
+                devices: Some(Vec::new()),
+                resources: Some(Resources {
+                    cpu_request,
+                    cpu_limit,
+                    memory_request,
+                    memory_request_known: true,
+                    memory_limit,
+                }),
+                probe_hosts: Some(probe_hosts(c)),
+                security,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_pods_and_templates() {
+        let pod = json!({"kind": "Pod", "metadata": {"name": "web", "namespace": "prod", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}], "initContainers": [{"name": "init", "image": "busybox"}]}});
+        let m = pod_from_document(&pod).unwrap().unwrap();
+        assert_eq!(m.containers.len(), 2);
+        assert_eq!(m.namespace, "prod");
+        assert_eq!(m.containers[0].pod.labels["app"], "web");
+        assert_eq!(m.containers[1].kind, Some(ContainerKind::Init));
+        assert_eq!(
+            m.containers[0].image.as_ref().unwrap().as_str(),
+            "docker.io/library/nginx:latest"
+        );
+
+        let cron = json!({"kind": "CronJob", "metadata": {"name": "c"},
+            "spec": {"jobTemplate": {"spec": {"template": {"metadata": {"labels": {"x": "y"}},
+                "spec": {"containers": [{"name": "a", "image": "a"}]}}}}}});
+        let m = pod_from_document(&cron).unwrap().unwrap();
+        assert_eq!(m.namespace, "default");
+        assert_eq!(m.containers[0].pod.labels["x"], "y");
+    }
+
+    #[test]
+    fn skips_kinds_without_pods() {
+        let svc = json!({"kind": "Service", "metadata": {"name": "s"}, "spec": {}});
+        assert!(pod_from_document(&svc).unwrap().is_none());
+    }
+
+    #[test]
+    fn reports_malformed_fields_with_their_path() {
+        let bad = json!({"kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "lots"}}}]}}}});
+        let err = pod_from_document(&bad).unwrap_err();
+        assert_eq!(
+            err.path,
+            "spec.template.spec.containers[0].resources.limits.cpu"
+        );
+        let mistyped = json!({"kind": "Pod", "spec": {"hostPID": "yes", "containers": []}});
+        let err = pod_from_document(&mistyped).unwrap_err();
+        assert_eq!(err.path, "spec.hostPID");
+    }
+
+    #[test]
+    fn requests_default_to_limits_and_sourceless_volumes_are_empty_dirs() {
+        let pod = json!({"kind": "Pod", "spec": {
+            "volumes": [{"name": "scratch"}, {"name": "logs", "hostPath": {"path": "/var/log"}}],
+            "containers": [{"name": "a", "image": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+                "volumeMounts": [{"name": "logs", "mountPath": "/logs", "readOnly": true}]}]}});
+        let m = pod_from_document(&pod).unwrap().unwrap();
+        let c = &m.containers[0];
+        let r = c.resources.unwrap();
+        assert_eq!(r.cpu_request, Some(Millicores(1000)));
+        assert_eq!(r.memory_request, Some(Bytes(1 << 30)));
+        let volumes = c.volumes.as_ref().unwrap();
+        assert_eq!(volumes[0].kind, VolumeType::EmptyDir);
+        assert_eq!(volumes[1].host_path.as_deref(), Some("/var/log"));
+        let mount = &c.mounts.as_ref().unwrap()[0];
+        assert_eq!(mount.source, MountSource::HostPath("/var/log".into()));
+        assert!(mount.read_only);
+    }
+
+    #[test]
+    fn keeps_pod_and_container_levels_apart() {
+        let pod = json!({"kind": "Pod", "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "a", "image": "a", "securityContext": {"runAsUser": 1000,
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}}]}});
+        let m = pod_from_document(&pod).unwrap().unwrap();
+        let s = &m.containers[0].security;
+        let user = s.run_as_user.as_ref().unwrap();
+        assert_eq!((user.pod, user.container), (Some(0), Some(1000)));
+        let seccomp = s.seccomp.as_ref().unwrap();
+        assert_eq!(seccomp.pod, Some(Seccomp::RuntimeDefault));
+        assert_eq!(seccomp.container, Some(Seccomp::Localhost("p.json".into())));
+    }
+}

@@ -1,0 +1,424 @@
+//! OCI runtime specs (`config.json`) as container views: what the node knows at container start.
+//!
+//! Reads a tolerant subset of the runtime spec (see ADR 0003: a strict reader would refuse a
+//! whole spec over one capability name it does not know). Kubernetes identity comes from the
+//! CRI annotations containerd writes into the spec (`io.kubernetes.cri.*`).
+
+use std::collections::BTreeMap;
+
+use policy_core::capabilities::CapabilitySet;
+use policy_core::image::ImageRef;
+use policy_core::quantity::Bytes;
+use policy_core::view::{
+    AppArmor, Capabilities, ContainerKind, ContainerView, Device, HostNamespaces, Layered, Mount,
+    MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security, Volume,
+};
+use serde::Deserialize;
+
+use crate::kubernetes;
+
+/// The subset of an OCI runtime spec that nodeguard reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSpec {
+    /// The spec version; its presence tells a runtime spec from other JSON.
+    #[serde(default)]
+    pub oci_version: String,
+    #[serde(default)]
+    process: Option<Process>,
+    #[serde(default)]
+    root: Option<Root>,
+    #[serde(default)]
+    mounts: Vec<OciMount>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    linux: Option<Linux>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Process {
+    #[serde(default)]
+    user: User,
+    #[serde(default)]
+    capabilities: Option<ProcessCapabilities>,
+    #[serde(default)]
+    no_new_privileges: bool,
+    #[serde(default)]
+    apparmor_profile: String,
+    #[serde(default)]
+    selinux_label: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct User {
+    #[serde(default)]
+    uid: u32,
+    #[serde(default)]
+    gid: u32,
+    #[serde(default)]
+    additional_gids: Vec<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ProcessCapabilities {
+    #[serde(default)]
+    bounding: Vec<String>,
+    #[serde(default)]
+    effective: Vec<String>,
+    #[serde(default)]
+    permitted: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Root {
+    #[serde(default)]
+    readonly: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct OciMount {
+    #[serde(default)]
+    destination: String,
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    options: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Linux {
+    #[serde(default)]
+    namespaces: Vec<Namespace>,
+    #[serde(default)]
+    devices: Vec<OciDevice>,
+    #[serde(default)]
+    resources: Option<LinuxResources>,
+    #[serde(default)]
+    seccomp: Option<serde_json::Value>,
+    #[serde(default)]
+    masked_paths: Vec<String>,
+    #[serde(default)]
+    readonly_paths: Vec<String>,
+    #[serde(default)]
+    sysctl: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Namespace {
+    #[serde(default, rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct OciDevice {
+    #[serde(default)]
+    path: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LinuxResources {
+    #[serde(default)]
+    cpu: Option<Cpu>,
+    #[serde(default)]
+    memory: Option<Memory>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Cpu {
+    shares: Option<u64>,
+    quota: Option<i64>,
+    period: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Memory {
+    limit: Option<i64>,
+}
+
+/// containerd's name for its default AppArmor profile.
+const CONTAINERD_APPARMOR_DEFAULT: &str = "cri-containerd.apparmor.d";
+
+impl RuntimeSpec {
+    /// Parses a runtime spec from JSON.
+    ///
+    /// # Errors
+    /// When the text is not JSON of the runtime spec's shape.
+    pub fn from_json(text: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(text)
+    }
+
+    /// Whether the spec looks like a runtime spec at all.
+    pub fn is_runtime_spec(&self) -> bool {
+        !self.oci_version.is_empty()
+    }
+
+    /// The container view the spec describes. Pod labels are not in a spec; callers that
+    /// know them (the daemon, from NRI) fill `pod.labels` in.
+    pub fn to_view(&self) -> ContainerView {
+        let a = &self.annotations;
+        let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+        let linux = self.linux.as_ref();
+        let process = self.process.as_ref();
+        let has_ns = |t: &str| linux.is_some_and(|l| l.namespaces.iter().any(|n| n.kind == t));
+        let caps = process.and_then(|p| p.capabilities.as_ref()).map(|c| {
+            CapabilitySet::from_names(c.bounding.iter().chain(&c.effective).chain(&c.permitted))
+        });
+        let caps = caps.unwrap_or_default();
+        let masked =
+            linux.is_some_and(|l| !l.masked_paths.is_empty() || !l.readonly_paths.is_empty());
+        // The spec has no privileged flag: a privileged container is one given every
+        // capability with nothing of /proc masked.
+        let privileged = caps.is_subset(&CapabilitySet::all())
+            && CapabilitySet::all().is_subset(&caps)
+            && !masked;
+        let mounts: Vec<Mount> = self
+            .mounts
+            .iter()
+            .map(|m| Mount {
+                destination: m.destination.clone(),
+                source: MountSource::classify(&m.source, &m.kind),
+                read_only: m.options.iter().any(|o| o == "ro"),
+            })
+            .collect();
+        let resources = linux.and_then(|l| l.resources.as_ref());
+        let cpu = resources.and_then(|r| r.cpu.as_ref());
+        let memory_limit = resources
+            .and_then(|r| r.memory.as_ref())
+            .and_then(|m| m.limit)
+            .and_then(|l| u64::try_from(l).ok())
+            .filter(|l| *l > 0)
+            .map(Bytes);
+        let user = process.map(|p| &p.user);
+        ContainerView {
+            name: get("io.kubernetes.cri.container-name"),
+            kind: match a
+                .get("io.kubernetes.cri.container-type")
+                .map(String::as_str)
+            {
+                Some("container") => Some(ContainerKind::Regular),
+                _ => None,
+            },
+            image: a
+                .get("io.kubernetes.cri.image-name")
+                .map(|i| ImageRef::parse(i)),
+            pod: PodView {
+                name: get("io.kubernetes.cri.sandbox-name"),
+                namespace: get("io.kubernetes.cri.sandbox-namespace"),
+                uid: get("io.kubernetes.cri.sandbox-uid"),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                os: None,
+            },
+            host_namespaces: HostNamespaces {
+                pid: Some(!has_ns("pid")),
+                ipc: Some(!has_ns("ipc")),
+                network: Some(!has_ns("network")),
+            },
+            host_ports: Some(kubernetes::host_ports(a)),
+            volumes: Some(volumes_of(&mounts)),
+            mounts: Some(mounts),
+            devices: Some(
+                linux
+                    .map(|l| {
+                        l.devices
+                            .iter()
+                            .map(|d| Device {
+                                path: d.path.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            resources: Some(Resources {
+                cpu_request: cpu
+                    .and_then(|c| c.shares)
+                    .and_then(kubernetes::shares_to_millicores),
+                cpu_limit: cpu.and_then(|c| kubernetes::quota_to_millicores(c.quota, c.period)),
+                memory_request: None,
+                memory_request_known: false,
+                memory_limit,
+            }),
+            probe_hosts: None,
+            security: Security {
+                privileged: Some(privileged),
+                allow_privilege_escalation: process.map(|p| Some(!p.no_new_privileges)),
+                capabilities: Some(Capabilities::Effective(caps)),
+                run_as_non_root: None,
+                run_as_user: user.map(|u| Layered::effective_only(u.uid)),
+                run_as_group: user.map(|u| Layered::effective_only(u.gid)),
+                supplemental_groups: user.map(|u| u.additional_gids.clone()),
+                read_only_root_filesystem: Some(self.root.as_ref().is_some_and(|r| r.readonly)),
+                seccomp: Some(match linux.and_then(|l| l.seccomp.as_ref()) {
+                    Some(_) => Layered::effective_only(Seccomp::Confined),
+                    None => Layered::effective_only(Seccomp::Unconfined),
+                }),
+                apparmor: process.map(|p| match p.apparmor_profile.as_str() {
+                    "" => Layered::default(),
+                    "unconfined" => Layered::effective_only(AppArmor::Unconfined),
+                    CONTAINERD_APPARMOR_DEFAULT => {
+                        Layered::effective_only(AppArmor::RuntimeDefault)
+                    }
+                    name => Layered::effective_only(AppArmor::Localhost(name.to_string())),
+                }),
+                selinux: process.map(|p| selinux_label(&p.selinux_label)),
+                proc_mount: Some(if masked || privileged {
+                    ProcMount::Default
+                } else {
+                    ProcMount::Unmasked
+                }),
+                sysctls: Some(
+                    linux
+                        .map(|l| {
+                            l.sysctl
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                ),
+                host_process: Some(false),
+                host_users: Some(!has_ns("user")),
+            },
+        }
+    }
+}
+
+/// The pod volumes a node can infer from a container's mounts.
+pub fn volumes_of(mounts: &[Mount]) -> Vec<Volume> {
+    let mut volumes: Vec<Volume> = Vec::new();
+    for m in mounts {
+        let volume = match &m.source {
+            MountSource::HostPath(path) => Volume {
+                name: path.clone(),
+                kind: policy_core::view::VolumeType::HostPath,
+                host_path: Some(path.clone()),
+            },
+            MountSource::KubeletVolume { kind, name } => Volume {
+                name: name.clone(),
+                kind: *kind,
+                host_path: None,
+            },
+            MountSource::Runtime => continue,
+        };
+        if !volumes.contains(&volume) {
+            volumes.push(volume);
+        }
+    }
+    volumes
+}
+
+/// The runtime fills in user and role itself; only type and level say what the pod asked for.
+fn selinux_label(label: &str) -> Layered<SeLinux> {
+    let mut parts = label.splitn(4, ':');
+    let (_user, _role, kind, level) = (parts.next(), parts.next(), parts.next(), parts.next());
+    match kind {
+        Some(kind) if !kind.is_empty() => Layered::effective_only(SeLinux {
+            user: None,
+            role: None,
+            kind: Some(kind.to_string()),
+            level: level.map(str::to_string),
+        }),
+        _ => Layered::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_core::quantity::Millicores;
+
+    const SPEC: &str = r#"{
+      "ociVersion": "1.1.0",
+      "process": {"user": {"uid": 1000, "gid": 1000, "additionalGids": [5]},
+        "capabilities": {"bounding": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_FUTURE_THING"]},
+        "noNewPrivileges": true, "apparmorProfile": "cri-containerd.apparmor.d"},
+      "root": {"path": "rootfs", "readonly": true},
+      "mounts": [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind", "ro"]},
+        {"destination": "/cfg", "type": "bind",
+         "source": "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~configmap/cfg", "options": ["rbind"]}
+      ],
+      "annotations": {
+        "io.kubernetes.cri.container-type": "container",
+        "io.kubernetes.cri.container-name": "app",
+        "io.kubernetes.cri.image-name": "registry.local/busybox:1",
+        "io.kubernetes.cri.sandbox-name": "web",
+        "io.kubernetes.cri.sandbox-namespace": "prod",
+        "io.kubernetes.cri.sandbox-uid": "u1"
+      },
+      "linux": {
+        "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "mount"}],
+        "resources": {"cpu": {"shares": 512, "quota": 50000, "period": 100000},
+                      "memory": {"limit": 268435456}},
+        "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"},
+        "maskedPaths": ["/proc/kcore"],
+        "sysctl": {"net.ipv4.tcp_syncookies": "1"}
+      }
+    }"#;
+
+    #[test]
+    fn reads_what_the_node_knows_at_start() {
+        let spec = RuntimeSpec::from_json(SPEC.as_bytes()).unwrap();
+        assert!(spec.is_runtime_spec());
+        let v = spec.to_view();
+        assert_eq!(v.name, "app");
+        assert_eq!(v.pod.namespace, "prod");
+        assert_eq!(
+            v.image.as_ref().unwrap().as_str(),
+            "registry.local/busybox:1"
+        );
+        assert_eq!(v.host_namespaces.network, Some(true));
+        assert_eq!(v.host_namespaces.pid, Some(false));
+        let r = v.resources.unwrap();
+        assert_eq!(r.cpu_limit, Some(Millicores(500)));
+        assert_eq!(r.cpu_request, Some(Millicores(500)));
+        assert_eq!(r.memory_limit, Some(Bytes(256 << 20)));
+        let s = &v.security;
+        assert_eq!(s.privileged, Some(false));
+        assert_eq!(s.allow_privilege_escalation, Some(Some(false)));
+        assert_eq!(s.run_as_user.as_ref().unwrap().effective(), Some(&1000));
+        assert_eq!(s.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            s.seccomp.as_ref().unwrap().effective(),
+            Some(&Seccomp::Confined)
+        );
+        assert_eq!(
+            s.apparmor.as_ref().unwrap().effective(),
+            Some(&AppArmor::RuntimeDefault)
+        );
+        let Some(Capabilities::Effective(caps)) = &s.capabilities else {
+            panic!("effective capabilities expected");
+        };
+        assert!(caps.contains("FUTURE_THING"), "unknown names are kept");
+        let volumes = v.volumes.as_ref().unwrap();
+        assert_eq!(volumes.len(), 2);
+        assert_eq!(volumes[0].host_path.as_deref(), Some("/srv/data"));
+        assert_eq!(s.proc_mount, Some(ProcMount::Default));
+    }
+
+    #[test]
+    fn tells_privileged_containers() {
+        let all: Vec<String> = policy_core::capabilities::NAMES
+            .iter()
+            .map(|n| format!("CAP_{n}"))
+            .collect();
+        let json = serde_json::json!({"ociVersion": "1.1.0",
+            "process": {"user": {"uid": 0}, "capabilities": {"bounding": all}},
+            "linux": {"namespaces": [{"type": "pid"}]}});
+        let v = RuntimeSpec::from_json(json.to_string().as_bytes())
+            .unwrap()
+            .to_view();
+        assert_eq!(v.security.privileged, Some(true));
+        assert_eq!(
+            v.security.seccomp.unwrap().effective(),
+            Some(&Seccomp::Unconfined)
+        );
+    }
+}

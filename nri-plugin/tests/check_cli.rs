@@ -1,0 +1,179 @@
+//! The `nodeguard check` and `nodeguard policy validate` commands, run as a user runs them.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn testdata(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(path)
+}
+
+fn nodeguard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nodeguard"))
+        .args(args)
+        .output()
+        .expect("run nodeguard")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn path(p: &str) -> String {
+    testdata(p).display().to_string()
+}
+
+#[test]
+fn compliant_manifests_exit_zero() {
+    let out = nodeguard(&[
+        "check",
+        "--policy",
+        &path("policies/corp.yaml"),
+        &path("manifests/compliant.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("PASS"), "{}", stdout(&out));
+}
+
+#[test]
+fn enforced_violations_exit_one_and_name_every_rule() {
+    let out = nodeguard(&[
+        "check",
+        "--policy",
+        &path("policies/corp.yaml"),
+        &path("manifests/noncompliant.yaml"),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for expected in [
+        r#"image "docker.io/evil/miner:latest" does not match any allowed pattern (^registry\.corp/.+) [corp-baseline images.allowed]"#,
+        r#"uses forbidden tag "latest""#,
+        "container is privileged [corp-baseline privileged]",
+        "pod shares the host's PID namespace (hostPID) [corp-baseline hostNamespaces]",
+        "container has no CPU or memory limit [corp-baseline resources.limits]",
+        "audit container \"app\"",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("not-a-pod"), "services are skipped:\n{text}");
+}
+
+#[test]
+fn warn_and_audit_effects_do_not_fail() {
+    let out = nodeguard(&[
+        "check",
+        "--policy",
+        &path("policies/corp.yaml"),
+        &path("manifests/unlabelled.yaml"),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("WARN"), "{text}");
+    assert!(
+        text.contains(r#"warn container "app": pod has no label "team""#),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_output_lists_results_and_violations() {
+    let out = nodeguard(&[
+        "check",
+        "--profile",
+        "baseline",
+        "--format",
+        "json",
+        &path("manifests"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{report:#}");
+    let miner = results.iter().find(|r| r["name"] == "miner").unwrap();
+    assert_eq!(miner["verdict"], "deny");
+    let rules: Vec<&str> = miner["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        ["pss.baseline.hostNamespaces", "pss.baseline.privileged"]
+    );
+}
+
+#[test]
+fn oci_runtime_specs_are_judged_as_the_node_sees_them() {
+    let out = nodeguard(&["check", "--profile", "restricted", &path("oci/config.json")]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("OCIRuntimeSpec shop/web-0/app"), "{text}");
+    assert!(text.contains("container runs as root (UID 0)"), "{text}");
+    assert!(text.contains("SYS_ADMIN"), "{text}");
+    assert!(
+        text.contains("undecided container \"app\": unknown: probeHosts"),
+        "probes are not in a runtime spec:\n{text}"
+    );
+}
+
+#[test]
+fn unusable_input_exits_two_with_the_file_and_line() {
+    let out = nodeguard(&[
+        "check",
+        "--profile",
+        "baseline",
+        &path("manifests/invalid.yaml.broken"),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("invalid.yaml.broken: line"), "{text}");
+    let missing = nodeguard(&["check", "--profile", "baseline", "/nonexistent/x.yaml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stdout(&missing).contains("/nonexistent/x.yaml"));
+}
+
+#[test]
+fn an_invalid_policy_is_reported_whole_before_anything_is_checked() {
+    let out = nodeguard(&[
+        "check",
+        "--policy",
+        &path("policies/broken.yaml"),
+        &path("manifests/compliant.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).is_empty(), "nothing checked with a bad policy");
+    assert!(stderr(&out).contains("broken.yaml"), "{}", stderr(&out));
+}
+
+#[test]
+fn policy_validate_reports_every_mistake_with_its_line() {
+    let out = nodeguard(&["policy", "validate", &path("policies/broken.yaml")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for expected in [
+        "broken.yaml:6:3: spec.effect: unknown variant `enforced`",
+        "broken.yaml:9:36: spec.rules.images.allowed[0]: invalid regex \"^registry\\\\.corp/(\"",
+        "broken.yaml:10:7: spec.rules.images.alowed: unknown field `alowed`",
+        "broken.yaml:12:17: spec.rules.hostPorts.allowed[0]: range \"9000-8000\" runs backwards",
+        "broken.yaml:14:26: spec.rules.resources.maxLimits.memory: invalid quantity \"lots\"",
+        "broken.yaml:15:5: spec.rules.privilegd: unknown rule \"privilegd\"",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    let ok = nodeguard(&["policy", "validate", &path("policies/corp.yaml")]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("2 policies: corp-baseline, restricted-audit"));
+}
+
+#[test]
+fn usage_errors_exit_two() {
+    let out = nodeguard(&["check", "x.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--policy"), "{}", stderr(&out));
+}

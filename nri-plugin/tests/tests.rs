@@ -1,0 +1,4 @@
+//! Integration tests of the `nodeguard` library and binary (one test binary, modules inside).
+
+mod check_cli;
+mod pss_conformance;
