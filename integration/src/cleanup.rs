@@ -163,6 +163,31 @@ pub fn instance_processes(dir: &Path, cgroup_root: &str) -> Vec<ProcessInfo> {
     all.into_iter().filter(|p| ours.contains(&p.pid)).collect()
 }
 
+/// The live descendants of `pid`, each with its start time (see [`kill_processes`]).
+pub(crate) fn descendants(pid: i32) -> Vec<(i32, u64)> {
+    let all = processes();
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        for p in all.iter().filter(|p| p.ppid == parent) {
+            if let Some(start) = process_start_time(p.pid) {
+                found.push((p.pid, start));
+                queue.push(p.pid);
+            }
+        }
+    }
+    found
+}
+
+/// SIGKILLs the given processes, skipping any whose pid now belongs to another process.
+pub(crate) fn kill_processes(procs: &[(i32, u64)]) {
+    for &(pid, start) in procs {
+        if process_start_time(pid) == Some(start) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
 /// One line of `/proc/self/mountinfo`.
 #[derive(Debug, Clone)]
 struct MountEntry {

@@ -373,25 +373,31 @@ impl Containerd {
         Ok(())
     }
 
+    /// Imports an OCI image archive (as `ctr images import` does) into the `k8s.io` namespace.
+    pub async fn import_image(&self, archive: &Path) -> Result<()> {
+        let output = self
+            .ctr()
+            .arg("images")
+            .arg("import")
+            .arg(archive)
+            .output()
+            .await
+            .context("running ctr images import")?;
+        if !output.status.success() {
+            bail!(
+                "ctr images import {} failed ({}): {}{}",
+                archive.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
     async fn import_images(&self) -> Result<()> {
         for archive in self.testbed.image_archives()? {
-            let output = self
-                .ctr()
-                .arg("images")
-                .arg("import")
-                .arg(&archive)
-                .output()
-                .await
-                .context("running ctr images import")?;
-            if !output.status.success() {
-                bail!(
-                    "ctr images import {} failed ({}): {}{}",
-                    archive.display(),
-                    output.status,
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
+            self.import_image(&archive).await?;
         }
         // CRI learns about imported images through events: wait until it sees the ones we need.
         let cri = self.cri().await?;
@@ -464,7 +470,14 @@ impl Containerd {
             // Not fatal: the sweep below kills whatever is left.
             eprintln!("nodeguard-e2e: removing pods through CRI: {e:#}");
         }
+        // Processes containerd started itself (pre-installed NRI plugins) outlive it unless
+        // they notice the closed connection: note them now, kill them once it is gone.
+        let children = self
+            .pid()
+            .map(|pid| cleanup::descendants(pid as i32))
+            .unwrap_or_default();
         self.stop_daemon();
+        cleanup::kill_processes(&children);
         problems.extend(cleanup::sweep(&self.layout.dir, &self.cgroup_root));
         problems
     }

@@ -94,6 +94,22 @@ impl Testbed {
                 self.root.display()
             );
         }
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        for version in ContainerdVersion::ALL {
+            let key = version.dir_name();
+            let (installed, pinned) = (value(key), value(&format!("{key}-pinned")));
+            if installed != pinned {
+                eprintln!(
+                    "nodeguard-e2e: WARNING: the testbed has {key} {} instead of the pinned {}",
+                    installed.unwrap_or_default(),
+                    pinned.unwrap_or_default()
+                );
+            }
+        }
         Ok(())
     }
 

@@ -3,4 +3,5 @@
 //! One test binary (modules below). Tests need root and a testbed prepared by
 //! `scripts/testbed/setup.sh`; without it they fail and say so.
 
+mod harness;
 mod smoke;

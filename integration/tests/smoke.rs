@@ -7,12 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use nodeguard_integration::cleanup::{cgroups_under, instance_processes, mounts_under};
 use nodeguard_integration::cri_api::ContainerState;
-use nodeguard_integration::{
-    ContainerSpec, Containerd, ContainerdVersion, PodSpec, Testbed, images,
-};
+use nodeguard_integration::{ContainerSpec, Containerd, ContainerdVersion, PodSpec, images};
 
 /// Asserts that nothing of the instance in `dir` survived its teardown.
-fn assert_nothing_left(dir: &Path, cgroup_root: &str) {
+pub(crate) fn assert_nothing_left(dir: &Path, cgroup_root: &str) {
     assert!(!dir.exists(), "{} still exists", dir.display());
     let procs = instance_processes(dir, cgroup_root);
     assert!(procs.is_empty(), "processes left: {procs:?}");
@@ -112,52 +110,4 @@ async fn containerd_1_7_runs_a_limited_host_network_pod() -> Result<()> {
 #[tokio::test]
 async fn containerd_2_1_runs_a_limited_host_network_pod() -> Result<()> {
     pod_lifecycle(ContainerdVersion::V2_1).await
-}
-
-/// A test that panics with pods still running must not leave them behind.
-async fn panic_tears_down(version: ContainerdVersion) -> Result<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let test = tokio::spawn(async move {
-        let containerd = Containerd::start(version).await.expect("start");
-        let cri = containerd.cri().await.expect("cri");
-        let pod = cri
-            .run_pod(&PodSpec::new("doomed", "default"))
-            .await
-            .expect("pod");
-        let spec = ContainerSpec::new("main", images::BUSYBOX).sleep_forever();
-        cri.run_container(&pod, &spec).await.expect("container");
-        tx.send((
-            containerd.dir().to_owned(),
-            containerd.cgroup_root().to_owned(),
-        ))
-        .expect("send");
-        panic!("simulated test failure with a running pod");
-    });
-    let outcome = test.await;
-    ensure!(
-        outcome.as_ref().is_err_and(|e| e.is_panic()),
-        "the task should have panicked: {outcome:?}"
-    );
-    let (dir, cgroup_root) = rx.await?;
-    assert_nothing_left(&dir, &cgroup_root);
-    Ok(())
-}
-
-#[tokio::test]
-async fn containerd_1_7_teardown_survives_a_panicking_test() -> Result<()> {
-    panic_tears_down(ContainerdVersion::V1_7).await
-}
-
-#[tokio::test]
-async fn containerd_2_1_teardown_survives_a_panicking_test() -> Result<()> {
-    panic_tears_down(ContainerdVersion::V2_1).await
-}
-
-#[test]
-fn a_missing_testbed_says_how_to_set_it_up() {
-    let err = Testbed::at("/nonexistent/nodeguard-testbed").unwrap_err();
-    assert!(
-        format!("{err:#}").contains("scripts/testbed/setup.sh"),
-        "{err:#}"
-    );
 }

@@ -19,16 +19,18 @@
 # NODEGUARD_DEBIAN_MIRROR). Debian keeps only each suite's current version: when a
 # pinned containerd version is gone, the suite's current one is taken and a
 # WARNING line says so; the test harness then checks the major.minor it expects.
+# NODEGUARD_CONTAINERD_1_7_VERSION / NODEGUARD_CONTAINERD_2_1_VERSION override the pins.
 # Re-running is cheap: finished steps are skipped.
 set -euo pipefail
 
 # Bump when the layout of $TESTBED changes, so the harness asks for a re-run.
 readonly TESTBED_FORMAT=1
 
+# The pins (Debian package versions); the environment may override them.
 readonly CONTAINERD_17_SUITE=trixie
-readonly CONTAINERD_17_VERSION='1.7.24~ds1-6+deb13u1'
+readonly CONTAINERD_17_VERSION=${NODEGUARD_CONTAINERD_1_7_VERSION:-'1.7.24~ds1-6+deb13u1'}
 readonly CONTAINERD_21_SUITE=sid
-readonly CONTAINERD_21_VERSION='2.1.9+ds1-5'
+readonly CONTAINERD_21_VERSION=${NODEGUARD_CONTAINERD_2_1_VERSION:-'2.1.9+ds1-5'}
 
 # Packages from the system's own bookworm sources, with the versions this testbed
 # was verified with. Newer bookworm point releases are accepted with a WARNING.
@@ -222,7 +224,9 @@ main() {
     {
         printf 'format=%s\n' "$TESTBED_FORMAT"
         printf 'containerd-1.7=%s\n' "$(<"$TESTBED/containerd-1.7/VERSION")"
+        printf 'containerd-1.7-pinned=%s\n' "$CONTAINERD_17_VERSION"
         printf 'containerd-2.1=%s\n' "$(<"$TESTBED/containerd-2.1/VERSION")"
+        printf 'containerd-2.1-pinned=%s\n' "$CONTAINERD_21_VERSION"
         printf 'runc=%s\n' "$(installed_version runc)"
         printf 'busybox-static=%s\n' "$(installed_version busybox-static)"
     } >"$TESTBED/SETUP_OK.partial"
