@@ -167,18 +167,23 @@ impl Policy {
                     locations: &doc.locations,
                     errors: &mut errors,
                 };
-                if let Some(compiled) = compile_document(&mut ctx, &doc.value) {
-                    if !names.insert(compiled.name.to_string()) {
-                        ctx.error(
-                            "metadata.name",
-                            format!(
-                                "policy name {:?} is used by another document",
-                                compiled.name
-                            ),
-                        );
-                    } else {
-                        documents.push(compiled);
-                    }
+                let compiled = compile_document(&mut ctx, &doc.value);
+                // Names are compared whether or not their documents hold other mistakes.
+                let name = doc
+                    .value
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty());
+                if let Some(name) = name
+                    && !names.insert(name.to_string())
+                {
+                    ctx.error(
+                        "metadata.name",
+                        format!("policy name {name:?} is used by another document"),
+                    );
+                } else if let Some(compiled) = compiled {
+                    documents.push(compiled);
                 }
             }
         }
@@ -291,9 +296,12 @@ impl Ctx<'_> {
             Err(e) => {
                 let mut at = join(path, &e.path().to_string());
                 let message = e.inner().to_string();
-                // Point an unknown field's error at the field itself.
+                // Point an unknown field's error at the field itself (serde_path_to_error
+                // usually names it already; never name it twice).
                 if let Some(rest) = message.strip_prefix("unknown field `")
                     && let Some(field) = rest.split('`').next()
+                    && at != field
+                    && !at.ends_with(&format!(".{field}"))
                 {
                     at = join(&at, field);
                 }
@@ -352,8 +360,12 @@ impl Ctx<'_> {
 }
 
 fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument> {
-    let raw: DocumentRaw = ctx.typed("", value)?;
-    let mut ok = true;
+    // A mistake at the top (an unknown field, a bad `metadata`) is recorded, and the rest is
+    // still read leniently so that it does not hide the mistakes in the spec.
+    let (raw, mut ok) = match ctx.typed::<DocumentRaw>("", value) {
+        Some(raw) => (raw, true),
+        None => (lenient_document(value)?, false),
+    };
     if raw.api_version != document::API_VERSION {
         ctx.error(
             "apiVersion",
@@ -383,8 +395,12 @@ fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument
     }
     let spec: SpecRaw = if raw.spec.is_null() {
         SpecRaw::default()
+    } else if let Some(spec) = ctx.typed("spec", &raw.spec) {
+        spec
     } else {
-        ctx.typed("spec", &raw.spec)?
+        // Same for a mistake in `spec` itself (a bad `effect`, a misspelt part).
+        ok = false;
+        lenient_spec(&raw.spec)?
     };
     let default_effect = spec.effect.unwrap_or(Effect::Enforce);
     let scope = match &spec.scope {
@@ -408,7 +424,7 @@ fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument
             );
         }
     }
-    if spec.pod_security.is_none() && spec.rules.as_ref().is_none_or(|r| r.is_empty()) {
+    if ok && spec.pod_security.is_none() && spec.rules.as_ref().is_none_or(|r| r.is_empty()) {
         ctx.error(
             "spec",
             "policy has no rules: set spec.podSecurity, spec.rules, or both",
@@ -420,6 +436,36 @@ fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument
         name: Arc::from(name),
         scope,
         checks,
+    })
+}
+
+/// What can be read of a document whose top level failed strict reading (that error is
+/// already recorded). Absent or mistyped parts take values that raise no second error.
+fn lenient_document(value: &Value) -> Option<DocumentRaw> {
+    let text =
+        |v: Option<&Value>, default: &str| v.and_then(Value::as_str).unwrap_or(default).to_string();
+    let top = value.as_object()?;
+    Some(DocumentRaw {
+        api_version: text(top.get("apiVersion"), document::API_VERSION),
+        kind: text(top.get("kind"), document::KIND),
+        metadata: document::MetadataRaw {
+            name: text(value.pointer("/metadata/name"), "-"),
+            labels: Default::default(),
+            annotations: Default::default(),
+        },
+        spec: top.get("spec").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// What can be read of a `spec` that failed strict reading (that error is already recorded).
+fn lenient_spec(value: &Value) -> Option<SpecRaw> {
+    let spec = value.as_object()?;
+    let part = |key: &str| spec.get(key).filter(|v| !v.is_null()).cloned();
+    Some(SpecRaw {
+        effect: part("effect").and_then(|v| serde_json::from_value(v).ok()),
+        scope: part("scope"),
+        pod_security: part("podSecurity"),
+        rules: spec.get("rules").and_then(Value::as_object).cloned(),
     })
 }
 

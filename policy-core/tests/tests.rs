@@ -1,0 +1,9 @@
+//! policy-core's integration tests: one binary, one module per area.
+//!
+//! `rules` covers each rule of `spec.rules`; `effects` the effects and verdicts; `scope` which
+//! containers a document applies to; `presets` the Pod Security Standards; `errors` the
+//! loader's error reports; `properties` the evaluator's invariants. Fixtures live in
+//! `policy-core/testdata/`.
+
+mod errors;
+mod util;
