@@ -1,4 +1,4 @@
-//! Generates the Rust code for `nri/`, `ttrpc/` and `google/rpc/` with prost.
+//! Generates the Rust code for `nri/`, `ttrpc/`, `google/rpc/` and `containerd/` with prost.
 //!
 //! The `.proto` files are parsed by `protox`, a protobuf compiler written in Rust, so building
 //! needs no system `protoc`. Besides prost's messages we generate, per service, a module of
@@ -12,11 +12,14 @@ const PROTOS: &[&str] = &[
     "nri/api.proto",
     "ttrpc/ttrpc.proto",
     "google/rpc/status.proto",
+    "containerd/services.proto",
+    "containerd/version.proto",
+    "containerd/tasks.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    for dir in ["nri", "ttrpc", "google"] {
+    for dir in ["nri", "ttrpc", "google", "containerd"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     for proto in PROTOS {
@@ -47,8 +50,8 @@ impl prost_build::ServiceGenerator for ServiceNames {
         // `write!` into a String cannot fail.
         let _ = writeln!(
             buf,
-            "/// Names of the `{full_name}` ttrpc service and its methods, as a `ttrpc.Request` \
-             carries them."
+            "/// Names of the `{full_name}` service and its methods, as a `ttrpc.Request` \
+             (or a gRPC path) carries them."
         );
         let _ = writeln!(buf, "pub mod {module} {{");
         let _ = writeln!(

@@ -8,7 +8,9 @@
 //!   [`nri::v1alpha1::runtime_service`], the service and method names;
 //! - [`ttrpc`]: the ttrpc `Request`/`Response` envelopes (containerd/ttrpc v1.2.x);
 //! - [`google::rpc`]: `google.rpc.Status`, the error carried by a ttrpc `Response`;
-//! - [`google::protobuf`]: `google.protobuf.Any`, used by `google.rpc.Status`.
+//! - [`google::protobuf`]: `google.protobuf.Any` and `Empty`;
+//! - [`containerd`]: the few containerd gRPC services nodeguard calls (containers `Get`,
+//!   `Version`, tasks `Kill`), containerd v1.7 / v2.x.
 //!
 //! `build.rs` generates the code with `protox` and `prost-build`; nothing here is hand-written
 //! logic. Every type derives [`prost::Message`], so use `prost::Message::encode_to_vec` and
@@ -44,6 +46,37 @@ pub mod nri {
 #[allow(missing_docs)]
 pub mod ttrpc {
     include!(concat!(env!("OUT_DIR"), "/ttrpc.rs"));
+}
+
+/// containerd's gRPC API, as far as nodeguard calls it.
+pub mod containerd {
+    /// containerd's services.
+    pub mod services {
+        /// Package `containerd.services.containers.v1`: container records.
+        pub mod containers {
+            /// Version 1.
+            #[allow(missing_docs)]
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/containerd.services.containers.v1.rs"));
+            }
+        }
+        /// Package `containerd.services.version.v1`: the daemon's version.
+        pub mod version {
+            /// Version 1.
+            #[allow(missing_docs)]
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/containerd.services.version.v1.rs"));
+            }
+        }
+        /// Package `containerd.services.tasks.v1`: running tasks.
+        pub mod tasks {
+            /// Version 1.
+            #[allow(missing_docs)]
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/containerd.services.tasks.v1.rs"));
+            }
+        }
+    }
 }
 
 /// Google's common protobuf packages, as far as ttrpc needs them.
