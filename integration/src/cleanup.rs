@@ -138,7 +138,8 @@ fn walk_dirs(top: &Path) -> Vec<PathBuf> {
 /// Processes that belong to the instance in `dir`: those naming it on their command line,
 /// their descendants, and those in its cgroups. The calling process is never included.
 pub fn instance_processes(dir: &Path, cgroup_root: &str) -> Vec<ProcessInfo> {
-    let needle = dir.to_string_lossy().into_owned();
+    // With the trailing slash, `/tmp/nodeguard-e2e-abc` cannot match `/tmp/nodeguard-e2e-abcd`.
+    let needle = format!("{}/", dir.to_string_lossy().trim_end_matches('/'));
     let all = processes();
     let me = std::process::id() as i32;
     let in_cgroups = cgroup_pids(cgroup_root);

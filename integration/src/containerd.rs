@@ -208,11 +208,19 @@ impl Containerd {
         }
     }
 
-    /// The last `lines` lines of containerd's log.
+    /// The last `lines` lines of containerd's log, each cut to 500 characters (containerd
+    /// logs its whole CRI configuration on one line).
     pub fn log_tail(&self, lines: usize) -> String {
         let log = self.log();
         let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        all[all.len().saturating_sub(lines)..]
+            .iter()
+            .map(|line| match line.char_indices().nth(500) {
+                Some((cut, _)) => format!("{}…", &line[..cut]),
+                None => (*line).to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The pid of the running daemon.

@@ -76,13 +76,17 @@ install_system_packages() {
     for pkg in "${!SYSTEM_PACKAGES[@]}"; do
         [[ -n $(installed_version "$pkg") ]] || missing+=("$pkg")
     done
+    # build-images.py needs a Python 3; minimal installs may lack one.
+    command -v python3 >/dev/null || missing+=(python3)
     if ((${#missing[@]} > 0)); then
         log "installing ${missing[*]} from the system's apt sources"
         apt-get update -qq
         local specs=()
         for pkg in "${missing[@]}"; do
-            version=${SYSTEM_PACKAGES[$pkg]}
-            if apt-cache madison "$pkg" | awk -F' [|] ' -v v="$version" '$2 == v { found = 1 } END { exit !found }'; then
+            version=${SYSTEM_PACKAGES[$pkg]:-}
+            if [[ -z $version ]]; then
+                specs+=("$pkg")
+            elif apt-cache madison "$pkg" | awk -F' [|] ' -v v="$version" '$2 == v { found = 1 } END { exit !found }'; then
                 specs+=("$pkg=$version")
             else
                 warn "$pkg $version is not offered by the system's sources; installing its current version"
