@@ -98,6 +98,11 @@ pub(crate) fn path_has_prefix(path: &str, prefix: &str) -> bool {
     if prefix.is_empty() {
         return path.starts_with('/');
     }
+    // A `..` component can climb out of any prefix (the mount resolves it), so such a path
+    // lies under none but `/`.
+    if path.split('/').any(|c| c == "..") {
+        return false;
+    }
     path == prefix
         || path
             .strip_prefix(prefix)

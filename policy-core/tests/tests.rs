@@ -6,4 +6,5 @@
 //! `policy-core/testdata/`.
 
 mod errors;
+mod rules;
 mod util;
