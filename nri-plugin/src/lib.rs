@@ -5,9 +5,17 @@
 //! them into `policy_core` container views, [`policy_files`] loads policies from disk, and
 //! [`transport`] speaks the NRI wire protocol.
 
+pub mod audit;
 pub mod check;
+pub mod connection;
+pub mod containerd;
+pub mod enforce;
 pub mod kubernetes;
 pub mod manifest;
+pub mod nri_view;
 pub mod oci;
+pub mod plugin;
 pub mod policy_files;
+pub mod serve;
+pub mod telemetry;
 pub mod transport;

@@ -1,0 +1,167 @@
+//! The calls nodeguard makes to containerd's own gRPC API: reading a container's OCI spec at
+//! container start (and the daemon's version).
+//!
+//! The few messages come from our `proto` crate (compiled with protox, so no `protoc` is
+//! needed to build; see ADR 0004 for why not the `containerd-client` crate). Calls go over
+//! containerd's unix socket with the `containerd-namespace` metadata that selects the
+//! Kubernetes namespace.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use nodeguard_proto::containerd::services::containers::v1::{
+    GetContainerRequest, GetContainerResponse,
+};
+use nodeguard_proto::containerd::services::version::v1::VersionResponse;
+use nodeguard_proto::google::protobuf::Empty;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::oci::RuntimeSpec;
+
+/// The containerd namespace of CRI (Kubernetes) containers.
+pub const K8S_NAMESPACE: &str = "k8s.io";
+
+/// Why a spec could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// containerd could not be reached or answered with an error.
+    #[error("containerd call {call} failed: {status}")]
+    Call {
+        /// The gRPC method.
+        call: &'static str,
+        /// containerd's answer.
+        status: Box<tonic::Status>,
+    },
+    /// The call did not finish in time.
+    #[error("containerd did not answer {call} within {timeout:?}")]
+    Timeout {
+        /// The gRPC method.
+        call: &'static str,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// The record holds no spec.
+    #[error("container {0} has no OCI spec in containerd")]
+    NoSpec(String),
+    /// The spec is not a runtime spec.
+    #[error("container {id}: unreadable OCI spec: {source}")]
+    BadSpec {
+        /// Container id.
+        id: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+}
+
+/// Where the daemon gets a container's full OCI spec at start. The daemon takes it as a trait
+/// object so tests can serve specs from memory.
+pub trait SpecSource: Send + Sync {
+    /// The OCI runtime spec of container `id`.
+    fn spec(
+        &self,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<RuntimeSpec, SpecError>> + Send;
+}
+
+/// A client of containerd's gRPC socket.
+#[derive(Debug, Clone)]
+pub struct Containerd {
+    channel: Channel,
+    timeout: Duration,
+}
+
+impl Containerd {
+    /// A client for the socket at `path`. Connects lazily, on first use, and reconnects after
+    /// containerd restarts.
+    ///
+    /// # Errors
+    /// Never in practice (the endpoint URI is constant); kept for the type's sake.
+    pub fn new(path: &Path, timeout: Duration) -> Result<Self, tonic::transport::Error> {
+        let path: PathBuf = path.to_path_buf();
+        let channel = Endpoint::try_from("http://containerd.invalid")?
+            .connect_timeout(timeout)
+            .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    tokio::net::UnixStream::connect(path)
+                        .await
+                        .map(TokioIo::new)
+                }
+            }));
+        Ok(Containerd { channel, timeout })
+    }
+
+    async fn unary<Req, Resp>(
+        &self,
+        call: &'static str,
+        path: &'static str,
+        request: Req,
+    ) -> Result<Resp, SpecError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let mut request = tonic::Request::new(request);
+        request.metadata_mut().insert(
+            "containerd-namespace",
+            tonic::metadata::MetadataValue::from_static(K8S_NAMESPACE),
+        );
+        let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+        let work = async {
+            grpc.ready().await.map_err(|e| SpecError::Call {
+                call,
+                status: Box::new(tonic::Status::unavailable(e.to_string())),
+            })?;
+            grpc.unary(request, http::uri::PathAndQuery::from_static(path), codec)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| SpecError::Call {
+                    call,
+                    status: Box::new(status),
+                })
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| SpecError::Timeout {
+                call,
+                timeout: self.timeout,
+            })?
+    }
+
+    /// containerd's version string.
+    ///
+    /// # Errors
+    /// When containerd does not answer.
+    pub async fn version(&self) -> Result<String, SpecError> {
+        let response: VersionResponse = self
+            .unary(
+                "Version",
+                "/containerd.services.version.v1.Version/Version",
+                Empty {},
+            )
+            .await?;
+        Ok(response.version)
+    }
+}
+
+impl SpecSource for Containerd {
+    async fn spec(&self, id: &str) -> Result<RuntimeSpec, SpecError> {
+        let response: GetContainerResponse = self
+            .unary(
+                "Containers.Get",
+                "/containerd.services.containers.v1.Containers/Get",
+                GetContainerRequest { id: id.to_string() },
+            )
+            .await?;
+        let spec = response
+            .container
+            .and_then(|c| c.spec)
+            .ok_or_else(|| SpecError::NoSpec(id.to_string()))?;
+        RuntimeSpec::from_json(&spec.value).map_err(|source| SpecError::BadSpec {
+            id: id.to_string(),
+            source,
+        })
+    }
+}

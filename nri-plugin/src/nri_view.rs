@@ -1,0 +1,304 @@
+//! NRI requests as container views: what the node knows at container create, and how the
+//! full OCI spec completes it at start.
+
+use std::collections::BTreeMap;
+
+use nodeguard_proto::nri::v1alpha1::{self as nri, security_profile::ProfileType};
+use policy_core::image::ImageRef;
+use policy_core::quantity::Bytes;
+use policy_core::view::{
+    ContainerKind, ContainerView, Device, HostNamespaces, Layered, Mount, MountSource, PodView,
+    Resources, Seccomp, Security,
+};
+
+use crate::kubernetes;
+use crate::oci::{RuntimeSpec, volumes_of};
+
+/// containerd's annotation naming the image a CRI container runs.
+pub const IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";
+/// containerd's annotation telling a sandbox from a container.
+pub const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
+
+fn sorted(map: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The pod as NRI describes it.
+pub fn pod_view(pod: &nri::PodSandbox) -> PodView {
+    PodView {
+        name: pod.name.clone(),
+        namespace: pod.namespace.clone(),
+        uid: pod.uid.clone(),
+        labels: sorted(&pod.labels),
+        annotations: sorted(&pod.annotations),
+        os: None,
+    }
+}
+
+/// The image a container runs: NRI's own field (containerd 2.4+, NRI v0.12.2) or containerd's
+/// CRI annotation.
+pub fn image_of(container: &nri::Container) -> Option<ImageRef> {
+    container
+        .image
+        .as_ref()
+        .map(|i| i.name.as_str())
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            container
+                .annotations
+                .get(IMAGE_ANNOTATION)
+                .map(String::as_str)
+        })
+        .map(ImageRef::parse)
+}
+
+/// Host namespaces of a pod: a namespace the sandbox lacks is the host's.
+fn host_namespaces(pod: &nri::PodSandbox) -> HostNamespaces {
+    match &pod.linux {
+        Some(linux) => {
+            let has = |t: &str| linux.namespaces.iter().any(|n| n.r#type == t);
+            HostNamespaces {
+                pid: Some(!has("pid")),
+                ipc: Some(!has("ipc")),
+                network: Some(!has("network")),
+            }
+        }
+        None => HostNamespaces::default(),
+    }
+}
+
+/// What the node knows at `CreateContainer`: identity, image, host namespaces, mounts,
+/// devices, resources and host ports. The security context is not in the request (containerd
+/// 1.7-2.2), so those fields stay unknown unless a newer runtime sends them.
+pub fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> ContainerView {
+    let annotations = sorted(&container.annotations);
+    let linux = container.linux.as_ref();
+    let mounts: Vec<Mount> = container
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            destination: m.destination.clone(),
+            source: MountSource::classify(&m.source, &m.r#type),
+            read_only: m.options.iter().any(|o| o == "ro"),
+        })
+        .collect();
+    let resources = linux.and_then(|l| l.resources.as_ref()).map(|r| {
+        let cpu = r.cpu.as_ref();
+        Resources {
+            cpu_request: cpu
+                .and_then(|c| c.shares.as_ref())
+                .and_then(|s| kubernetes::shares_to_millicores(s.value)),
+            cpu_limit: cpu.and_then(|c| {
+                kubernetes::quota_to_millicores(
+                    c.quota.as_ref().map(|q| q.value),
+                    c.period.as_ref().map(|p| p.value),
+                )
+            }),
+            memory_request: None,
+            memory_request_known: false,
+            memory_limit: r
+                .memory
+                .as_ref()
+                .and_then(|m| m.limit.as_ref())
+                .and_then(|l| u64::try_from(l.value).ok())
+                .filter(|l| *l > 0)
+                .map(Bytes),
+        }
+    });
+    let seccomp =
+        linux.and_then(|l| l.seccomp_profile.as_ref()).map(|p| {
+            match ProfileType::try_from(p.profile_type) {
+                Ok(ProfileType::RuntimeDefault) => Layered::effective_only(Seccomp::RuntimeDefault),
+                Ok(ProfileType::Localhost) => {
+                    Layered::effective_only(Seccomp::Localhost(p.localhost_ref.clone()))
+                }
+                _ => Layered::effective_only(Seccomp::Unconfined),
+            }
+        });
+    let sysctls = linux.map(|l| &l.sysctl).filter(|s| !s.is_empty()).map(|s| {
+        let mut v: Vec<(String, String)> = s.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort();
+        v
+    });
+    ContainerView {
+        name: container.name.clone(),
+        kind: match annotations
+            .get(CONTAINER_TYPE_ANNOTATION)
+            .map(String::as_str)
+        {
+            Some("container") => Some(ContainerKind::Regular),
+            _ => None,
+        },
+        image: image_of(container),
+        pod: pod_view(pod),
+        host_namespaces: host_namespaces(pod),
+        host_ports: Some(kubernetes::host_ports(&annotations)),
+        volumes: Some(volumes_of(&mounts)),
+        mounts: Some(mounts),
+        devices: linux.map(|l| {
+            l.devices
+                .iter()
+                .map(|d| Device {
+                    path: d.path.clone(),
+                })
+                .collect()
+        }),
+        resources,
+        probe_hosts: None,
+        security: Security {
+            run_as_user: container
+                .user
+                .as_ref()
+                .map(|u| Layered::effective_only(u.uid)),
+            run_as_group: container
+                .user
+                .as_ref()
+                .map(|u| Layered::effective_only(u.gid)),
+            supplemental_groups: container.user.as_ref().map(|u| u.additional_gids.clone()),
+            seccomp,
+            sysctls,
+            host_process: Some(false),
+            host_users: linux.map(|l| !l.namespaces.iter().any(|n| n.r#type == "user")),
+            ..Security::default()
+        },
+    }
+}
+
+/// What the node knows at `StartContainer`: the committed OCI spec, with the pod's identity,
+/// labels and annotations (which a spec does not carry) from NRI.
+pub fn start_view(
+    pod: &nri::PodSandbox,
+    container: &nri::Container,
+    spec: &RuntimeSpec,
+) -> ContainerView {
+    let mut view = spec.to_view();
+    view.pod = pod_view(pod);
+    if view.name.is_empty() {
+        view.name.clone_from(&container.name);
+    }
+    if view.image.is_none() {
+        view.image = image_of(container);
+    }
+    // The sandbox, not the container spec, tells which host namespaces the pod shares when
+    // NRI describes it.
+    let from_pod = host_namespaces(pod);
+    if from_pod.pid.is_some() {
+        view.host_namespaces = from_pod;
+    }
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nodeguard_proto::nri::v1alpha1 as nri;
+
+    fn ns(t: &str) -> nri::LinuxNamespace {
+        nri::LinuxNamespace {
+            r#type: t.into(),
+            path: String::new(),
+        }
+    }
+
+    pub(crate) fn sample() -> (nri::PodSandbox, nri::Container) {
+        let pod = nri::PodSandbox {
+            id: "sb1".into(),
+            name: "web".into(),
+            uid: "u1".into(),
+            namespace: "prod".into(),
+            labels: [("app".to_string(), "web".to_string())].into(),
+            linux: Some(nri::LinuxPodSandbox {
+                namespaces: vec![ns("ipc"), ns("uts"), ns("network")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let container = nri::Container {
+            id: "c1".into(),
+            pod_sandbox_id: "sb1".into(),
+            name: "app".into(),
+            annotations: [
+                (
+                    IMAGE_ANNOTATION.to_string(),
+                    "registry.local/busybox:1".to_string(),
+                ),
+                (
+                    CONTAINER_TYPE_ANNOTATION.to_string(),
+                    "container".to_string(),
+                ),
+                (
+                    kubernetes::PORTS_ANNOTATION.to_string(),
+                    r#"[{"containerPort":80,"hostPort":8080}]"#.to_string(),
+                ),
+            ]
+            .into(),
+            mounts: vec![nri::Mount {
+                destination: "/host".into(),
+                r#type: "bind".into(),
+                source: "/etc".into(),
+                options: vec!["rbind".into(), "ro".into()],
+            }],
+            linux: Some(nri::LinuxContainer {
+                resources: Some(nri::LinuxResources {
+                    cpu: Some(nri::LinuxCpu {
+                        shares: Some(nri::OptionalUInt64 { value: 256 }),
+                        quota: Some(nri::OptionalInt64 { value: 25_000 }),
+                        period: Some(nri::OptionalUInt64 { value: 100_000 }),
+                        ..Default::default()
+                    }),
+                    memory: Some(nri::LinuxMemory {
+                        limit: Some(nri::OptionalInt64 { value: 64 << 20 }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        (pod, container)
+    }
+
+    #[test]
+    fn create_view_holds_what_nri_tells() {
+        let (pod, container) = sample();
+        let v = create_view(&pod, &container);
+        assert_eq!(v.name, "app");
+        assert_eq!(v.pod.namespace, "prod");
+        assert_eq!(v.pod.labels["app"], "web");
+        assert_eq!(v.image.unwrap().as_str(), "registry.local/busybox:1");
+        assert_eq!(v.host_namespaces.pid, Some(true));
+        assert_eq!(v.host_namespaces.network, Some(false));
+        assert_eq!(v.host_ports, Some(vec![8080]));
+        let r = v.resources.unwrap();
+        assert_eq!(r.cpu_limit, Some(policy_core::quantity::Millicores(250)));
+        assert_eq!(r.memory_limit, Some(Bytes(64 << 20)));
+        assert_eq!(
+            v.mounts.unwrap()[0].source,
+            MountSource::HostPath("/etc".into())
+        );
+        assert_eq!(v.security.privileged, None, "unknown at create");
+        assert_eq!(v.security.capabilities, None, "unknown at create");
+    }
+
+    #[test]
+    fn missing_sandbox_namespaces_are_unknown() {
+        let (mut pod, container) = sample();
+        pod.linux = None;
+        let v = create_view(&pod, &container);
+        assert_eq!(v.host_namespaces, HostNamespaces::default());
+    }
+
+    #[test]
+    fn nri_image_field_wins_over_the_annotation() {
+        let (pod, mut container) = sample();
+        container.image = Some(nri::Image {
+            name: "registry.local/other:2".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            create_view(&pod, &container).image.unwrap().as_str(),
+            "registry.local/other:2"
+        );
+    }
+}

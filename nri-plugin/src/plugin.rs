@@ -1,0 +1,230 @@
+//! The NRI `Plugin` service: decodes each call containerd makes, hands it to the
+//! [`Enforcer`], and encodes the reply. Refusals become errors here, in one place.
+
+use std::sync::{Arc, Mutex};
+
+use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
+use prost::Message as _;
+use tracing::{Instrument, info, info_span};
+
+use crate::containerd::SpecSource;
+use crate::enforce::{Enforcer, Refusal};
+use crate::transport::status::{Code, RpcError};
+
+/// The events nodeguard subscribes to. Every bit is below 0x800, which every NRI version
+/// knows (an unknown bit gets a plugin rejected).
+pub const EVENTS: i32 = event_bit(Event::CreateContainer)
+    | event_bit(Event::StartContainer)
+    | event_bit(Event::UpdateContainer);
+
+/// The subscription bit of an event: `1 << (event - 1)`.
+pub const fn event_bit(event: Event) -> i32 {
+    1 << (event as i32 - 1)
+}
+
+impl From<Refusal> for RpcError {
+    fn from(refusal: Refusal) -> Self {
+        RpcError::new(Code::PERMISSION_DENIED, refusal.0)
+    }
+}
+
+/// The runtime a connection talks to, as `Configure` named it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    /// Runtime name (`containerd`).
+    pub name: String,
+    /// Runtime version.
+    pub version: String,
+}
+
+/// Parts of a split `Synchronize` received so far.
+#[derive(Debug, Default)]
+struct SyncParts {
+    pods: Vec<nri::PodSandbox>,
+    containers: Vec<nri::Container>,
+}
+
+/// One connection's plugin service.
+pub struct PluginService<S> {
+    enforcer: Arc<Enforcer<S>>,
+    sync: Mutex<SyncParts>,
+    runtime: Mutex<RuntimeInfo>,
+}
+
+fn decode<M: prost::Message + Default>(payload: &[u8]) -> Result<M, RpcError> {
+    M::decode(payload).map_err(|e| {
+        RpcError::new(
+            Code::INVALID_ARGUMENT,
+            format!("nodeguard: malformed request: {e}"),
+        )
+    })
+}
+
+fn span_for(
+    pod: Option<&nri::PodSandbox>,
+    container: Option<&nri::Container>,
+    call: &str,
+) -> tracing::Span {
+    info_span!(
+        "nri",
+        call,
+        namespace = pod.map_or("", |p| p.namespace.as_str()),
+        pod = pod.map_or("", |p| p.name.as_str()),
+        container = container.map_or("", |c| c.name.as_str()),
+    )
+}
+
+impl<S: SpecSource + 'static> PluginService<S> {
+    /// A service judging with `enforcer`.
+    pub fn new(enforcer: Arc<Enforcer<S>>) -> Self {
+        PluginService {
+            enforcer,
+            sync: Mutex::new(SyncParts::default()),
+            runtime: Mutex::new(RuntimeInfo::default()),
+        }
+    }
+
+    /// The runtime that configured this connection.
+    pub fn runtime(&self) -> RuntimeInfo {
+        self.runtime
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Handles one call of the `Plugin` service; returns the encoded reply.
+    ///
+    /// # Errors
+    /// A refusal, a malformed request, or an unknown method (Unimplemented).
+    pub async fn call(
+        &self,
+        service: &str,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, RpcError> {
+        if service != method::NAME {
+            return Err(RpcError::unimplemented(service, name));
+        }
+        match name {
+            method::CONFIGURE => {
+                let req: nri::ConfigureRequest = decode(payload)?;
+                info!(
+                    runtime = %req.runtime_name,
+                    version = %req.runtime_version,
+                    request_timeout_ms = req.request_timeout,
+                    "configured by the runtime"
+                );
+                *self
+                    .runtime
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = RuntimeInfo {
+                    name: req.runtime_name,
+                    version: req.runtime_version,
+                };
+                Ok(nri::ConfigureResponse { events: EVENTS }.encode_to_vec())
+            }
+            method::SYNCHRONIZE => {
+                let req: nri::SynchronizeRequest = decode(payload)?;
+                let mut parts = self
+                    .sync
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                parts.pods.extend(req.pods);
+                parts.containers.extend(req.containers);
+                if req.more {
+                    return Ok(nri::SynchronizeResponse {
+                        update: Vec::new(),
+                        more: true,
+                    }
+                    .encode_to_vec());
+                }
+                let SyncParts { pods, containers } = std::mem::take(&mut *parts);
+                drop(parts);
+                info!(
+                    pods = pods.len(),
+                    containers = containers.len(),
+                    "synchronized"
+                );
+                // Audit what already runs after replying: reading specs takes longer than
+                // the runtime's request timeout allows.
+                let enforcer = Arc::clone(&self.enforcer);
+                tokio::spawn(
+                    async move {
+                        let noncompliant = enforcer.audit_existing(&pods, &containers).await;
+                        info!(noncompliant, "audited existing containers");
+                    }
+                    .instrument(info_span!("sync-audit")),
+                );
+                Ok(nri::SynchronizeResponse::default().encode_to_vec())
+            }
+            method::CREATE_CONTAINER => {
+                let req: nri::CreateContainerRequest = decode(payload)?;
+                let (pod, container) = (
+                    req.pod.unwrap_or_default(),
+                    req.container.unwrap_or_default(),
+                );
+                let _span = span_for(Some(&pod), Some(&container), "CreateContainer").entered();
+                self.enforcer.create(&pod, &container)?;
+                Ok(nri::CreateContainerResponse::default().encode_to_vec())
+            }
+            method::START_CONTAINER => {
+                let req: nri::StartContainerRequest = decode(payload)?;
+                let (pod, container) = (
+                    req.pod.unwrap_or_default(),
+                    req.container.unwrap_or_default(),
+                );
+                let span = span_for(Some(&pod), Some(&container), "StartContainer");
+                self.enforcer
+                    .start(&pod, &container)
+                    .instrument(span)
+                    .await?;
+                Ok(nri::StartContainerResponse::default().encode_to_vec())
+            }
+            method::STATE_CHANGE => {
+                let req: nri::StateChangeEvent = decode(payload)?;
+                if req.event == Event::StartContainer as i32 {
+                    let (pod, container) = (
+                        req.pod.unwrap_or_default(),
+                        req.container.unwrap_or_default(),
+                    );
+                    let span =
+                        span_for(Some(&pod), Some(&container), "StateChange(StartContainer)");
+                    self.enforcer
+                        .start(&pod, &container)
+                        .instrument(span)
+                        .await?;
+                }
+                Ok(nri::Empty::default().encode_to_vec())
+            }
+            method::UPDATE_CONTAINER => {
+                let req: nri::UpdateContainerRequest = decode(payload)?;
+                let (pod, container) = (
+                    req.pod.unwrap_or_default(),
+                    req.container.unwrap_or_default(),
+                );
+                let _span = span_for(Some(&pod), Some(&container), "UpdateContainer").entered();
+                self.enforcer
+                    .update(&pod, &container, req.linux_resources.as_ref())?;
+                Ok(nri::UpdateContainerResponse::default().encode_to_vec())
+            }
+            // Calls we do not subscribe to but answer, never with Unimplemented (which fails
+            // StopContainer and friends): an empty reply of the right type.
+            method::STOP_CONTAINER => Ok(nri::StopContainerResponse::default().encode_to_vec()),
+            method::SHUTDOWN => {
+                info!("the runtime asked nodeguard to shut down");
+                Ok(nri::Empty::default().encode_to_vec())
+            }
+            method::RUN_POD_SANDBOX
+            | method::UPDATE_POD_SANDBOX
+            | method::POST_UPDATE_POD_SANDBOX
+            | method::STOP_POD_SANDBOX
+            | method::REMOVE_POD_SANDBOX
+            | method::POST_CREATE_CONTAINER
+            | method::POST_START_CONTAINER
+            | method::POST_UPDATE_CONTAINER
+            | method::REMOVE_CONTAINER
+            | method::VALIDATE_CONTAINER_ADJUSTMENT => Ok(Vec::new()),
+            _ => Err(RpcError::unimplemented(service, name)),
+        }
+    }
+}
