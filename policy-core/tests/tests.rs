@@ -5,6 +5,8 @@
 //! loader's error reports; `properties` the evaluator's invariants. Fixtures live in
 //! `policy-core/testdata/`.
 
+mod effects;
 mod errors;
 mod rules;
+mod scope;
 mod util;
