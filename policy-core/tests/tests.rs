@@ -7,6 +7,7 @@
 
 mod effects;
 mod errors;
+mod presets;
 mod rules;
 mod scope;
 mod util;

@@ -156,9 +156,9 @@ pub fn compliant() -> ContainerView {
     }
 }
 
-/// The same container as the node sees it at start: effective values only, no
-/// `runAsNonRoot` declaration, effective capabilities, a seccomp filter of unknown kind,
-/// memory request invisible.
+/// The same container as the node sees it at start (as `nri-plugin` fills it): effective
+/// values only, no `runAsNonRoot` declaration, effective capabilities, a seccomp filter of
+/// unknown kind, memory request and probes invisible.
 pub fn runtime_compliant() -> ContainerView {
     let mut view = compliant();
     view.kind = None;
@@ -171,7 +171,7 @@ pub fn runtime_compliant() -> ContainerView {
     sec.run_as_user = Some(Layered::effective_only(1000));
     sec.run_as_group = Some(Layered::effective_only(1000));
     sec.seccomp = Some(Layered::effective_only(Seccomp::Confined));
-    sec.host_process = None;
+    sec.host_process = Some(false);
     if let Some(res) = &mut view.resources {
         res.memory_request = None;
         res.memory_request_known = false;
