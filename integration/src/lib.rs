@@ -28,6 +28,7 @@ mod config;
 mod containerd;
 mod cri;
 mod kubelet;
+pub mod nodeguard;
 mod testbed;
 
 pub use config::NriConfig;
@@ -35,4 +36,5 @@ pub use containerd::{Containerd, ContainerdBuilder};
 pub use cri::{CriClient, CriError, ExecOutput, Pod};
 pub use k8s_cri::v1 as cri_api;
 pub use kubelet::{ContainerSpec, HostMount, PodSpec, Profile, QosClass, SLEEP_FOREVER};
+pub use nodeguard::Nodeguard;
 pub use testbed::{ContainerdVersion, TESTBED_ENV, Testbed, images};

@@ -3,5 +3,6 @@
 //! One test binary (modules below). Tests need root and a testbed prepared by
 //! `scripts/testbed/setup.sh`; without it they fail and say so.
 
+mod enforcement;
 mod harness;
 mod smoke;

@@ -100,7 +100,11 @@ def build_archive(reference, layer, arch, cmd):
         "architecture": arch,
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
-        "config": {"Env": [PATH_ENV], "Cmd": cmd, "WorkingDir": "/"},
+        # A label naming the image gives every name its own image id: containerd's CRI names
+        # a container's image by the first reference of its image id, so names sharing one id
+        # would be indistinguishable to the node.
+        "config": {"Env": [PATH_ENV], "Cmd": cmd, "WorkingDir": "/",
+                   "Labels": {"io.nodeguard.testbed.name": reference}},
         "rootfs": {"type": "layers", "diff_ids": [digest(layer)]},
         "history": [{"created": "1970-01-01T00:00:00Z",
                      "created_by": "scripts/testbed/build-images.py"}],

@@ -1,0 +1,232 @@
+//! nodeguard enforcing a policy on a real containerd (1.7 and 2.1), driven through CRI as the
+//! kubelet drives it: compliant containers run, noncompliant ones are refused at create or at
+//! start with nodeguard's message, and enforcement survives restarts of either side.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use nodeguard_integration::cri_api::ContainerState;
+use nodeguard_integration::{
+    ContainerSpec, Containerd, ContainerdVersion, CriClient, Nodeguard, Pod, PodSpec, images,
+};
+
+/// The policy of these tests: the local registry only, no privileged containers, limits
+/// required, no host PID/IPC (host network is allowed: there is no CNI on the testbed).
+pub(crate) const POLICY: &str = r"
+apiVersion: nodeguard.io/v1alpha1
+kind: NodePolicy
+metadata:
+  name: e2e
+spec:
+  rules:
+    images:
+      allowed: ['^registry\.local/']
+    privileged: {}
+    resources:
+      requireLimits: [cpu, memory]
+    hostNamespaces:
+      allowed: [network]
+";
+
+const MIB: i64 = 1 << 20;
+
+fn compliant(name: &str) -> ContainerSpec {
+    ContainerSpec::new(name, images::BUSYBOX)
+        .sleep_forever()
+        .limits(250, 64 * MIB)
+}
+
+async fn setup(version: ContainerdVersion) -> Result<(Containerd, Nodeguard, CriClient)> {
+    let containerd = Containerd::start(version).await?;
+    let nodeguard = Nodeguard::start(&containerd, POLICY).await?;
+    let cri = containerd.cri().await?;
+    Ok((containerd, nodeguard, cri))
+}
+
+/// Creates and starts the container; `Ok(id)` when it runs.
+async fn run(cri: &CriClient, pod: &Pod, spec: &ContainerSpec) -> Result<String> {
+    let id = cri.create_container(pod, spec).await?;
+    cri.start_container(&id).await?;
+    cri.wait_container_state(
+        &id,
+        ContainerState::ContainerRunning,
+        Duration::from_secs(10),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Asserts creation is refused with a message containing every `needle`.
+async fn refused_at_create(
+    cri: &CriClient,
+    pod: &Pod,
+    spec: &ContainerSpec,
+    needles: &[&str],
+) -> Result<()> {
+    let err = match cri.create_container(pod, spec).await {
+        Ok(id) => anyhow::bail!("container {} was created (id {id})", spec.name),
+        Err(e) => e,
+    };
+    for needle in needles {
+        ensure!(
+            err.message.contains(needle),
+            "refusal of {} lacks {needle:?}: {}",
+            spec.name,
+            err.message
+        );
+    }
+    Ok(())
+}
+
+async fn enforces_at_create_and_start(version: ContainerdVersion) -> Result<()> {
+    let (_containerd, nodeguard, cri) = setup(version).await?;
+    let pod = cri
+        .run_pod(&PodSpec::new("web", "default").label("app", "web"))
+        .await?;
+
+    // A compliant container runs.
+    run(&cri, &pod, &compliant("app"))
+        .await
+        .context("compliant container")?;
+
+    // Refused at create, on what NRI's CreateContainer request shows.
+    refused_at_create(
+        &cri,
+        &pod,
+        &ContainerSpec::new("evil", images::EVIL_BUSYBOX)
+            .sleep_forever()
+            .limits(250, 64 * MIB),
+        &[
+            r#"nodeguard: refused container "evil" in pod default/web"#,
+            r#"image "evil.example/busybox:1" does not match any allowed pattern (^registry\.local/)"#,
+            "[images.allowed]",
+        ],
+    )
+    .await?;
+    refused_at_create(
+        &cri,
+        &pod,
+        &ContainerSpec::new("unlimited", images::BUSYBOX).sleep_forever(),
+        &[
+            r#"refused container "unlimited""#,
+            "container has no CPU or memory limit [resources.limits]",
+        ],
+    )
+    .await?;
+
+    let host_pid = cri
+        .run_pod(&PodSpec {
+            host_pid: true,
+            ..PodSpec::new("debugger", "default")
+        })
+        .await?;
+    refused_at_create(
+        &cri,
+        &host_pid,
+        &compliant("shell"),
+        &["pod shares the host's PID namespace (hostPID) [hostNamespaces]"],
+    )
+    .await?;
+
+    // Refused at start: containerd 1.7-2.2 do not show the security context at create, so
+    // nodeguard reads the committed OCI spec when the container starts.
+    let privileged_pod = cri
+        .run_pod(&PodSpec {
+            privileged: true,
+            ..PodSpec::new("admin", "default")
+        })
+        .await?;
+    let id = cri
+        .create_container(&privileged_pod, &compliant("root").privileged())
+        .await
+        .context("privileged container should pass create (undecided there)")?;
+    let Err(err) = cri.start_container(&id).await else {
+        anyhow::bail!(
+            "a privileged container started; audit: {:?}\nnodeguard log:\n{}",
+            nodeguard.audit_records().last(),
+            nodeguard.log()
+        );
+    };
+    ensure!(
+        err.message.contains(r#"nodeguard: refused container "root" in pod default/admin: container is privileged [privileged]"#),
+        "unexpected start refusal: {}",
+        err.message
+    );
+
+    // Every decision is in the audit log, with its phase and outcome.
+    let records = nodeguard.audit_records();
+    let find = |name: &str, phase: &str| {
+        records
+            .iter()
+            .find(|r| r["container"]["name"] == name && r["phase"] == phase)
+            .cloned()
+    };
+    let evil = find("evil", "create").context("no audit record for evil")?;
+    ensure!(evil["outcome"] == "refused", "{evil}");
+    ensure!(evil["violations"][0]["rule"] == "images.allowed", "{evil}");
+    let root = find("root", "start").context("no audit record for root at start")?;
+    ensure!(root["outcome"] == "refused", "{root}");
+    let app = find("app", "start").context("no audit record for app at start")?;
+    ensure!(app["outcome"] == "allowed", "{app}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn containerd_1_7_enforces_at_create_and_start() -> Result<()> {
+    enforces_at_create_and_start(ContainerdVersion::V1_7).await
+}
+
+#[tokio::test]
+async fn containerd_2_1_enforces_at_create_and_start() -> Result<()> {
+    enforces_at_create_and_start(ContainerdVersion::V2_1).await
+}
+
+async fn survives_restarts(version: ContainerdVersion) -> Result<()> {
+    let (mut containerd, mut nodeguard, cri) = setup(version).await?;
+    let pod = cri.run_pod(&PodSpec::new("web", "default")).await?;
+    run(&cri, &pod, &compliant("before")).await?;
+
+    // nodeguard crashes and comes back: it registers again and enforces again.
+    nodeguard.restart().await?;
+    refused_at_create(
+        &cri,
+        &pod,
+        &ContainerSpec::new("evil", images::EVIL_BUSYBOX)
+            .sleep_forever()
+            .limits(250, 64 * MIB),
+        &["[images.allowed]"],
+    )
+    .await
+    .context("after nodeguard restarted")?;
+
+    // containerd restarts: nodeguard reconnects on its own and enforces again.
+    let registrations = nodeguard.registrations();
+    containerd.restart().await?;
+    nodeguard
+        .wait_registered(registrations + 1, Duration::from_secs(20))
+        .await
+        .context("nodeguard did not reconnect after containerd restarted")?;
+    let cri = containerd.cri().await?;
+    refused_at_create(
+        &cri,
+        &pod,
+        &ContainerSpec::new("evil2", images::EVIL_BUSYBOX)
+            .sleep_forever()
+            .limits(250, 64 * MIB),
+        &["[images.allowed]"],
+    )
+    .await
+    .context("after containerd restarted")?;
+    run(&cri, &pod, &compliant("after")).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn containerd_1_7_enforcement_survives_restarts() -> Result<()> {
+    survives_restarts(ContainerdVersion::V1_7).await
+}
+
+#[tokio::test]
+async fn containerd_2_1_enforcement_survives_restarts() -> Result<()> {
+    survives_restarts(ContainerdVersion::V2_1).await
+}
