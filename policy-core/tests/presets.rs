@@ -390,7 +390,7 @@ const CONTROLS: &[(PssLevel, Mutation, &str, &str)] = &[
 fn each_control_fails_alone_with_its_id_and_message() {
     for (level, mutate, id, message) in CONTROLS {
         let p = Policy::pod_security(*level, Effect::Enforce);
-        let view = with(|v| mutate(v));
+        let view = with(mutate);
         let d = evaluate(&p, &view);
         assert_eq!(
             findings(&d),

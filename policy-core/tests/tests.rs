@@ -8,6 +8,7 @@
 mod effects;
 mod errors;
 mod presets;
+mod properties;
 mod rules;
 mod scope;
 mod util;
