@@ -1,10 +1,10 @@
 //! The daemon under test: `nodeguard serve` as a child process wired to one [`Containerd`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
 use crate::Containerd;
@@ -22,18 +22,27 @@ pub fn binary() -> Result<PathBuf> {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/e2e-<hash>
-    let candidate = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|p| p.join("nodeguard"))
-        .context("test binary has no parent folder")?;
-    ensure!(
-        candidate.exists(),
-        "no nodeguard binary at {}: build it first (`cargo build -p nodeguard`) or set {NODEGUARD_BIN_ENV}",
-        candidate.display()
-    );
-    Ok(candidate)
+    // Tests run from target/<profile>/deps/, binaries from target/<profile>/.
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("nodeguard"))
+        .collect();
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "no nodeguard binary at {}: build it first (`cargo build -p nodeguard`) or set {NODEGUARD_BIN_ENV}",
+                candidates
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )
+        })
 }
 
 /// A running `nodeguard serve`, killed when dropped.

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of nodeguard on a fresh Debian 12 machine, as root:
+#   1. installs what the tests need (scripts/testbed/setup.sh: runc, busybox, protoc,
+#      containerd 1.7 and 2.1, local OCI images);
+#   2. checks formatting and lints (rustfmt, clippy -D warnings);
+#   3. builds everything once, runs the unit, property and in-memory daemon tests,
+#   4. then the end-to-end tests against real containerd 1.7 and 2.1.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh: run as root (the end-to-end tests start containerd and runc)" >&2
+  exit 2
+fi
+
+step "Installing the test environment (scripts/testbed/setup.sh)"
+scripts/testbed/setup.sh
+
+step "Formatting (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "Lints (cargo clippy --all-targets -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Building everything once"
+cargo build --workspace --all-targets --locked
+
+step "Unit, property and in-memory daemon tests"
+cargo test --workspace --exclude nodeguard-integration --locked
+
+step "End-to-end tests against real containerd 1.7 and 2.1"
+cargo test -p nodeguard-integration --locked
