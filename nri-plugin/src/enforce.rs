@@ -166,7 +166,8 @@ impl<S: SpecSource> Enforcer<S> {
     ) -> Result<(), Refusal> {
         let (view, decision, failure) = match self.specs.spec(&container.id).await {
             Ok(spec) => {
-                let view = nri_view::start_view(pod, container, &spec);
+                let mut view = nri_view::start_view(pod, container, &spec);
+                self.add_pod_sysctls(pod, &mut view).await;
                 let decision = evaluate(&self.policy.load(), &view);
                 (view, decision, None)
             }
@@ -194,6 +195,27 @@ impl<S: SpecSource> Enforcer<S> {
             )));
         }
         Ok(())
+    }
+
+    /// Pod sysctls are applied to the sandbox, so containerd writes them into the sandbox's
+    /// spec, not the container's: read them there.
+    async fn add_pod_sysctls(&self, pod: &nri::PodSandbox, view: &mut ContainerView) {
+        if view
+            .security
+            .sysctls
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
+            || pod.id.is_empty()
+        {
+            return;
+        }
+        match self.specs.spec(&pod.id).await {
+            Ok(sandbox) => view.security.sysctls = sandbox.to_view().security.sysctls,
+            Err(e) => {
+                warn!(error = %e, "cannot read the pod sandbox's spec for its sysctls");
+                view.security.sysctls = None;
+            }
+        }
     }
 
     /// Judges a change of a running container's resources: refused when it breaks an
@@ -241,7 +263,11 @@ impl<S: SpecSource> Enforcer<S> {
                 continue;
             };
             let view = match self.specs.spec(&container.id).await {
-                Ok(spec) => nri_view::start_view(pod, container, &spec),
+                Ok(spec) => {
+                    let mut view = nri_view::start_view(pod, container, &spec);
+                    self.add_pod_sysctls(pod, &mut view).await;
+                    view
+                }
                 Err(_) => nri_view::create_view(pod, container),
             };
             let decision = evaluate(&self.policy.load(), &view);

@@ -78,7 +78,7 @@ pub fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> Contain
         .iter()
         .map(|m| Mount {
             destination: m.destination.clone(),
-            source: MountSource::classify(&m.source, &m.r#type),
+            source: MountSource::classify(&m.source, &m.r#type, &pod.uid),
             read_only: m.options.iter().any(|o| o == "ro"),
         })
         .collect();

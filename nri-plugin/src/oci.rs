@@ -182,7 +182,12 @@ impl RuntimeSpec {
             .iter()
             .map(|m| Mount {
                 destination: m.destination.clone(),
-                source: MountSource::classify(&m.source, &m.kind),
+                source: MountSource::classify(
+                    &m.source,
+                    &m.kind,
+                    a.get("io.kubernetes.cri.sandbox-uid")
+                        .map_or("", String::as_str),
+                ),
                 read_only: m.options.iter().any(|o| o == "ro"),
             })
             .collect();
@@ -254,9 +259,12 @@ impl RuntimeSpec {
                 run_as_group: user.map(|u| Layered::effective_only(u.gid)),
                 supplemental_groups: user.map(|u| u.additional_gids.clone()),
                 read_only_root_filesystem: Some(self.root.as_ref().is_some_and(|r| r.readonly)),
+                // No filter in the spec is what a pod that sets no profile gets (without the
+                // kubelet's seccompDefault): "not set", which the baseline level allows and
+                // the restricted level refuses. An explicit Unconfined looks the same.
                 seccomp: Some(match linux.and_then(|l| l.seccomp.as_ref()) {
                     Some(_) => Layered::effective_only(Seccomp::Confined),
-                    None => Layered::effective_only(Seccomp::Unconfined),
+                    None => Layered::default(),
                 }),
                 apparmor: process.map(|p| match p.apparmor_profile.as_str() {
                     "" => Layered::default(),
@@ -289,7 +297,9 @@ impl RuntimeSpec {
     }
 }
 
-/// The pod volumes a node can infer from a container's mounts.
+/// The pod volumes a node can infer from a container's mounts. A `subPath` mount takes the
+/// type of another mount of the same volume; alone, its type cannot be told and it is left
+/// out (see `docs/policy.md`: a hostPath mounted only by subPath is not seen on the node).
 pub fn volumes_of(mounts: &[Mount]) -> Vec<Volume> {
     let mut volumes: Vec<Volume> = Vec::new();
     for m in mounts {
@@ -304,7 +314,7 @@ pub fn volumes_of(mounts: &[Mount]) -> Vec<Volume> {
                 kind: *kind,
                 host_path: None,
             },
-            MountSource::Runtime => continue,
+            MountSource::KubeletSubPath { .. } | MountSource::Runtime => continue,
         };
         if !volumes.contains(&volume) {
             volumes.push(volume);
@@ -421,7 +431,8 @@ mod tests {
         assert_eq!(v.security.privileged, Some(true));
         assert_eq!(
             v.security.seccomp.unwrap().effective(),
-            Some(&Seccomp::Unconfined)
+            None,
+            "no filter reads as no profile set"
         );
     }
 }

@@ -158,10 +158,10 @@ fn policy_validate_reports_every_mistake_with_its_line() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     for expected in [
         "broken.yaml:6:3: spec.effect: unknown variant `enforced`",
-        "broken.yaml:9:36: spec.rules.images.allowed[0]: invalid regex \"^registry\\\\.corp/(\"",
+        "broken.yaml:9:17: spec.rules.images.allowed[0]: invalid regex \"^registry\\\\.corp/(\": unclosed group",
         "broken.yaml:10:7: spec.rules.images.alowed: unknown field `alowed`",
         "broken.yaml:12:17: spec.rules.hostPorts.allowed[0]: range \"9000-8000\" runs backwards",
-        "broken.yaml:14:26: spec.rules.resources.maxLimits.memory: invalid quantity \"lots\"",
+        "broken.yaml:14:19: spec.rules.resources.maxLimits.memory: invalid quantity \"lots\": no digits",
         "broken.yaml:15:5: spec.rules.privilegd: unknown rule \"privilegd\"",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");

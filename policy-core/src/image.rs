@@ -47,6 +47,11 @@ impl ImageRef {
             ),
             None => (name_and_tag, None),
         };
+        // Docker Hub's legacy host names are docker.io.
+        let name = name
+            .strip_prefix("index.docker.io/")
+            .or_else(|| name.strip_prefix("registry-1.docker.io/"))
+            .map_or(name, |rest| if rest.contains('/') { rest } else { name });
         let first = name.split('/').next().unwrap_or_default();
         let has_registry = name.contains('/')
             && (first.contains('.') || first.contains(':') || first == "localhost");
@@ -135,6 +140,14 @@ mod tests {
                 "docker.io/library/nginx:latest",
             ),
             ("localhost/app", "localhost/app:latest"),
+            (
+                "index.docker.io/library/nginx:1",
+                "docker.io/library/nginx:1",
+            ),
+            (
+                "index.docker.io/bitnami/redis",
+                "docker.io/bitnami/redis:latest",
+            ),
             ("localhost:5000/app:v1", "localhost:5000/app:v1"),
             ("registry.k8s.io/pause:3.9", "registry.k8s.io/pause:3.9"),
             (

@@ -33,6 +33,40 @@ use crate::yaml::{self, Location, Locations};
 /// Largest compiled size of one regex, so a policy cannot make the node agent balloon.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// Most mistakes reported for one object (a rule, the scope, ...) before giving up on it.
+const MAX_ERRORS_PER_OBJECT: usize = 32;
+
+/// Removes the node at `segments` from `value`; false when there is nothing to remove (the
+/// path is empty or does not lead anywhere).
+fn remove_at(value: &mut Value, segments: &[&serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for segment in parents {
+        node = match (segment, node) {
+            (Segment::Map { key }, Value::Object(map)) => match map.get_mut(key) {
+                Some(child) => child,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Array(items)) => match items.get_mut(*index) {
+                Some(child) => child,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Segment::Map { key }, Value::Object(map)) => map.remove(key).is_some(),
+        (Segment::Seq { index }, Value::Array(items)) if *index < items.len() => {
+            items.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The rule names a policy's `spec.rules` may hold.
 pub const RULE_NAMES: [&str; 19] = [
     "images",
@@ -166,6 +200,7 @@ impl Policy {
                     source_name,
                     locations: &doc.locations,
                     errors: &mut errors,
+                    recovered: false,
                 };
                 let compiled = compile_document(&mut ctx, &doc.value);
                 // Names are compared whether or not their documents hold other mistakes.
@@ -190,6 +225,12 @@ impl Policy {
         if errors.is_empty() {
             Ok(Policy { documents })
         } else {
+            // In reading order: by file (as given), then line and column.
+            let order: Vec<String> = errors.iter().map(|e| e.source_name.clone()).collect();
+            errors.sort_by_key(|e| {
+                let file = order.iter().position(|n| *n == e.source_name).unwrap_or(0);
+                (file, e.location)
+            });
             Err(PolicyErrors(errors))
         }
     }
@@ -268,6 +309,9 @@ struct Ctx<'a> {
     source_name: &'a str,
     locations: &'a Locations,
     errors: &'a mut Vec<PolicyError>,
+    /// Whether a mistake was cut out of some object of this document to look for more: the
+    /// object may then look emptier than written, so "checks nothing" is not reported.
+    recovered: bool,
 }
 
 fn join(path: &str, child: &str) -> String {
@@ -291,23 +335,53 @@ impl Ctx<'_> {
 
     /// Deserializes `value` (found at `path`) strictly, recording a located error on failure.
     fn typed<T: DeserializeOwned>(&mut self, path: &str, value: &Value) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let mut at = join(path, &e.path().to_string());
-                let message = e.inner().to_string();
-                // Point an unknown field's error at the field itself (serde_path_to_error
-                // usually names it already; never name it twice).
-                if let Some(rest) = message.strip_prefix("unknown field `")
-                    && let Some(field) = rest.split('`').next()
-                    && at != field
-                    && !at.ends_with(&format!(".{field}"))
-                {
-                    at = join(&at, field);
+        // serde stops at the first error. To report every mistake of one object, record the
+        // error, cut the offending field out of a copy, and try again. What is returned after
+        // a cut is only used to find further mistakes: the recorded errors fail the load.
+        let mut value = std::borrow::Cow::Borrowed(value);
+        let mut removed: Vec<String> = Vec::new();
+        for _ in 0..MAX_ERRORS_PER_OBJECT {
+            let e = match serde_path_to_error::deserialize::<_, T>(value.as_ref()) {
+                Ok(v) => {
+                    self.recovered |= !removed.is_empty();
+                    return Some(v);
                 }
-                self.error(&at, message);
-                None
+                Err(e) => e,
+            };
+            let relative = e.path().to_string();
+            let mut at = join(path, &relative);
+            let message = e.inner().to_string();
+            // Point an unknown field's error at the field itself (serde_path_to_error
+            // usually names it already; never name it twice).
+            if let Some(rest) = message.strip_prefix("unknown field `")
+                && let Some(field) = rest.split('`').next()
+                && at != field
+                && !at.ends_with(&format!(".{field}"))
+            {
+                at = join(&at, field);
             }
+            // A field cut out earlier is not missing a second time.
+            if let Some(rest) = message.strip_prefix("missing field `")
+                && let Some(field) = rest.split('`').next()
+                && removed.contains(&join(&at, field))
+            {
+                return None;
+            }
+            self.error(&at, message);
+            let segments: Vec<&serde_path_to_error::Segment> = e.path().iter().collect();
+            if !remove_at(value.to_mut(), &segments) {
+                return None;
+            }
+            removed.push(at);
+        }
+        None
+    }
+
+    /// Reports a rule (or list) that checks nothing, unless a mistake cut out of the document
+    /// may be why it looks empty.
+    fn checks_nothing(&mut self, path: &str, message: &str) {
+        if !self.recovered {
+            self.error(path, message);
         }
     }
 
@@ -320,6 +394,7 @@ impl Ctx<'_> {
             Err(e) => {
                 let reason = e.to_string();
                 let reason = reason.lines().last().unwrap_or_default().trim();
+                let reason = reason.strip_prefix("error: ").unwrap_or(reason);
                 self.error(path, format!("invalid regex {pattern:?}: {reason}"));
                 None
             }
@@ -402,6 +477,7 @@ fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument
         ok = false;
         lenient_spec(&raw.spec)?
     };
+    let spec_recovered = ctx.recovered;
     let default_effect = spec.effect.unwrap_or(Effect::Enforce);
     let scope = match &spec.scope {
         Some(v) => compile_scope(ctx, v),
@@ -414,6 +490,8 @@ fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument
     if let Some(rules) = &spec.rules {
         for (rule_name, rule_value) in rules {
             let path = format!("spec.rules.{rule_name}");
+            // Whether a cut made this rule look emptier is judged per rule.
+            ctx.recovered = false;
             ok &= compile_rule(
                 ctx,
                 &path,
@@ -424,7 +502,11 @@ fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument
             );
         }
     }
-    if ok && spec.pod_security.is_none() && spec.rules.as_ref().is_none_or(|r| r.is_empty()) {
+    if ok
+        && !spec_recovered
+        && spec.pod_security.is_none()
+        && spec.rules.as_ref().is_none_or(|r| r.is_empty())
+    {
         ctx.error(
             "spec",
             "policy has no rules: set spec.podSecurity, spec.rules, or both",
@@ -582,7 +664,7 @@ fn compile_pod_security(
     {
         let at = format!("spec.podSecurity.exemptions[{i}]");
         if controls.is_empty() {
-            ctx.error(&format!("{at}.controls"), "name at least one control");
+            ctx.checks_nothing(&format!("{at}.controls"), "name at least one control");
             ok = false;
         }
         let ns = ctx.globs(&format!("{at}.namespaces"), namespaces);
@@ -770,7 +852,7 @@ fn compile_rule(
                 .allowed
                 .unwrap_or_else(|| vec![ProfileKind::RuntimeDefault, ProfileKind::Localhost]);
             if allowed.is_empty() {
-                ctx.error(
+                ctx.checks_nothing(
                     &format!("{path}.allowed"),
                     "allow at least one profile kind",
                 );
@@ -822,9 +904,7 @@ fn compile_rule(
                 && policy.roles.is_none()
                 && policy.levels.is_none()
             {
-                ctx.error(
-                    path,
-                    "rule checks nothing: set allowedTypes, allowedUsers, allowedRoles or allowedLevels",
+                ctx.checks_nothing(path, "rule checks nothing: set allowedTypes, allowedUsers, allowedRoles or allowedLevels",
                 );
                 return false;
             }
@@ -842,7 +922,7 @@ fn compile_rule(
                 return false;
             };
             if raw.allowed.is_none() && raw.forbidden.is_empty() {
-                ctx.error(path, "rule checks nothing: set allowed, forbidden or both");
+                ctx.checks_nothing(path, "rule checks nothing: set allowed, forbidden or both");
                 return false;
             }
             let allowed = match &raw.allowed {
@@ -903,7 +983,7 @@ fn compile_rule(
             };
             let mut ok = true;
             if raw.labels.is_empty() {
-                ctx.error(&format!("{path}.labels"), "list at least one label");
+                ctx.checks_nothing(&format!("{path}.labels"), "list at least one label");
                 ok = false;
             }
             let mut required = Vec::new();
@@ -999,7 +1079,7 @@ fn compile_images(
         && !raw.require_digest
         && raw.forbidden_tags.is_empty()
     {
-        ctx.error(
+        ctx.checks_nothing(
             path,
             "rule checks nothing: set allowed, denied, requireDigest or forbiddenTags",
         );
@@ -1233,7 +1313,7 @@ fn compile_resources(
 fn id_ranges(ctx: &mut Ctx<'_>, path: &str, ranges: &[IdRangeRaw]) -> Option<Vec<Range<u32>>> {
     let mut ok = true;
     if ranges.is_empty() {
-        ctx.error(path, "list at least one range");
+        ctx.checks_nothing(path, "list at least one range");
         ok = false;
     }
     for (i, r) in ranges.iter().enumerate() {
@@ -1258,7 +1338,7 @@ fn compile_users(
     let effect = raw.effect.unwrap_or(default_effect);
     if raw.run_as_user.is_none() && raw.run_as_group.is_none() && raw.supplemental_groups.is_none()
     {
-        ctx.error(
+        ctx.checks_nothing(
             path,
             "rule checks nothing: set runAsUser, runAsGroup or supplementalGroups",
         );

@@ -233,7 +233,9 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
     if view.pod.is_windows()
         && matches!(
             control,
-            Control::PrivilegeEscalation | Control::SeccompRestricted | Control::CapabilitiesRestricted
+            Control::PrivilegeEscalation
+                | Control::SeccompRestricted
+                | Control::CapabilitiesRestricted
         )
     {
         return;
@@ -251,6 +253,7 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
         Control::HostNamespaces => {
             let ns = &view.host_namespaces;
             let mut shared = Vec::new();
+            let mut unknown = false;
             for (value, field) in [
                 (ns.network, "hostNetwork"),
                 (ns.pid, "hostPID"),
@@ -259,17 +262,17 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
                 match value {
                     Some(true) => shared.push(field),
                     Some(false) => {}
-                    None => {
-                        out.unknown("hostNamespaces");
-                        return;
-                    }
+                    None => unknown = true,
                 }
             }
+            // A namespace known to be shared is a violation whatever the others are.
             if !shared.is_empty() {
                 out.violation(format!(
                     "pod shares host namespaces ({}=true)",
                     shared.join("=true, ")
                 ));
+            } else if unknown {
+                out.unknown("hostNamespaces");
             }
         }
         Control::Privileged => {
@@ -447,13 +450,20 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
                 ),
             }
         }
-        Control::RunAsNonRoot => {
-            if sec.host_users != Some(false) {
-                crate::rules::judge_run_as_non_root(view, out);
+        Control::RunAsNonRoot | Control::RunAsUser => {
+            // A pod with its own user namespace passes both: its root is not the host's.
+            match sec.host_users {
+                Some(false) => return,
+                Some(true) => {}
+                None => {
+                    out.unknown("security.hostUsers");
+                    return;
+                }
             }
-        }
-        Control::RunAsUser => {
-            if sec.host_users == Some(false) {
+            if control == Control::RunAsNonRoot {
+                // Pod Security Admission judges the declared runAsNonRoot only; a user id
+                // of 0 is the runAsUser control's to report.
+                crate::rules::judge_run_as_non_root(view, out, false);
                 return;
             }
             let user = known!(out, &sec.run_as_user, "security.runAsUser");

@@ -348,7 +348,7 @@ impl Rule {
                 let caps = known!(out, &sec.capabilities, "security.capabilities");
                 match caps {
                     Capabilities::Declared { drop, .. } => {
-                        let drops_all = drop.iter().any(|d| d == "ALL");
+                        let drops_all = drop.iter().any(|d| capabilities::normalize(d) == "ALL");
                         if *all && !drops_all {
                             out.violation("container does not drop ALL capabilities".to_string());
                         } else if !drops_all {
@@ -445,20 +445,21 @@ impl Rule {
             }
             Rule::HostNamespaces { pid, ipc, network } => {
                 let ns = &view.host_namespaces;
+                let mut unknown = false;
                 for (allowed, value, field, name) in [
                     (*pid, ns.pid, "hostPID", "PID"),
                     (*ipc, ns.ipc, "hostIPC", "IPC"),
                     (*network, ns.network, "hostNetwork", "network"),
                 ] {
-                    if allowed {
-                        continue;
-                    }
-                    match value {
-                        Some(true) => out
+                    match (allowed, value) {
+                        (true, _) | (false, Some(false)) => {}
+                        (false, Some(true)) => out
                             .violation(format!("pod shares the host's {name} namespace ({field})")),
-                        Some(false) => {}
-                        None => out.unknown("hostNamespaces"),
+                        (false, None) => unknown = true,
                     }
+                }
+                if unknown {
+                    out.unknown("hostNamespaces");
                 }
             }
             Rule::HostPorts(allowed) => {
@@ -479,7 +480,7 @@ impl Rule {
                 }
             }
             Rule::HostPath(allowed) => judge_host_paths(view, allowed, out),
-            Rule::RunAsNonRoot => judge_run_as_non_root(view, out),
+            Rule::RunAsNonRoot => judge_run_as_non_root(view, out, true),
             Rule::RunAsUser(ranges) => {
                 let user = known!(out, &sec.run_as_user, "security.runAsUser");
                 judge_id(out, "user", "runAsUser", user.effective().copied(), ranges);
@@ -521,7 +522,19 @@ impl Rule {
                         Seccomp::RuntimeDefault => policy.runtime_default,
                         Seccomp::Localhost(name) => policy.localhost_ok(name),
                         Seccomp::Unconfined => policy.unconfined,
-                        Seccomp::Confined => policy.runtime_default || policy.localhost,
+                        // A filter is applied, but the node cannot tell which: enough unless the
+                        // rule narrows the Localhost profiles it accepts.
+                        Seccomp::Confined if policy.runtime_default => true,
+                        Seccomp::Confined
+                            if policy.localhost && policy.localhost_names.is_none() =>
+                        {
+                            true
+                        }
+                        Seccomp::Confined if policy.localhost => {
+                            out.unknown("security.seccomp.profile");
+                            continue;
+                        }
+                        Seccomp::Confined => false,
                     };
                     if !ok {
                         out.violation(format!(
@@ -735,7 +748,13 @@ fn judge_host_paths(view: &ContainerView, allowed: &[AllowedHostPath], out: &mut
     }
 }
 
-pub(crate) fn judge_run_as_non_root(view: &ContainerView, out: &mut Findings<'_>) {
+/// `runAsNonRoot`: on a manifest, the declared setting (and, with `check_declared_uid`, a
+/// declared user id of 0); on the node, the actual user id.
+pub(crate) fn judge_run_as_non_root(
+    view: &ContainerView,
+    out: &mut Findings<'_>,
+    check_declared_uid: bool,
+) {
     let sec = &view.security;
     let uid = sec
         .run_as_user
@@ -751,7 +770,7 @@ pub(crate) fn judge_run_as_non_root(view: &ContainerView, out: &mut Findings<'_>
         }
         if declared.effective().is_none() {
             out.violation("runAsNonRoot is not set to true".to_string());
-        } else if uid == Some(ROOT_UID) {
+        } else if check_declared_uid && uid == Some(ROOT_UID) {
             out.violation("container runs as root (runAsUser: 0)".to_string());
         }
         return;

@@ -194,6 +194,12 @@ pub enum MountSource {
         /// Volume name.
         name: String,
     },
+    /// A `subPath` of a pod volume: the kubelet bind-mounts it from its `volume-subpaths`
+    /// directory, which does not tell the volume's type (see `docs/policy.md`).
+    KubeletSubPath {
+        /// Volume name.
+        volume: String,
+    },
     /// A file or filesystem the kubelet or runtime provides to every container
     /// (`/etc/hosts`, `resolv.conf`, termination log, `/dev/shm`, `proc`, `sysfs`, ...).
     Runtime,
@@ -201,28 +207,35 @@ pub enum MountSource {
 
 impl MountSource {
     /// Classifies a mount by its source path and filesystem type, as found in an NRI request
-    /// or OCI spec.
+    /// or OCI spec. `pod_uid` is the pod's UID when known: only the kubelet's directories of
+    /// *that* pod count as its volumes (another pod's volume directory mounted by hostPath is
+    /// a host path).
     ///
     /// ```
     /// use policy_core::view::{MountSource, VolumeType};
     /// let src = "/var/lib/kubelet/pods/1b2c/volumes/kubernetes.io~secret/token";
-    /// assert_eq!(MountSource::classify(src, "bind"),
+    /// assert_eq!(MountSource::classify(src, "bind", "1b2c"),
     ///            MountSource::KubeletVolume { kind: VolumeType::Secret, name: "token".into() });
-    /// assert_eq!(MountSource::classify("/etc", "bind"), MountSource::HostPath("/etc".into()));
-    /// assert_eq!(MountSource::classify("proc", "proc"), MountSource::Runtime);
+    /// assert_eq!(MountSource::classify(src, "bind", "other-pod"), MountSource::HostPath(src.into()));
+    /// assert_eq!(MountSource::classify("/etc", "bind", ""), MountSource::HostPath("/etc".into()));
+    /// assert_eq!(MountSource::classify("proc", "proc", ""), MountSource::Runtime);
     /// ```
-    pub fn classify(source: &str, fs_type: &str) -> MountSource {
+    pub fn classify(source: &str, fs_type: &str, pod_uid: &str) -> MountSource {
         if !source.starts_with('/') || !matches!(fs_type, "bind" | "rbind" | "") {
             return MountSource::Runtime;
+        }
+        if source.split('/').any(|c| c == "..") {
+            return MountSource::HostPath(source.to_string());
         }
         // The kubelet keeps pod data under <root-dir>/pods/<uid>/; its root dir is
         // configurable, so look for the shape rather than a fixed prefix.
         if let Some(at) = source.find("/pods/") {
             let rest = &source[at + "/pods/".len()..];
             let mut parts = rest.split('/');
-            let _uid = parts.next();
+            let uid = parts.next().unwrap_or_default();
+            let ours = pod_uid.is_empty() || uid == pod_uid;
             match parts.next() {
-                Some("volumes") => {
+                Some("volumes") if ours => {
                     let plugin = parts.next().unwrap_or_default();
                     let name = parts.next().unwrap_or_default().to_string();
                     return MountSource::KubeletVolume {
@@ -230,29 +243,30 @@ impl MountSource {
                         name,
                     };
                 }
-                Some("volume-subpaths") => {
-                    let name = parts.next().unwrap_or_default().to_string();
-                    return MountSource::KubeletVolume {
-                        kind: VolumeType::Other,
-                        name,
+                Some("volume-subpaths") if ours => {
+                    return MountSource::KubeletSubPath {
+                        volume: parts.next().unwrap_or_default().to_string(),
                     };
                 }
-                Some("etc-hosts") | Some("containers") | Some("plugins") => {
-                    return MountSource::Runtime;
-                }
+                Some("etc-hosts" | "containers") if ours => return MountSource::Runtime,
                 _ => {}
             }
         }
-        // containerd's and CRI-O's per-sandbox files (hostname, resolv.conf, hosts, shm).
+        // containerd's per-sandbox files (hostname, resolv.conf, hosts, shm) and image
+        // volumes, and CRI-O's storage.
         const RUNTIME_STATE: [&str; 4] = [
-            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/",
-            "/var/run/containerd/io.containerd.grpc.v1.cri/sandboxes/",
+            "/run/containerd/io.containerd.grpc.v1.cri/",
+            "/var/run/containerd/io.containerd.grpc.v1.cri/",
             "/run/containers/storage/",
             "/var/run/containers/storage/",
         ];
-        if RUNTIME_STATE.iter().any(|p| source.starts_with(p))
-            || source.contains("/io.containerd.grpc.v1.cri/sandboxes/")
-        {
+        if let Some(rest) = RUNTIME_STATE.iter().find_map(|p| source.strip_prefix(p)) {
+            if rest.starts_with("image-volumes/") {
+                return MountSource::KubeletVolume {
+                    kind: VolumeType::Image,
+                    name: String::new(),
+                };
+            }
             return MountSource::Runtime;
         }
         MountSource::HostPath(source.to_string())

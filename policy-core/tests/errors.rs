@@ -192,11 +192,11 @@ fn a_bad_regex_error_names_the_regex_and_why() {
     );
     assert_eq!(
         errors.0[0].message,
-        r#"invalid regex "a(b": error: unclosed group"#
+        r#"invalid regex "a(b": unclosed group"#
     );
     assert_eq!(
         errors.0[1].message,
-        r#"invalid regex "[z-a]": error: invalid character class range, the start must be <= the end"#
+        r#"invalid regex "[z-a]": invalid character class range, the start must be <= the end"#
     );
 }
 

@@ -682,7 +682,6 @@ rules:
 }
 
 #[test]
-#[ignore = "pss.rs bug, reported to its owner: an unknown host namespace hides a known shared one"]
 fn pss_host_namespaces_reports_a_known_shared_namespace_when_another_is_unknown() {
     let view = with(|v| {
         v.host_namespaces = HostNamespaces {
@@ -703,7 +702,6 @@ fn pss_host_namespaces_reports_a_known_shared_namespace_when_another_is_unknown(
 }
 
 #[test]
-#[ignore = "pss.rs bug, reported to its owner: unknown hostUsers is read as true by runAsNonRoot and runAsUser"]
 fn pss_run_as_user_is_undecided_when_host_users_is_unknown() {
     // procMount says undecided when hostUsers is unknown; runAsUser and runAsNonRoot deny.
     let view = with(|v| {
