@@ -171,6 +171,42 @@ async fn enforces_at_create_and_start(version: ContainerdVersion) -> Result<()> 
     Ok(())
 }
 
+/// Host ports reach the node in the kubelet's `io.kubernetes.container.ports` annotation.
+async fn refuses_host_ports(version: ContainerdVersion) -> Result<()> {
+    let containerd = Containerd::start(version).await?;
+    let policy = format!("{POLICY}    hostPorts:\n      allowed: [\"9000-9100\"]\n");
+    let _nodeguard = Nodeguard::start(&containerd, &policy).await?;
+    let cri = containerd.cri().await?;
+    let pod = cri.run_pod(&PodSpec::new("web", "default")).await?;
+    let with_ports = |name: &str, host_port: u16| {
+        let mut spec = compliant(name);
+        spec.annotations.insert(
+            "io.kubernetes.container.ports".into(),
+            format!(r#"[{{"containerPort":80,"hostPort":{host_port},"protocol":"TCP"}}]"#),
+        );
+        spec
+    };
+    refused_at_create(
+        &cri,
+        &pod,
+        &with_ports("web", 8080),
+        &["container binds host port 8080, outside the allowed 9000-9100 [hostPorts]"],
+    )
+    .await?;
+    run(&cri, &pod, &with_ports("metrics", 9090)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn containerd_1_7_refuses_host_ports() -> Result<()> {
+    refuses_host_ports(ContainerdVersion::V1_7).await
+}
+
+#[tokio::test]
+async fn containerd_2_1_refuses_host_ports() -> Result<()> {
+    refuses_host_ports(ContainerdVersion::V2_1).await
+}
+
 #[tokio::test]
 async fn containerd_1_7_enforces_at_create_and_start() -> Result<()> {
     enforces_at_create_and_start(ContainerdVersion::V1_7).await
