@@ -100,6 +100,8 @@ where
     tokio::pin!(shutdown);
     let mut reader = reader;
     let result = tokio::select! {
+        // A reply routed just before the reader ended still counts.
+        biased;
         r = outcome => match r {
             Ok(()) => tokio::select! {
                 r = &mut reader => reader_result(r),
@@ -107,6 +109,12 @@ where
             },
             Err(e) => Err(e),
         },
+        // Once the reader is gone nobody can answer the registration: fail now, not at the
+        // registration timeout.
+        r = &mut reader => Err(match reader_result(r) {
+            Ok(_) => ConnectionError::ClosedDuringRegistration,
+            Err(e) => e,
+        }),
         () = &mut shutdown => Ok(Ended::Shutdown),
     };
     reader.abort();

@@ -1,4 +1,5 @@
 //! Integration tests of the `nodeguard` library and binary (one test binary, modules inside).
 
 mod check_cli;
+mod daemon;
 mod pss_conformance;

@@ -1,0 +1,533 @@
+//! What the daemon tests share: an in-memory [`SpecSource`], the test policy, pods,
+//! containers and OCI specs, and a running daemon ([`Daemon`]: `serve::run` against a
+//! [`RuntimeListener`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use nodeguard::audit::Memory;
+use nodeguard::connection::Registration;
+use nodeguard::containerd::{SpecError, SpecSource};
+use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
+use nodeguard::nri_view::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
+use nodeguard::oci::RuntimeSpec;
+use nodeguard::plugin::PluginService;
+use nodeguard::serve::{ConnectionState, Endpoint, ServeConfig};
+use nodeguard::transport::status::RpcError;
+use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
+use policy_core::Policy;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::fake_runtime::{FakeRuntime, PATIENCE, RegisterReply, RuntimeListener};
+
+/// The policy most tests enforce: corporate images without `latest`, no privileged
+/// containers, no added capabilities, CPU and memory limits, no host namespaces, no root.
+pub const POLICY: &str = r"
+apiVersion: nodeguard.io/v1alpha1
+kind: NodePolicy
+metadata:
+  name: daemon-test
+spec:
+  effect: enforce
+  rules:
+    images:
+      allowed: ['^registry\.corp/']
+      forbiddenTags: [latest]
+    privileged: {}
+    capabilities:
+      allowedAdd: [NET_BIND_SERVICE]
+    resources:
+      requireLimits: [cpu, memory]
+    hostNamespaces: {}
+    runAsNonRoot: {}
+";
+
+/// A compliant image.
+pub const IMAGE: &str = "registry.corp/shop/web:1.4.2";
+
+/// Compiles a policy document.
+pub fn policy(yaml: &str) -> Policy {
+    Policy::parse("test-policy.yaml", yaml).expect("valid test policy")
+}
+
+/// Polls `condition` until it holds; panics with `what` after [`PATIENCE`].
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// What [`MemorySpecs`] holds for a container.
+#[derive(Debug, Clone)]
+enum Stored {
+    Spec(Vec<u8>),
+    Fails(String),
+}
+
+/// containerd's container records, in memory: an OCI spec (JSON) or an error per id. Ids
+/// without an entry have no spec.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySpecs {
+    specs: Arc<Mutex<HashMap<String, Stored>>>,
+}
+
+impl MemorySpecs {
+    /// Container `id` has `spec`.
+    pub fn insert(&self, id: &str, spec: &Value) {
+        let json = serde_json::to_vec(spec).expect("JSON");
+        self.lock().insert(id.to_string(), Stored::Spec(json));
+    }
+
+    /// Reading container `id`'s spec fails as a containerd call fails.
+    pub fn fail(&self, id: &str, message: &str) {
+        self.lock()
+            .insert(id.to_string(), Stored::Fails(message.to_string()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stored>> {
+        self.specs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl SpecSource for MemorySpecs {
+    async fn spec(&self, id: &str) -> Result<RuntimeSpec, SpecError> {
+        let stored = self.lock().get(id).cloned();
+        match stored {
+            Some(Stored::Spec(json)) => {
+                RuntimeSpec::from_json(&json).map_err(|source| SpecError::BadSpec {
+                    id: id.to_string(),
+                    source,
+                })
+            }
+            Some(Stored::Fails(message)) => Err(SpecError::Call {
+                call: "Containers.Get",
+                status: Box::new(tonic::Status::unavailable(message)),
+            }),
+            None => Err(SpecError::NoSpec(id.to_string())),
+        }
+    }
+}
+
+/// The plugin's state: policy handle, specs, audit sink and the enforcer over them.
+pub struct Plugin {
+    /// The policy in force (swap it to reload).
+    pub policy: PolicyHandle,
+    /// containerd's records.
+    pub specs: MemorySpecs,
+    /// The audit log.
+    pub audit: Arc<Memory>,
+    /// The enforcer every connection's service shares.
+    pub enforcer: Arc<Enforcer<MemorySpecs>>,
+}
+
+impl Plugin {
+    /// A plugin enforcing [`POLICY`] that refuses undecided rules at start.
+    pub fn new() -> Self {
+        Self::with(POLICY, UndecidedAtStart::Deny)
+    }
+
+    /// A plugin enforcing `policy_yaml`.
+    pub fn with(policy_yaml: &str, undecided: UndecidedAtStart) -> Self {
+        let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(policy(policy_yaml)));
+        let specs = MemorySpecs::default();
+        let audit = Arc::new(Memory::default());
+        let enforcer = Arc::new(Enforcer::new(
+            Arc::clone(&policy),
+            specs.clone(),
+            audit.clone(),
+            "node-1".to_string(),
+            undecided,
+        ));
+        Plugin {
+            policy,
+            specs,
+            audit,
+            enforcer,
+        }
+    }
+
+    /// A fresh service for one connection.
+    pub fn service(&self) -> Arc<PluginService<MemorySpecs>> {
+        Arc::new(PluginService::new(Arc::clone(&self.enforcer)))
+    }
+
+    /// Audit records of `phase` (`create`, `start`, `update`, `sync`).
+    pub fn records(&self, phase: &str) -> Vec<Value> {
+        self.audit
+            .records()
+            .into_iter()
+            .filter(|r| r["phase"] == phase)
+            .collect()
+    }
+}
+
+/// The audit log as it stood when each reply came off the wire, by stream id.
+#[derive(Clone, Default)]
+pub struct AuditAtReply {
+    seen: Arc<Mutex<HashMap<u32, Vec<Value>>>>,
+}
+
+impl AuditAtReply {
+    /// Snapshots `audit` at every reply `runtime` receives from now on.
+    pub fn install(runtime: &FakeRuntime, audit: &Arc<Memory>) -> Self {
+        let this = AuditAtReply::default();
+        let (seen, audit) = (Arc::clone(&this.seen), Arc::clone(audit));
+        runtime.observe_replies(move |reply| {
+            seen.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(reply.stream_id, audit.records());
+        });
+        this
+    }
+
+    /// Calls `method` and returns its result with the audit records that existed when the
+    /// reply arrived.
+    pub async fn call(
+        &self,
+        runtime: &FakeRuntime,
+        method: &str,
+        request: &impl prost::Message,
+    ) -> (Result<bytes::Bytes, RpcError>, Vec<Value>) {
+        self.call_raw(runtime, method, request.encode_to_vec())
+            .await
+    }
+
+    /// [`AuditAtReply::call`] with an encoded request.
+    pub async fn call_raw(
+        &self,
+        runtime: &FakeRuntime,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> (Result<bytes::Bytes, RpcError>, Vec<Value>) {
+        let (message, reply) = runtime.prepare(method::NAME, method, payload);
+        let stream_id = reply.stream_id();
+        runtime.send(&message).await;
+        let result = reply.result().await;
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&stream_id)
+            .expect("the observer saw the reply");
+        (result, seen)
+    }
+}
+
+/// How nodeguard registers in these tests.
+pub fn registration() -> Registration {
+    Registration {
+        name: "nodeguard".to_string(),
+        index: "10".to_string(),
+    }
+}
+
+/// `serve::run` connected to a [`RuntimeListener`], as `nodeguard serve` runs it.
+pub struct Daemon {
+    /// The plugin's state.
+    pub plugin: Plugin,
+    /// The runtime's socket.
+    pub listener: RuntimeListener,
+    /// Readiness as the daemon reports it.
+    pub state: Arc<ConnectionState>,
+    /// Cancelling it shuts the daemon down.
+    pub shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Starts the daemon with a 5 s registration timeout (short backoff).
+    pub fn start(plugin: Plugin) -> Self {
+        Self::start_with(plugin, Duration::from_secs(5))
+    }
+
+    /// Starts the daemon with `registration_timeout`, backing off 10 ms doubling to 40 ms.
+    pub fn start_with(plugin: Plugin, registration_timeout: Duration) -> Self {
+        let listener = RuntimeListener::bind();
+        let config = ServeConfig {
+            endpoint: Endpoint::Socket(listener.path().to_path_buf()),
+            registration: registration(),
+            registration_timeout,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(40),
+        };
+        let state = Arc::new(ConnectionState::default());
+        let shutdown = CancellationToken::new();
+        let enforcer = Arc::clone(&plugin.enforcer);
+        let task = tokio::spawn(nodeguard::serve::run(
+            config,
+            move || Arc::new(PluginService::new(Arc::clone(&enforcer))),
+            Arc::clone(&state),
+            shutdown.clone(),
+        ));
+        Daemon {
+            plugin,
+            listener,
+            state,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Starts the daemon and plays containerd's handshake: accept the registration, then
+    /// Configure and an empty Synchronize.
+    pub async fn connected() -> (Daemon, FakeRuntime) {
+        Self::connected_with(Plugin::new()).await
+    }
+
+    /// [`Daemon::connected`] with `plugin`.
+    pub async fn connected_with(plugin: Plugin) -> (Daemon, FakeRuntime) {
+        let daemon = Daemon::start(plugin);
+        let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+        runtime.registration().await;
+        handshake(&runtime).await;
+        let state = Arc::clone(&daemon.state);
+        wait_until("the daemon is registered", || state.is_registered()).await;
+        (daemon, runtime)
+    }
+
+    /// Cancels the shutdown token and waits for `serve::run` to return (panics after
+    /// [`PATIENCE`]).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("serve::run returns promptly after shutdown")
+            .expect("serve::run does not panic");
+    }
+
+    /// Whether `serve::run` has returned.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Configure and an empty Synchronize, as containerd sends them after registration.
+pub async fn handshake(runtime: &FakeRuntime) -> nri::ConfigureResponse {
+    let configured: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
+    let synced: nri::SynchronizeResponse = runtime
+        .call_ok(method::SYNCHRONIZE, &nri::SynchronizeRequest::default())
+        .await;
+    assert_eq!(synced, nri::SynchronizeResponse::default());
+    configured
+}
+
+/// containerd 2.1's Configure.
+pub fn configure() -> nri::ConfigureRequest {
+    nri::ConfigureRequest {
+        config: String::new(),
+        runtime_name: "containerd".into(),
+        runtime_version: "v2.1.4".into(),
+        registration_timeout: 5000,
+        request_timeout: 2000,
+        ..Default::default()
+    }
+}
+
+fn namespace(kind: &str) -> nri::LinuxNamespace {
+    nri::LinuxNamespace {
+        r#type: kind.into(),
+        path: format!("/proc/42/ns/{kind}"),
+    }
+}
+
+/// Pod `default/web` with its own PID, IPC and network namespaces.
+pub fn pod() -> nri::PodSandbox {
+    nri::PodSandbox {
+        id: "sandbox-1".into(),
+        name: "web".into(),
+        uid: "uid-1".into(),
+        namespace: "default".into(),
+        labels: [("app".to_string(), "web".to_string())].into(),
+        linux: Some(nri::LinuxPodSandbox {
+            namespaces: vec![namespace("pid"), namespace("ipc"), namespace("network")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Pod `default/web` sharing the host's PID namespace.
+pub fn host_pid_pod() -> nri::PodSandbox {
+    let mut pod = pod();
+    if let Some(linux) = pod.linux.as_mut() {
+        linux.namespaces.retain(|n| n.r#type != "pid");
+    }
+    pod
+}
+
+/// Container `app` (id `id`) of [`pod`] running [`IMAGE`] with CPU and memory limits: what
+/// containerd tells at CreateContainer about a compliant container.
+pub fn container(id: &str) -> nri::Container {
+    nri::Container {
+        id: id.into(),
+        pod_sandbox_id: "sandbox-1".into(),
+        name: "app".into(),
+        annotations: [
+            (IMAGE_ANNOTATION.to_string(), IMAGE.to_string()),
+            (
+                CONTAINER_TYPE_ANNOTATION.to_string(),
+                "container".to_string(),
+            ),
+        ]
+        .into(),
+        linux: Some(nri::LinuxContainer {
+            namespaces: vec![namespace("mount")],
+            resources: Some(limits(500, 256 << 20)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// [`container`] running `image`.
+pub fn container_with_image(id: &str, image: &str) -> nri::Container {
+    let mut c = container(id);
+    c.annotations
+        .insert(IMAGE_ANNOTATION.to_string(), image.to_string());
+    c
+}
+
+/// [`container`] without resource limits.
+pub fn container_without_limits(id: &str) -> nri::Container {
+    let mut c = container(id);
+    if let Some(linux) = c.linux.as_mut() {
+        linux.resources = Some(nri::LinuxResources::default());
+    }
+    c
+}
+
+/// Resources with a CPU limit of `millicores` and a memory limit of `memory` bytes.
+pub fn limits(millicores: i64, memory: i64) -> nri::LinuxResources {
+    nri::LinuxResources {
+        cpu: Some(nri::LinuxCpu {
+            shares: Some(nri::OptionalUInt64 { value: 512 }),
+            quota: Some(nri::OptionalInt64 {
+                value: millicores * 100,
+            }),
+            period: Some(nri::OptionalUInt64 { value: 100_000 }),
+            ..Default::default()
+        }),
+        memory: Some(nri::LinuxMemory {
+            limit: Some(nri::OptionalInt64 { value: memory }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The OCI spec containerd commits for a compliant [`container`]: UID 1000, the runtime's
+/// default capabilities, /proc masked, limits set.
+pub fn compliant_spec() -> Value {
+    json!({
+        "ociVersion": "1.1.0",
+        "process": {
+            "user": {"uid": 1000, "gid": 1000},
+            "args": ["/server"],
+            "capabilities": {
+                "bounding": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"]
+            },
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        "annotations": {
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.container-name": "app",
+            "io.kubernetes.cri.image-name": IMAGE,
+            "io.kubernetes.cri.sandbox-name": "web",
+            "io.kubernetes.cri.sandbox-namespace": "default"
+        },
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "network"}, {"type": "mount"}],
+            "resources": {
+                "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+                "memory": {"limit": 268_435_456}
+            },
+            "maskedPaths": ["/proc/kcore", "/proc/keys"],
+            "readonlyPaths": ["/proc/sys"]
+        }
+    })
+}
+
+/// Every capability Linux knows, as a privileged container's spec lists them.
+const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_READ",
+    "CAP_AUDIT_WRITE",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MKNOD",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_PERFMON",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYSLOG",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_WAKE_ALARM",
+];
+
+/// A privileged container's spec: every capability, nothing of /proc masked.
+pub fn privileged_spec() -> Value {
+    let mut spec = compliant_spec();
+    let all = json!(ALL_CAPABILITIES);
+    spec["process"]["capabilities"] = json!({"bounding": all, "effective": all, "permitted": all});
+    let linux = spec["linux"].as_object_mut().expect("linux");
+    linux.remove("maskedPaths");
+    linux.remove("readonlyPaths");
+    spec
+}
+
+/// A spec adding `CAP_SYS_ADMIN` (not privileged: /proc stays masked).
+pub fn sys_admin_spec() -> Value {
+    let mut spec = compliant_spec();
+    let caps = json!(["CAP_CHOWN", "CAP_SYS_ADMIN"]);
+    spec["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    spec
+}
+
+/// A spec running as root.
+pub fn root_spec() -> Value {
+    let mut spec = compliant_spec();
+    spec["process"]["user"] = json!({"uid": 0, "gid": 0});
+    spec
+}

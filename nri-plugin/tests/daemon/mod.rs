@@ -1,0 +1,18 @@
+//! The daemon against a fake containerd speaking NRI's real wire format, all in memory.
+//!
+//! [`fake_runtime::FakeRuntime`] plays the runtime over a unix socket (or a duplex pipe):
+//! it answers `RegisterPlugin`, calls the plugin's methods with ttrpc stream ids 1, 3, 5, ...
+//! and decodes the replies as Go's client does. [`harness`] runs `serve::run` against it with
+//! an in-memory spec source and audit sink.
+
+mod fake_runtime;
+mod harness;
+
+mod create;
+mod hot_swap;
+mod lifecycle;
+mod methods;
+mod registration;
+mod start;
+mod sync;
+mod wire;
