@@ -78,7 +78,12 @@ pub fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> Contain
         .iter()
         .map(|m| Mount {
             destination: m.destination.clone(),
-            source: MountSource::classify(&m.source, &m.r#type, &pod.uid),
+            source: MountSource::classify(
+                &m.source,
+                &m.r#type,
+                &pod.uid,
+                &container.pod_sandbox_id,
+            ),
             read_only: m.options.iter().any(|o| o == "ro"),
         })
         .collect();

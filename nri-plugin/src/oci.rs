@@ -187,6 +187,8 @@ impl RuntimeSpec {
                     &m.kind,
                     a.get("io.kubernetes.cri.sandbox-uid")
                         .map_or("", String::as_str),
+                    a.get("io.kubernetes.cri.sandbox-id")
+                        .map_or("", String::as_str),
                 ),
                 read_only: m.options.iter().any(|o| o == "ro"),
             })

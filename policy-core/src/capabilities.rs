@@ -54,6 +54,13 @@ pub struct CapabilitySet {
     unknown: Vec<String>,
 }
 
+/// Whether a capability name means "all of them" (`ALL`, any case, `CAP_` prefix or not),
+/// without allocating.
+pub fn is_all(name: &str) -> bool {
+    let name = name.trim();
+    name.eq_ignore_ascii_case("ALL") || name.eq_ignore_ascii_case("CAP_ALL")
+}
+
 /// Normalizes a capability name: upper case, without the `CAP_` prefix.
 pub fn normalize(name: &str) -> String {
     let upper = name.trim().to_ascii_uppercase();
@@ -61,6 +68,19 @@ pub fn normalize(name: &str) -> String {
         Some(rest) => rest.to_string(),
         None => upper,
     }
+}
+
+/// The bit of a capability written in any case, with or without `CAP_`.
+fn bit_ignoring_case(name: &str) -> Option<u64> {
+    let name = name.trim();
+    let name = match name.get(..4) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("CAP_") => &name[4..],
+        _ => name,
+    };
+    NAMES
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(name))
+        .map(|i| 1u64 << i)
 }
 
 fn bit(name: &str) -> Option<u64> {
@@ -92,15 +112,18 @@ impl CapabilitySet {
         set
     }
 
-    /// Adds one capability by name (`ALL` adds every one).
+    /// Adds one capability by name (`ALL` adds every one). Known names are matched without
+    /// allocating; only an unknown name is copied.
     pub fn insert(&mut self, name: &str) {
-        let name = normalize(name);
-        if name == "ALL" {
+        if is_all(name) {
             self.bits |= Self::all().bits;
-        } else if let Some(b) = bit(&name) {
+        } else if let Some(b) = bit_ignoring_case(name) {
             self.bits |= b;
-        } else if !self.unknown.contains(&name) {
-            self.unknown.push(name);
+        } else {
+            let name = normalize(name);
+            if !self.unknown.contains(&name) {
+                self.unknown.push(name);
+            }
         }
     }
 
@@ -171,23 +194,27 @@ impl fmt::Display for CapabilitySet {
 
 /// The capabilities containerd (and CRI-O, and Docker) give a non-privileged container by
 /// default. A capability in a container's effective set beyond these was added for it.
-pub fn runtime_default() -> CapabilitySet {
-    CapabilitySet::from_names([
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FSETID",
-        "FOWNER",
-        "MKNOD",
-        "NET_RAW",
-        "SETGID",
-        "SETUID",
-        "SETFCAP",
-        "SETPCAP",
-        "NET_BIND_SERVICE",
-        "SYS_CHROOT",
-        "KILL",
-        "AUDIT_WRITE",
-    ])
+/// Built once.
+pub fn runtime_default() -> &'static CapabilitySet {
+    static DEFAULT: std::sync::LazyLock<CapabilitySet> = std::sync::LazyLock::new(|| {
+        CapabilitySet::from_names([
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "FSETID",
+            "FOWNER",
+            "MKNOD",
+            "NET_RAW",
+            "SETGID",
+            "SETUID",
+            "SETFCAP",
+            "SETPCAP",
+            "NET_BIND_SERVICE",
+            "SYS_CHROOT",
+            "KILL",
+            "AUDIT_WRITE",
+        ])
+    });
+    &DEFAULT
 }
 
 #[cfg(test)]
@@ -219,8 +246,7 @@ mod tests {
 
     #[test]
     fn set_algebra() {
-        let added =
-            CapabilitySet::from_names(["NET_ADMIN", "CHOWN"]).difference(&runtime_default());
+        let added = CapabilitySet::from_names(["NET_ADMIN", "CHOWN"]).difference(runtime_default());
         assert_eq!(added.to_string(), "NET_ADMIN");
         assert!(runtime_default().is_subset(&CapabilitySet::all()));
     }

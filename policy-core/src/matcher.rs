@@ -102,6 +102,10 @@ impl Regexes {
 
     /// The first pattern that matches, if any.
     pub fn first_match(&self, text: &str) -> Option<&str> {
+        // `matches` allocates; most texts match nothing, which `is_match` tells for free.
+        if !self.set.is_match(text) {
+            return None;
+        }
         self.set
             .matches(text)
             .iter()

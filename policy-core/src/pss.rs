@@ -72,6 +72,20 @@ pub const BASELINE_CAPABILITIES: [&str; 13] = [
     "SYS_CHROOT",
 ];
 
+/// [`BASELINE_CAPABILITIES`] as a set, built once.
+fn baseline_capabilities() -> &'static CapabilitySet {
+    static SET: std::sync::LazyLock<CapabilitySet> =
+        std::sync::LazyLock::new(|| CapabilitySet::from_names(BASELINE_CAPABILITIES));
+    &SET
+}
+
+/// The one capability the restricted level lets a container keep, as a set, built once.
+fn net_bind_service() -> &'static CapabilitySet {
+    static SET: std::sync::LazyLock<CapabilitySet> =
+        std::sync::LazyLock::new(|| CapabilitySet::from_names(["NET_BIND_SERVICE"]));
+    &SET
+}
+
 /// Sysctls the baseline level allows.
 pub const SAFE_SYSCTLS: [&str; 14] = [
     "kernel.shm_rmid_forced",
@@ -289,8 +303,8 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
                     .cloned()
                     .collect(),
                 Capabilities::Effective(set) => set
-                    .difference(&capabilities::runtime_default())
-                    .difference(&CapabilitySet::from_names(BASELINE_CAPABILITIES))
+                    .difference(capabilities::runtime_default())
+                    .difference(baseline_capabilities())
                     .names()
                     .map(str::to_string)
                     .collect(),
@@ -514,7 +528,7 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
                     }
                 }
                 Capabilities::Effective(set) => {
-                    let extra = set.difference(&CapabilitySet::from_names(["NET_BIND_SERVICE"]));
+                    let extra = set.difference(net_bind_service());
                     if !extra.is_empty() {
                         out.violation(format!(
                             "container keeps capabilities other than NET_BIND_SERVICE: {extra}"

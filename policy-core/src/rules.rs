@@ -328,9 +328,7 @@ impl Rule {
                 let caps = known!(out, &sec.capabilities, "security.capabilities");
                 let added = match caps {
                     Capabilities::Declared { add, .. } => CapabilitySet::from_names(add),
-                    Capabilities::Effective(set) => {
-                        set.difference(&capabilities::runtime_default())
-                    }
+                    Capabilities::Effective(set) => set.difference(capabilities::runtime_default()),
                 };
                 let extra = added.difference(allowed);
                 if !extra.is_empty() {
@@ -348,7 +346,7 @@ impl Rule {
                 let caps = known!(out, &sec.capabilities, "security.capabilities");
                 match caps {
                     Capabilities::Declared { drop, .. } => {
-                        let drops_all = drop.iter().any(|d| capabilities::normalize(d) == "ALL");
+                        let drops_all = drop.iter().any(|d| capabilities::is_all(d));
                         if *all && !drops_all {
                             out.violation("container does not drop ALL capabilities".to_string());
                         } else if !drops_all {
@@ -717,12 +715,16 @@ fn judge_host_paths(view: &ContainerView, allowed: &[AllowedHostPath], out: &mut
         return;
     }
     let allowing = |path: &str| allowed.iter().find(|a| path_has_prefix(path, &a.prefix));
-    let mut judged: Vec<&str> = Vec::new();
+    let mounted = |path: &str| {
+        view.mounts
+            .iter()
+            .flatten()
+            .any(|m| matches!(&m.source, MountSource::HostPath(p) if p == path))
+    };
     for m in view.mounts.iter().flatten() {
         let MountSource::HostPath(path) = &m.source else {
             continue;
         };
-        judged.push(path);
         match allowing(path) {
             None => out.violation(format!(
                 "host path {path} is mounted at {} but is not allowed",
@@ -737,7 +739,7 @@ fn judge_host_paths(view: &ContainerView, allowed: &[AllowedHostPath], out: &mut
     }
     for v in view.volumes.iter().flatten() {
         if let Some(path) = &v.host_path
-            && !judged.contains(&path.as_str())
+            && !mounted(path)
             && allowing(path).is_none()
         {
             out.violation(format!(

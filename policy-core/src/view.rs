@@ -207,20 +207,25 @@ pub enum MountSource {
 
 impl MountSource {
     /// Classifies a mount by its source path and filesystem type, as found in an NRI request
-    /// or OCI spec. `pod_uid` is the pod's UID when known: only the kubelet's directories of
-    /// *that* pod count as its volumes (another pod's volume directory mounted by hostPath is
-    /// a host path).
+    /// or OCI spec. `pod_uid` and `sandbox_id` name the container's pod when known: only the
+    /// kubelet's and the runtime's directories of *that* pod count as its volumes and runtime
+    /// files (another pod's directory mounted by hostPath is a host path).
     ///
     /// ```
     /// use policy_core::view::{MountSource, VolumeType};
     /// let src = "/var/lib/kubelet/pods/1b2c/volumes/kubernetes.io~secret/token";
-    /// assert_eq!(MountSource::classify(src, "bind", "1b2c"),
+    /// assert_eq!(MountSource::classify(src, "bind", "1b2c", "sb1"),
     ///            MountSource::KubeletVolume { kind: VolumeType::Secret, name: "token".into() });
-    /// assert_eq!(MountSource::classify(src, "bind", "other-pod"), MountSource::HostPath(src.into()));
-    /// assert_eq!(MountSource::classify("/etc", "bind", ""), MountSource::HostPath("/etc".into()));
-    /// assert_eq!(MountSource::classify("proc", "proc", ""), MountSource::Runtime);
+    /// assert_eq!(MountSource::classify(src, "bind", "other-pod", "sb1"),
+    ///            MountSource::HostPath(src.into()));
+    /// let hosts = "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/hosts";
+    /// assert_eq!(MountSource::classify(hosts, "bind", "1b2c", "sb1"), MountSource::Runtime);
+    /// assert_eq!(MountSource::classify(hosts, "bind", "1b2c", "sb2"),
+    ///            MountSource::HostPath(hosts.into()));
+    /// assert_eq!(MountSource::classify("/etc", "bind", "", ""), MountSource::HostPath("/etc".into()));
+    /// assert_eq!(MountSource::classify("proc", "proc", "", ""), MountSource::Runtime);
     /// ```
-    pub fn classify(source: &str, fs_type: &str, pod_uid: &str) -> MountSource {
+    pub fn classify(source: &str, fs_type: &str, pod_uid: &str, sandbox_id: &str) -> MountSource {
         if !source.starts_with('/') || !matches!(fs_type, "bind" | "rbind" | "") {
             return MountSource::Runtime;
         }
@@ -252,21 +257,28 @@ impl MountSource {
                 _ => {}
             }
         }
-        // containerd's per-sandbox files (hostname, resolv.conf, hosts, shm) and image
-        // volumes, and CRI-O's storage.
-        const RUNTIME_STATE: [&str; 4] = [
-            "/run/containerd/io.containerd.grpc.v1.cri/",
-            "/var/run/containerd/io.containerd.grpc.v1.cri/",
-            "/run/containers/storage/",
-            "/var/run/containers/storage/",
-        ];
-        if let Some(rest) = RUNTIME_STATE.iter().find_map(|p| source.strip_prefix(p)) {
-            if rest.starts_with("image-volumes/") {
+        // containerd's per-sandbox files (hostname, resolv.conf, hosts, shm) under its root
+        // and state directories (wherever those are configured), and its image volumes.
+        const CRI_PLUGIN: &str = "/io.containerd.grpc.v1.cri/";
+        if let Some(at) = source.find(CRI_PLUGIN) {
+            let rest = &source[at + CRI_PLUGIN.len()..];
+            if let Some(sandbox) = rest.strip_prefix("sandboxes/") {
+                let id = sandbox.split('/').next().unwrap_or_default();
+                if sandbox_id.is_empty() || id == sandbox_id {
+                    return MountSource::Runtime;
+                }
+            } else if rest.starts_with("image-volumes/") {
                 return MountSource::KubeletVolume {
                     kind: VolumeType::Image,
                     name: String::new(),
                 };
             }
+        }
+        // CRI-O's per-container storage.
+        if ["/run/containers/storage/", "/var/run/containers/storage/"]
+            .iter()
+            .any(|p| source.starts_with(p))
+        {
             return MountSource::Runtime;
         }
         MountSource::HostPath(source.to_string())

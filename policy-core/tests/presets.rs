@@ -419,7 +419,7 @@ fn every_control_has_a_failing_case() {
 #[test]
 fn effective_capabilities_are_judged_against_the_runtime_default() {
     // Baseline: the runtime's defaults are not "added"; SYS_ADMIN is.
-    let mut set = runtime_default();
+    let mut set = runtime_default().clone();
     set.insert("SYS_ADMIN");
     let view = with(|v| v.security.capabilities = Some(Capabilities::Effective(set)));
     assert_eq!(

@@ -157,7 +157,9 @@ fn arb_capabilities() -> impl Strategy<Value = Capabilities> {
             .prop_map(|(add, drop)| Capabilities::Declared { add, drop }),
         vec(text(CAPS), 0..6)
             .prop_map(|names| Capabilities::Effective(CapabilitySet::from_names(names))),
-        Just(Capabilities::Effective(capabilities::runtime_default())),
+        Just(Capabilities::Effective(
+            capabilities::runtime_default().clone()
+        )),
         Just(Capabilities::Effective(CapabilitySet::all())),
     ]
 }

@@ -57,7 +57,10 @@ pub mod containerd {
             /// Version 1.
             #[allow(missing_docs)]
             pub mod v1 {
-                include!(concat!(env!("OUT_DIR"), "/containerd.services.containers.v1.rs"));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/containerd.services.containers.v1.rs"
+                ));
             }
         }
         /// Package `containerd.services.version.v1`: the daemon's version.
@@ -65,7 +68,10 @@ pub mod containerd {
             /// Version 1.
             #[allow(missing_docs)]
             pub mod v1 {
-                include!(concat!(env!("OUT_DIR"), "/containerd.services.version.v1.rs"));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/containerd.services.version.v1.rs"
+                ));
             }
         }
         /// Package `containerd.services.tasks.v1`: running tasks.

@@ -96,9 +96,13 @@ async fn try_case(cri: &CriClient, pod: &Pod, container: &ContainerSpec) -> Resu
     cri.start_container(&id)
         .await
         .map_err(|e| format!("refused at start: {}", reason(&e.message)))?;
-    cri.wait_container_state(&id, ContainerState::ContainerRunning, Duration::from_secs(10))
-        .await
-        .map_err(|e| format!("did not run: {e}"))?;
+    cri.wait_container_state(
+        &id,
+        ContainerState::ContainerRunning,
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| format!("did not run: {e}"))?;
     Ok("running".to_string())
 }
 
@@ -115,7 +119,10 @@ async fn main() -> Result<()> {
         Some("1.7") => ContainerdVersion::V1_7,
         _ => ContainerdVersion::V2_1,
     };
-    println!("Starting a private containerd {} with NRI ...", version.major_minor());
+    println!(
+        "Starting a private containerd {} with NRI ...",
+        version.major_minor()
+    );
     let containerd = Containerd::start(version).await?;
     println!("Starting nodeguard with this policy:\n\n{POLICY}");
     let nodeguard = Nodeguard::start(&containerd, POLICY).await?;

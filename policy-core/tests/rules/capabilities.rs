@@ -74,7 +74,7 @@ fn declared_required_drops_are_compared_by_normalized_name() {
 #[test]
 fn effective_set_within_the_runtime_default_adds_nothing() {
     let p = rules(SOME);
-    let mut set = runtime_default();
+    let mut set = runtime_default().clone();
     set = set.difference(&CapabilitySet::from_names(["NET_RAW"]));
     assert_clean(&p, &effective(set));
 }
@@ -118,14 +118,14 @@ fn effective_capabilities_that_must_be_dropped_are_named() {
     assert_clean(&p, &effective(CapabilitySet::EMPTY));
     assert_denied(
         &p,
-        &effective(runtime_default()),
+        &effective(runtime_default().clone()),
         "capabilities.drop",
         "container keeps capabilities that must be dropped: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, \
          KILL, SETGID, SETUID, SETPCAP, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP",
     );
     assert_denied(
         &rules(SOME),
-        &effective(runtime_default()),
+        &effective(runtime_default().clone()),
         "capabilities.drop",
         "container keeps capabilities that must be dropped: NET_RAW",
     );

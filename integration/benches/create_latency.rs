@@ -1,0 +1,123 @@
+//! CreateContainer latency through a real containerd, without and with nodeguard, in one run;
+//! and nodeguard's memory. Prints figures (no timing assertions: see docs/performance.md).
+//!
+//! `cargo bench -p nodeguard-integration --bench create_latency -- [1.7|2.1] [N]` as root,
+//! after `scripts/testbed/setup.sh` and `cargo build --release -p nodeguard` (set
+//! `NODEGUARD_BIN=target/release/nodeguard`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use nodeguard_integration::{
+    ContainerSpec, Containerd, ContainerdVersion, CriClient, Nodeguard, Pod, PodSpec, images,
+};
+
+const POLICY: &str = r"
+apiVersion: nodeguard.io/v1alpha1
+kind: NodePolicy
+metadata: {name: bench}
+spec:
+  rules:
+    images: {allowed: ['^registry\.local/'], forbiddenTags: [latest]}
+    privileged: {}
+    privilegeEscalation: {effect: audit}
+    capabilities: {allowedAdd: [NET_BIND_SERVICE], effect: audit}
+    resources: {requireLimits: [cpu, memory], maxLimits: {cpu: '4', memory: 8Gi}}
+    hostNamespaces: {allowed: [network]}
+    hostPorts: {allowed: ['8000-9000']}
+    hostPath: {allowed: [{pathPrefix: /var/log, readOnly: true}]}
+    runAsNonRoot: {effect: audit}
+    readOnlyRootFilesystem: {effect: audit}
+    seccomp: {effect: audit}
+    requiredLabels: {effect: warn, labels: [{key: app}]}
+";
+
+/// Creates and removes `n` containers; returns each CreateContainer round trip.
+async fn creates(cri: &CriClient, pod: &Pod, n: usize, tag: &str) -> Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let spec = ContainerSpec::new(format!("{tag}-{i}"), images::BUSYBOX)
+            .sleep_forever()
+            .limits(250, 64 << 20);
+        let start = Instant::now();
+        let id = cri.create_container(pod, &spec).await?;
+        times.push(start.elapsed());
+        cri.remove_container(&id).await?;
+    }
+    Ok(times)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn summary(label: &str, mut times: Vec<Duration>) -> (Duration, Duration) {
+    times.sort();
+    let (p50, p99) = (percentile(&times, 0.50), percentile(&times, 0.99));
+    println!(
+        "  {label:<28} n={:<4} p50={:>8.3} ms  p99={:>8.3} ms  max={:>8.3} ms",
+        times.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        times.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    );
+    (p50, p99)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let version = if args.iter().any(|a| a == "1.7") {
+        ContainerdVersion::V1_7
+    } else {
+        ContainerdVersion::V2_1
+    };
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(200);
+    println!(
+        "CreateContainer through CRI, containerd {}, {n} creations per phase",
+        version.major_minor()
+    );
+    let containerd = Containerd::start(version).await?;
+    let cri = containerd.cri().await?;
+    let pod = cri
+        .run_pod(&PodSpec::new("bench", "default").label("app", "bench"))
+        .await?;
+    creates(&cri, &pod, 20, "warmup").await?;
+
+    let (base50, base99) = summary("without nodeguard", creates(&cri, &pod, n, "a").await?);
+    let nodeguard = Nodeguard::start(&containerd, POLICY).await?;
+    creates(&cri, &pod, 20, "warmup2").await?;
+    let (with50, with99) = summary(
+        "with nodeguard (12 rules)",
+        creates(&cri, &pod, n, "b").await?,
+    );
+    let rss = nodeguard.rss_kib();
+    drop(nodeguard);
+    // containerd notices the plugin is gone on the next call; run one to settle.
+    let _ = creates(&cri, &pod, 5, "settle").await;
+    let (again50, again99) = summary(
+        "without nodeguard (again)",
+        creates(&cri, &pod, n, "c").await?,
+    );
+
+    let base50 = (base50 + again50) / 2;
+    let base99 = (base99 + again99) / 2;
+    let added = |with: Duration, base: Duration| (with.as_secs_f64() - base.as_secs_f64()) * 1e3;
+    println!(
+        "  added by nodeguard:          p50={:+.3} ms  p99={:+.3} ms",
+        added(with50, base50),
+        added(with99, base99)
+    );
+    if let Some(kib) = rss {
+        println!(
+            "  nodeguard RSS after the run: {:.1} MiB",
+            kib as f64 / 1024.0
+        );
+    }
+    containerd.shutdown()?;
+    Ok(())
+}
