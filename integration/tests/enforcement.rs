@@ -266,3 +266,74 @@ async fn containerd_1_7_enforcement_survives_restarts() -> Result<()> {
 async fn containerd_2_1_enforcement_survives_restarts() -> Result<()> {
     survives_restarts(ContainerdVersion::V2_1).await
 }
+
+/// containerd launches nodeguard itself as a pre-installed plugin (`/opt/nri/plugins` in
+/// production) and hands it a connected socket: nodeguard registers on it and enforces.
+async fn enforces_as_a_preinstalled_plugin(version: ContainerdVersion) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let policy = scratch.path().join("policy.yaml");
+    let audit = scratch.path().join("audit.jsonl");
+    std::fs::write(&policy, POLICY)?;
+    let wrapper = scratch.path().join("nodeguard.sh");
+    // The plugin lives in <instance>/nri/plugins/; containerd's socket in <instance>/.
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ninstance=$(cd \"$(dirname \"$0\")/../..\" && pwd)\n\
+             exec '{}' serve --policy '{}' --audit-log '{}' --containerd-socket \"$instance/containerd.sock\"\n",
+            nodeguard_integration::nodeguard::binary()?.display(),
+            policy.display(),
+            audit.display()
+        ),
+    )?;
+    let containerd = Containerd::builder(version)
+        .nri_plugin("10-nodeguard", &wrapper)
+        .start()
+        .await?;
+    let cri = containerd.cri().await?;
+    let pod = cri.run_pod(&PodSpec::new("web", "default")).await?;
+    // containerd 2.1 may serve CRI before the plugin has registered: wait for its first record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match cri
+            .create_container(
+                &pod,
+                &ContainerSpec::new("evil", images::EVIL_BUSYBOX)
+                    .sleep_forever()
+                    .limits(250, 64 * MIB),
+            )
+            .await
+        {
+            Err(e) => {
+                ensure!(
+                    e.message.contains("[images.allowed]"),
+                    "unexpected refusal: {}",
+                    e.message
+                );
+                break;
+            }
+            Ok(id) => {
+                cri.remove_container(&id).await?;
+                ensure!(
+                    std::time::Instant::now() < deadline,
+                    "the pre-installed nodeguard never refused anything"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    run(&cri, &pod, &compliant("app")).await?;
+    let records = std::fs::read_to_string(&audit)?;
+    ensure!(records.contains(r#""outcome":"refused""#), "{records}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn containerd_1_7_runs_nodeguard_as_a_preinstalled_plugin() -> Result<()> {
+    enforces_as_a_preinstalled_plugin(ContainerdVersion::V1_7).await
+}
+
+#[tokio::test]
+async fn containerd_2_1_runs_nodeguard_as_a_preinstalled_plugin() -> Result<()> {
+    enforces_as_a_preinstalled_plugin(ContainerdVersion::V2_1).await
+}

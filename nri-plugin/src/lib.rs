@@ -10,6 +10,7 @@ pub mod check;
 pub mod connection;
 pub mod containerd;
 pub mod enforce;
+pub mod inherited;
 pub mod kubernetes;
 pub mod manifest;
 pub mod nri_view;

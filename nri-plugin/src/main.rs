@@ -48,7 +48,11 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// Policy file, or directory of policy files (a mounted ConfigMap).
-    #[arg(long)]
+    #[arg(
+        long,
+        env = "NODEGUARD_POLICY",
+        default_value = "/etc/nodeguard/policy"
+    )]
     policy: PathBuf,
     /// The runtime's NRI socket.
     #[arg(long, default_value = "/var/run/nri/nri.sock")]
@@ -57,13 +61,13 @@ struct ServeArgs {
     #[arg(long, default_value = "/run/containerd/containerd.sock")]
     containerd_socket: PathBuf,
     /// Name nodeguard registers under.
-    #[arg(long, default_value = "nodeguard")]
+    #[arg(long, env = "NRI_PLUGIN_NAME", default_value = "nodeguard")]
     plugin_name: String,
     /// Two-digit index nodeguard registers with; lower indices are called first.
-    #[arg(long, default_value = "10")]
+    #[arg(long, env = "NRI_PLUGIN_IDX", default_value = "10")]
     plugin_index: String,
     /// Append one JSON line per decision to this file.
-    #[arg(long)]
+    #[arg(long, env = "NODEGUARD_AUDIT_LOG")]
     audit_log: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -112,7 +116,15 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Launched by containerd as a pre-installed plugin (no arguments, an inherited socket):
+    // serve, configured by the environment.
+    let cli = if std::env::args_os().len() == 1
+        && std::env::var_os(nodeguard::inherited::SOCKET_ENV).is_some()
+    {
+        Cli::parse_from(["nodeguard", "serve"])
+    } else {
+        Cli::parse()
+    };
     match cli.command {
         Command::Check(args) => run_check(args),
         Command::Policy(PolicyCommand::Validate { paths }) => run_validate(&paths),
@@ -158,7 +170,20 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         None => Some(Arc::new(Discard)),
     };
-    let (Some(policy), Some(audit), true) = (policy, audit, problems.is_empty()) else {
+    // containerd launched us and handed over a connected socket, or we connect to its socket.
+    let endpoint = match std::env::var(nodeguard::inherited::SOCKET_ENV) {
+        Ok(value) => match nodeguard::inherited::take(&value) {
+            Ok(stream) => Some(Endpoint::Inherited(stream)),
+            Err(e) => {
+                problems.push(e.to_string());
+                None
+            }
+        },
+        Err(_) => Some(Endpoint::Socket(args.nri_socket.clone())),
+    };
+    let (Some(policy), Some(audit), Some(endpoint), true) =
+        (policy, audit, endpoint, problems.is_empty())
+    else {
         anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
     };
     telemetry::init(args.log_format);
@@ -192,10 +217,9 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ));
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot handle SIGTERM")?;
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("install SIGTERM handler");
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
@@ -204,7 +228,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             signals.cancel();
         });
         let config = ServeConfig {
-            endpoint: Endpoint::Socket(args.nri_socket),
+            endpoint,
             registration: Registration {
                 name: args.plugin_name,
                 index: args.plugin_index,

@@ -177,3 +177,50 @@ fn usage_errors_exit_two() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--policy"), "{}", stderr(&out));
 }
+
+#[test]
+fn serve_reports_every_bad_flag_and_exits_two_before_touching_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nri.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_nodeguard"))
+        .args([
+            "serve",
+            "--policy",
+            &path("policies/broken.yaml"),
+            "--plugin-index",
+            "7",
+            "--audit-log",
+            "/nonexistent-dir/audit.jsonl",
+            "--nri-socket",
+        ])
+        .arg(&socket)
+        .env_remove("NRI_PLUGIN_SOCKET")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for expected in [
+        "--plugin-index must be exactly two digits, not \"7\"",
+        "--policy: 6 errors in policy",
+        "broken.yaml:15:5: spec.rules.privilegd",
+        "--audit-log /nonexistent-dir/audit.jsonl",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!socket.exists(), "no socket was created");
+}
+
+#[test]
+fn serve_refuses_an_inherited_socket_that_is_not_one() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nodeguard"))
+        .args(["serve", "--policy", &path("policies/corp.yaml")])
+        .env("NRI_PLUGIN_SOCKET", "77")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("NRI_PLUGIN_SOCKET=77: descriptor 77 is not an open socket"),
+        "{}",
+        stderr(&out)
+    );
+}
