@@ -30,6 +30,13 @@ spec:
 
 const MIB: i64 = 1 << 20;
 
+/// A container from the registry the policy does not allow, otherwise compliant.
+fn evil(name: &str) -> ContainerSpec {
+    ContainerSpec::new(name, images::EVIL_BUSYBOX)
+        .sleep_forever()
+        .limits(250, 64 * MIB)
+}
+
 fn compliant(name: &str) -> ContainerSpec {
     ContainerSpec::new(name, images::BUSYBOX)
         .sleep_forever()
@@ -93,9 +100,7 @@ async fn enforces_at_create_and_start(version: ContainerdVersion) -> Result<()> 
     refused_at_create(
         &cri,
         &pod,
-        &ContainerSpec::new("evil", images::EVIL_BUSYBOX)
-            .sleep_forever()
-            .limits(250, 64 * MIB),
+        &evil("evil"),
         &[
             r#"nodeguard: refused container "evil" in pod default/web"#,
             r#"image "evil.example/busybox:1" does not match any allowed pattern (^registry\.local/)"#,
@@ -224,16 +229,9 @@ async fn survives_restarts(version: ContainerdVersion) -> Result<()> {
 
     // nodeguard crashes and comes back: it registers again and enforces again.
     nodeguard.restart().await?;
-    refused_at_create(
-        &cri,
-        &pod,
-        &ContainerSpec::new("evil", images::EVIL_BUSYBOX)
-            .sleep_forever()
-            .limits(250, 64 * MIB),
-        &["[images.allowed]"],
-    )
-    .await
-    .context("after nodeguard restarted")?;
+    refused_at_create(&cri, &pod, &evil("evil"), &["[images.allowed]"])
+        .await
+        .context("after nodeguard restarted")?;
 
     // containerd restarts: nodeguard reconnects on its own and enforces again.
     let registrations = nodeguard.registrations();
@@ -243,16 +241,9 @@ async fn survives_restarts(version: ContainerdVersion) -> Result<()> {
         .await
         .context("nodeguard did not reconnect after containerd restarted")?;
     let cri = containerd.cri().await?;
-    refused_at_create(
-        &cri,
-        &pod,
-        &ContainerSpec::new("evil2", images::EVIL_BUSYBOX)
-            .sleep_forever()
-            .limits(250, 64 * MIB),
-        &["[images.allowed]"],
-    )
-    .await
-    .context("after containerd restarted")?;
+    refused_at_create(&cri, &pod, &evil("evil2"), &["[images.allowed]"])
+        .await
+        .context("after containerd restarted")?;
     run(&cri, &pod, &compliant("after")).await?;
     Ok(())
 }
@@ -295,15 +286,7 @@ async fn enforces_as_a_preinstalled_plugin(version: ContainerdVersion) -> Result
     // containerd 2.1 may serve CRI before the plugin has registered: wait for its first record.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        match cri
-            .create_container(
-                &pod,
-                &ContainerSpec::new("evil", images::EVIL_BUSYBOX)
-                    .sleep_forever()
-                    .limits(250, 64 * MIB),
-            )
-            .await
-        {
+        match cri.create_container(&pod, &evil("evil")).await {
             Err(e) => {
                 ensure!(
                     e.message.contains("[images.allowed]"),
