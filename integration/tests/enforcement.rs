@@ -320,3 +320,39 @@ async fn containerd_1_7_runs_nodeguard_as_a_preinstalled_plugin() -> Result<()> 
 async fn containerd_2_1_runs_nodeguard_as_a_preinstalled_plugin() -> Result<()> {
     enforces_as_a_preinstalled_plugin(ContainerdVersion::V2_1).await
 }
+
+/// Pod sysctls live in the pod sandbox's spec, not the container's: nodeguard reads it at
+/// container start.
+async fn judges_pod_sysctls_at_start(version: ContainerdVersion) -> Result<()> {
+    let containerd = Containerd::start(version).await?;
+    let policy = format!("{POLICY}    sysctls:\n      forbidden: ['kernel.shm_rmid_forced']\n");
+    let _nodeguard = Nodeguard::start(&containerd, &policy).await?;
+    let cri = containerd.cri().await?;
+    let mut spec = PodSpec::new("tuned", "default");
+    spec.sysctls
+        .insert("kernel.shm_rmid_forced".into(), "1".into());
+    let pod = cri.run_pod(&spec).await?;
+    let id = cri.create_container(&pod, &compliant("app")).await?;
+    let Err(err) = cri.start_container(&id).await else {
+        anyhow::bail!("a container of a pod with a forbidden sysctl started");
+    };
+    ensure!(
+        err.message
+            .contains("sysctl kernel.shm_rmid_forced is forbidden [sysctls]"),
+        "unexpected refusal: {}",
+        err.message
+    );
+    let plain = cri.run_pod(&PodSpec::new("plain", "default")).await?;
+    run(&cri, &plain, &compliant("app")).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn containerd_1_7_judges_pod_sysctls_at_start() -> Result<()> {
+    judges_pod_sysctls_at_start(ContainerdVersion::V1_7).await
+}
+
+#[tokio::test]
+async fn containerd_2_1_judges_pod_sysctls_at_start() -> Result<()> {
+    judges_pod_sysctls_at_start(ContainerdVersion::V2_1).await
+}

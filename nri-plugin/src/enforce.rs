@@ -4,7 +4,8 @@
 //! This is the daemon's policy-facing core. It knows NRI's messages but no sockets: the
 //! plugin service ([`crate::plugin`]) calls it, and tests call it directly.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use nodeguard_proto::nri::v1alpha1 as nri;
@@ -45,7 +46,12 @@ pub struct Enforcer<S> {
     audit: Arc<dyn AuditSink>,
     node: String,
     undecided_at_start: UndecidedAtStart,
+    /// Pod sysctls by sandbox id: a sandbox's spec never changes, so it is read once per pod.
+    pod_sysctls: Mutex<HashMap<String, Vec<(String, String)>>>,
 }
+
+/// Sandboxes whose sysctls are remembered at most (the cache is emptied when full).
+const POD_SYSCTLS_CACHE: usize = 4096;
 
 fn describe(view: &ContainerView) -> String {
     format!(
@@ -87,6 +93,7 @@ impl<S: SpecSource> Enforcer<S> {
             audit,
             node,
             undecided_at_start,
+            pod_sysctls: Mutex::new(HashMap::new()),
         }
     }
 
@@ -209,8 +216,29 @@ impl<S: SpecSource> Enforcer<S> {
         {
             return;
         }
+        let cached = self
+            .pod_sysctls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&pod.id)
+            .cloned();
+        if let Some(sysctls) = cached {
+            view.security.sysctls = Some(sysctls);
+            return;
+        }
         match self.specs.spec(&pod.id).await {
-            Ok(sandbox) => view.security.sysctls = sandbox.to_view().security.sysctls,
+            Ok(sandbox) => {
+                let sysctls = sandbox.to_view().security.sysctls.unwrap_or_default();
+                let mut cache = self
+                    .pod_sysctls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if cache.len() >= POD_SYSCTLS_CACHE {
+                    cache.clear();
+                }
+                cache.insert(pod.id.clone(), sysctls.clone());
+                view.security.sysctls = Some(sysctls);
+            }
             Err(e) => {
                 warn!(error = %e, "cannot read the pod sandbox's spec for its sysctls");
                 view.security.sysctls = None;
