@@ -88,24 +88,28 @@ async fn main() -> Result<()> {
         .await?;
     creates(&cri, &pod, 20, "warmup").await?;
 
-    let (base50, base99) = summary("without nodeguard", creates(&cri, &pod, n, "a").await?);
-    let nodeguard = Nodeguard::start(&containerd, POLICY).await?;
-    creates(&cri, &pod, 20, "warmup2").await?;
-    let (with50, with99) = summary(
-        "with nodeguard (12 rules)",
-        creates(&cri, &pod, n, "b").await?,
-    );
-    let rss = nodeguard.rss_kib();
-    drop(nodeguard);
-    // containerd notices the plugin is gone on the next call; run one to settle.
-    let _ = creates(&cri, &pod, 5, "settle").await;
-    let (again50, again99) = summary(
-        "without nodeguard (again)",
-        creates(&cri, &pod, n, "c").await?,
-    );
-
-    let base50 = (base50 + again50) / 2;
-    let base99 = (base99 + again99) / 2;
+    // Alternate short blocks with and without the plugin so that drift in the machine's load
+    // falls on both alike. containerd drops a killed plugin at its next call: one settling
+    // creation after each kill is not counted.
+    let rounds = 10;
+    let block = n.div_ceil(rounds);
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    let mut nodeguard = Nodeguard::start(&containerd, POLICY).await?;
+    let mut rss = None;
+    for round in 0..rounds {
+        if round > 0 {
+            nodeguard.restart().await?;
+        }
+        creates(&cri, &pod, 2, &format!("w{round}-warm")).await?;
+        with.extend(creates(&cri, &pod, block, &format!("w{round}")).await?);
+        rss = nodeguard.rss_kib().or(rss);
+        nodeguard.kill().await?;
+        let _ = creates(&cri, &pod, 1, &format!("s{round}")).await;
+        without.extend(creates(&cri, &pod, block, &format!("o{round}")).await?);
+    }
+    let (base50, base99) = summary("without nodeguard", without);
+    let (with50, with99) = summary("with nodeguard (12 rules)", with);
     let added = |with: Duration, base: Duration| (with.as_secs_f64() - base.as_secs_f64()) * 1e3;
     println!(
         "  added by nodeguard:          p50={:+.3} ms  p99={:+.3} ms",
@@ -114,7 +118,7 @@ async fn main() -> Result<()> {
     );
     if let Some(kib) = rss {
         println!(
-            "  nodeguard RSS after the run: {:.1} MiB",
+            "  nodeguard RSS (VmRSS):       {:.1} MiB",
             kib as f64 / 1024.0
         );
     }

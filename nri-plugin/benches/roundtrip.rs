@@ -1,0 +1,166 @@
+//! What nodeguard adds to a container creation on its own side: `CreateContainer` round trips
+//! through the real wire format (mux + ttrpc + NRI messages over a unix socket pair), the
+//! 12-rule policy evaluated and an audit record written to a file for each call. Prints
+//! p50/p99/p99.9 per call; see docs/performance.md.
+//!
+//! `cargo bench -p nodeguard --bench roundtrip [-- N]`
+
+#[allow(dead_code, missing_docs, unreachable_pub)]
+#[path = "../tests/daemon/fake_runtime.rs"]
+mod fake_runtime;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use fake_runtime::{FakeRuntime, RegisterReply};
+use nodeguard::audit::AuditFile;
+use nodeguard::connection::{self, Registration};
+use nodeguard::containerd::{SpecError, SpecSource};
+use nodeguard::enforce::{Enforcer, UndecidedAtStart};
+use nodeguard::oci::RuntimeSpec;
+use nodeguard::plugin::PluginService;
+use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service};
+
+const POLICY: &str = include_str!("../../policy-core/benches/policies/twelve-rules.yaml");
+
+/// Create-phase calls never read a spec.
+struct NoSpecs;
+
+impl SpecSource for NoSpecs {
+    async fn spec(&self, id: &str) -> Result<RuntimeSpec, SpecError> {
+        Err(SpecError::NoSpec(id.to_string()))
+    }
+}
+
+fn request() -> nri::CreateContainerRequest {
+    let ns = |t: &str| nri::LinuxNamespace {
+        r#type: t.into(),
+        path: String::new(),
+    };
+    nri::CreateContainerRequest {
+        pod: Some(nri::PodSandbox {
+            id: "sb1".into(),
+            name: "web-7d4b9c".into(),
+            uid: "0b7f5a9e".into(),
+            namespace: "shop".into(),
+            labels: [
+                ("app".to_string(), "web".to_string()),
+                ("team".to_string(), "storefront".to_string()),
+            ]
+            .into(),
+            linux: Some(nri::LinuxPodSandbox {
+                namespaces: vec![ns("pid"), ns("ipc"), ns("uts"), ns("network")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        container: Some(nri::Container {
+            id: "c1".into(),
+            pod_sandbox_id: "sb1".into(),
+            name: "app".into(),
+            annotations: [
+                (
+                    "io.kubernetes.cri.image-name".to_string(),
+                    "registry.corp/shop/web:1.4.2".to_string(),
+                ),
+                (
+                    "io.kubernetes.cri.container-type".to_string(),
+                    "container".to_string(),
+                ),
+            ]
+            .into(),
+            mounts: vec![nri::Mount {
+                destination: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+                r#type: "bind".into(),
+                source:
+                    "/var/lib/kubelet/pods/0b7f5a9e/volumes/kubernetes.io~projected/kube-api-access"
+                        .into(),
+                options: vec!["rbind".into(), "ro".into()],
+            }],
+            linux: Some(nri::LinuxContainer {
+                resources: Some(nri::LinuxResources {
+                    cpu: Some(nri::LinuxCpu {
+                        shares: Some(nri::OptionalUInt64 { value: 512 }),
+                        quota: Some(nri::OptionalInt64 { value: 50_000 }),
+                        period: Some(nri::OptionalUInt64 { value: 100_000 }),
+                        ..Default::default()
+                    }),
+                    memory: Some(nri::LinuxMemory {
+                        limit: Some(nri::OptionalInt64 { value: 256 << 20 }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let dir = std::env::temp_dir().join(format!("nodeguard-roundtrip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let audit = Arc::new(AuditFile::open(&dir.join("audit.jsonl")).expect("audit log"));
+    let policy = policy_core::Policy::parse("twelve-rules.yaml", POLICY).expect("policy");
+    let enforcer = Arc::new(Enforcer::new(
+        Arc::new(ArcSwap::from_pointee(policy)),
+        NoSpecs,
+        audit,
+        "bench".into(),
+        UndecidedAtStart::Deny,
+    ));
+    let (ours, theirs) = tokio::net::UnixStream::pair().expect("socket pair");
+    let service = Arc::new(PluginService::new(enforcer));
+    tokio::spawn(async move {
+        let registration = Registration {
+            name: "nodeguard".into(),
+            index: "10".into(),
+        };
+        let _ = connection::serve(
+            ours,
+            service,
+            &registration,
+            Duration::from_secs(5),
+            std::future::pending(),
+            || {},
+        )
+        .await;
+    });
+    let runtime = FakeRuntime::new(theirs, RegisterReply::Ok);
+    let req = request();
+    // Warm up (and check the call is allowed: a refusal would measure the wrong path).
+    for _ in 0..500 {
+        runtime
+            .call(plugin_service::CREATE_CONTAINER, &req)
+            .await
+            .expect("the compliant container is allowed");
+    }
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let _ = runtime.call(plugin_service::CREATE_CONTAINER, &req).await;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "CreateContainer round trip through nodeguard (wire + 12-rule policy + audit record), n={n}:\n  p50={:.1} µs  p99={:.1} µs  p99.9={:.1} µs  max={:.1} µs",
+        us(percentile(&times, 0.50)),
+        us(percentile(&times, 0.99)),
+        us(percentile(&times, 0.999)),
+        us(*times.last().expect("samples"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
