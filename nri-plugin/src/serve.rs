@@ -125,7 +125,7 @@ pub async fn run<S, F>(
             () = tokio::time::sleep(backoff) => {}
             () = shutdown.cancelled() => return,
         }
-        backoff = (backoff * 2).min(config.max_backoff);
+        backoff = backoff.saturating_mul(2).min(config.max_backoff);
     }
 }
 
