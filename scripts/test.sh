@@ -25,6 +25,7 @@ cargo fmt --all -- --check
 
 step "Lints (cargo clippy --all-targets -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "Install manifests, policies and scripts (scripts/install-checks.sh)" && scripts/install-checks.sh
 
 step "Building everything once"
 cargo build --workspace --all-targets --locked
