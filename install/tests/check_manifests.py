@@ -26,7 +26,7 @@ import yaml
 NAMESPACE = "nodeguard-system"
 
 # The measured peak resident memory of `nodeguard serve` (docs/install.md, "Resources").
-MEASURED_PEAK_RSS_MIB = 10.3
+MEASURED_PEAK_RSS_MIB = 10.1
 
 # Every host path the pod may mount: path -> (hostPath type, mount path, read-only,
 # mount propagation). Nothing else: no /, no /var/lib, no /etc, no /proc, no /dev.
