@@ -258,8 +258,9 @@ main() {
 
     log "Refused at start: a privileged container (the node sees it only in the OCI spec)"
     workload privileged | kc apply -f -
-    refused privileged 'RunContainerError|StartError|CrashLoopBackOff' 'nodeguard: refused' \
-        '[pss.baseline.privileged]'
+    # (CreateContainerError too: a containerd that shows privileged at create may refuse there.)
+    refused privileged 'RunContainerError|StartError|CrashLoopBackOff|CreateContainerError' \
+        'nodeguard: refused' '[pss.baseline.privileged]'
 
     log "containerd restarts on $worker: nodeguard reconnects and still judges at start"
     docker exec "$worker" systemctl restart containerd
@@ -269,7 +270,7 @@ main() {
     kc -n "$NS" rollout status deployment/compliant-after-restart --timeout="${TIMEOUT}s"
     workload privileged-after-restart | kc apply -f -
     # "container is privileged", not "cannot verify": nodeguard read the spec from containerd.
-    refused privileged-after-restart 'RunContainerError|StartError|CrashLoopBackOff' \
+    refused privileged-after-restart 'RunContainerError|StartError|CrashLoopBackOff|CreateContainerError' \
         'nodeguard: refused' 'container is privileged [pss.baseline.privileged]'
 
     log "The audit log on $worker records the refusals"
