@@ -2,4 +2,5 @@
 
 mod check_cli;
 mod daemon;
+mod fuzz_corpus;
 mod pss_conformance;

@@ -7,6 +7,7 @@
 
 mod effects;
 mod errors;
+mod fuzz_corpus;
 mod presets;
 mod properties;
 mod rules;

@@ -1,0 +1,10 @@
+//! Fuzz target `oci_spec`: see [`nodeguard_fuzz::specs::oci_spec`].
+#![no_main]
+
+use std::sync::LazyLock;
+
+use policy_core::Policy;
+
+static RESTRICTED: LazyLock<Policy> = LazyLock::new(nodeguard_fuzz::specs::restricted);
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| nodeguard_fuzz::specs::oci_spec(&RESTRICTED, data));

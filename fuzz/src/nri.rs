@@ -1,0 +1,173 @@
+//! Check of the NRI `Plugin` service: arbitrary bytes as the payload of every method.
+//!
+//! [`Harness`] holds what is built once (a small current-thread tokio runtime and a policy
+//! using every rule); each input gets a fresh [`PluginService`] over a fresh [`Enforcer`], so
+//! no state (a split `Synchronize`, the pod sysctls cache) carries from one input to the next.
+//! Container specs come from an in-memory source that fails for every container but one
+//! ([`SPEC_ID`]), which gets the OCI fixture, so that both start paths are reached.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use nodeguard::audit::Discard;
+use nodeguard::containerd::{SpecError, SpecSource};
+use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
+use nodeguard::oci::RuntimeSpec;
+use nodeguard::plugin::{EVENTS, PluginService};
+use nodeguard::transport::status::{self, Code, RpcError};
+use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
+use nodeguard_proto::ttrpc::Response;
+use policy_core::Policy;
+use prost::Message as _;
+
+/// The one container id the spec source knows.
+pub const SPEC_ID: &str = "with-spec";
+
+const SPEC: &[u8] = include_bytes!("../../nri-plugin/testdata/oci/config.json");
+const POLICIES: [(&str, &str); 2] = [
+    (
+        "all-rules.yaml",
+        include_str!("../../policy-core/testdata/all-rules.yaml"),
+    ),
+    (
+        "corp.yaml",
+        include_str!("../../nri-plugin/testdata/policies/corp.yaml"),
+    ),
+];
+
+/// containerd's records, in memory: the fixture spec for [`SPEC_ID`], an error for any other id.
+struct Specs;
+
+impl SpecSource for Specs {
+    async fn spec(&self, id: &str) -> Result<RuntimeSpec, SpecError> {
+        if id == SPEC_ID {
+            Ok(RuntimeSpec::from_json(SPEC).expect("the OCI fixture parses"))
+        } else {
+            Err(SpecError::NoSpec(id.to_string()))
+        }
+    }
+}
+
+/// What every input shares: built once per process.
+pub struct Harness {
+    runtime: tokio::runtime::Runtime,
+    policy: PolicyHandle,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decodes `payload` as `M`, as the service does.
+fn decodes<M: prost::Message + Default>(payload: &[u8]) -> bool {
+    M::decode(payload).is_ok()
+}
+
+/// Whether the service decodes the payload of `name` and the request decodes.
+fn request_decodes(name: &str, payload: &[u8]) -> Option<bool> {
+    Some(match name {
+        method::CONFIGURE => decodes::<nri::ConfigureRequest>(payload),
+        method::SYNCHRONIZE => decodes::<nri::SynchronizeRequest>(payload),
+        method::CREATE_CONTAINER => decodes::<nri::CreateContainerRequest>(payload),
+        method::START_CONTAINER => decodes::<nri::StartContainerRequest>(payload),
+        method::STATE_CHANGE => decodes::<nri::StateChangeEvent>(payload),
+        method::UPDATE_CONTAINER => decodes::<nri::UpdateContainerRequest>(payload),
+        _ => return None,
+    })
+}
+
+/// The reply of a successful call decodes as the method's response.
+fn check_reply(name: &str, reply: &[u8]) {
+    match name {
+        method::CONFIGURE => {
+            let response = nri::ConfigureResponse::decode(reply).unwrap();
+            assert_eq!(response.events, EVENTS);
+        }
+        method::SYNCHRONIZE => {
+            nri::SynchronizeResponse::decode(reply).unwrap();
+        }
+        method::CREATE_CONTAINER => {
+            nri::CreateContainerResponse::decode(reply).unwrap();
+        }
+        method::START_CONTAINER => {
+            nri::StartContainerResponse::decode(reply).unwrap();
+        }
+        method::UPDATE_CONTAINER => {
+            nri::UpdateContainerResponse::decode(reply).unwrap();
+        }
+        method::STOP_CONTAINER => {
+            nri::StopContainerResponse::decode(reply).unwrap();
+        }
+        _ => {
+            nri::Empty::decode(reply).unwrap();
+        }
+    }
+}
+
+/// An error reaches containerd unchanged through a ttrpc `Response`.
+fn check_error(err: &RpcError) {
+    assert_ne!(err.code, Code::OK);
+    let wire = status::error_response(err).encode_to_vec();
+    let response = Response::decode(wire.as_slice()).unwrap();
+    assert_eq!(status::response_result(response), Err(err.clone()));
+}
+
+impl Harness {
+    /// The runtime and the policy (`policy-core/testdata/all-rules.yaml` and
+    /// `nri-plugin/testdata/policies/corp.yaml`).
+    pub fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a tokio runtime");
+        let policy = Policy::parse_many(POLICIES).expect("the fixture policies parse");
+        Harness {
+            runtime,
+            policy: Arc::new(ArcSwap::from_pointee(policy)),
+        }
+    }
+
+    /// `nri_requests`: `payload` to every method of the `Plugin` service (and to an unknown
+    /// method and service). Each call returns a reply of the method's response type or an
+    /// [`RpcError`]: `InvalidArgument` exactly when the request does not decode, otherwise
+    /// only `PermissionDenied` (a refusal); unknown calls are `Unimplemented`.
+    pub fn nri_requests(&self, payload: &[u8]) {
+        let enforcer = Enforcer::new(
+            Arc::clone(&self.policy),
+            Specs,
+            Arc::new(Discard),
+            "fuzz-node".to_string(),
+            UndecidedAtStart::Deny,
+        );
+        let service = PluginService::new(Arc::new(enforcer));
+        self.runtime.block_on(async {
+            for name in method::METHODS {
+                let result = service.call(method::NAME, name, payload).await;
+                match (request_decodes(name, payload), &result) {
+                    (_, Ok(reply)) => check_reply(name, reply),
+                    (Some(false), Err(err)) => assert_eq!(err.code, Code::INVALID_ARGUMENT),
+                    (Some(true), Err(err)) => assert_eq!(
+                        err.code,
+                        Code::PERMISSION_DENIED,
+                        "{name} failed on a valid request: {err}"
+                    ),
+                    (None, Err(err)) => panic!("{name} does not decode but failed: {err}"),
+                }
+                if let Err(err) = &result {
+                    check_error(err);
+                }
+            }
+            for (service_name, name) in [(method::NAME, "Bogus"), ("Bogus", method::CONFIGURE)] {
+                let err = service.call(service_name, name, payload).await.unwrap_err();
+                assert_eq!(err.code, Code::UNIMPLEMENTED);
+                check_error(&err);
+            }
+            // A final Synchronize audits in a task of its own: let it finish.
+            let metrics = tokio::runtime::Handle::current().metrics();
+            while metrics.num_alive_tasks() > 0 {
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+}
