@@ -3,8 +3,9 @@
 #   1. installs what the tests need (scripts/testbed/setup.sh: runc, busybox, protoc,
 #      containerd 1.7 and 2.1, local OCI images);
 #   2. checks formatting and lints (rustfmt, clippy -D warnings);
-#   3. builds everything once, runs the unit, property and in-memory daemon tests,
-#   4. then the end-to-end tests against real containerd 1.7 and 2.1.
+#   3. builds everything once, checks the install manifests and policies with that build,
+#   4. runs the unit, property and in-memory daemon tests (and the fuzz corpora),
+#   5. then the end-to-end tests against real containerd 1.7 and 2.1.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,10 +26,12 @@ cargo fmt --all -- --check
 
 step "Lints (cargo clippy --all-targets -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-step "Install manifests, policies and scripts (scripts/install-checks.sh)" && scripts/install-checks.sh
 
 step "Building everything once"
 cargo build --workspace --all-targets --locked
+
+step "Install manifests, policies and scripts (scripts/install-checks.sh)"
+NODEGUARD_BIN="$repo/target/debug/nodeguard" scripts/install-checks.sh
 
 step "Unit, property and in-memory daemon tests"
 cargo test --workspace --exclude nodeguard-integration --locked
