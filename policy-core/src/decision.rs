@@ -113,11 +113,19 @@ impl Decision {
         self.violations.is_empty() && self.undecided.is_empty()
     }
 
-    /// The enforced violations' messages joined into one line, for a refusal.
+    /// The enforced violations' messages joined into one line, for a refusal. A violation
+    /// that two policy documents both report (the same rule and message) is named once.
     pub fn refusal_message(&self) -> String {
         let mut out = String::new();
-        for (i, v) in self.enforced().enumerate() {
-            if i > 0 {
+        let enforced: Vec<&Violation> = self.enforced().collect();
+        for (i, v) in enforced.iter().enumerate() {
+            let repeated = enforced[..i]
+                .iter()
+                .any(|w| w.rule == v.rule && w.message == v.message);
+            if repeated {
+                continue;
+            }
+            if !out.is_empty() {
                 out.push_str("; ");
             }
             out.push_str(&v.message);
@@ -126,5 +134,48 @@ impl Decision {
             out.push(']');
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violation(policy: &str, rule: &'static str, message: &str) -> Violation {
+        Violation {
+            policy: Arc::from(policy),
+            rule,
+            effect: Effect::Enforce,
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_a_violation_reported_by_two_policies_once() {
+        let decision = Decision {
+            violations: vec![
+                violation(
+                    "baseline",
+                    "pss.baseline.privileged",
+                    "container is privileged",
+                ),
+                violation(
+                    "restricted",
+                    "pss.baseline.privileged",
+                    "container is privileged",
+                ),
+                violation(
+                    "restricted",
+                    "pss.restricted.runAsNonRoot",
+                    "runAsNonRoot is not set to true",
+                ),
+            ],
+            undecided: Vec::new(),
+        };
+        assert_eq!(
+            decision.refusal_message(),
+            "container is privileged [pss.baseline.privileged]; \
+             runAsNonRoot is not set to true [pss.restricted.runAsNonRoot]"
+        );
     }
 }
