@@ -31,14 +31,21 @@ pub fn host_ports(annotations: &BTreeMap<String, String>) -> Vec<u16> {
 /// The CPU request behind cgroup CPU shares (the kubelet sets `millis * 1024 / 1000`, and
 /// the minimum, 2, when there is no request).
 pub fn shares_to_millicores(shares: u64) -> Option<Millicores> {
-    (shares > 2).then(|| Millicores((shares * 1000).div_ceil(1024)))
+    (shares > 2).then(|| Millicores(per_mille_ceil(shares, 1024)))
 }
 
 /// The CPU limit behind a CFS quota and period (no limit when the quota is unset or -1).
 pub fn quota_to_millicores(quota: Option<i64>, period: Option<u64>) -> Option<Millicores> {
     let quota = u64::try_from(quota?).ok().filter(|q| *q > 0)?;
     let period = period.filter(|p| *p > 0).unwrap_or(100_000);
-    Some(Millicores((quota * 1000).div_ceil(period)))
+    Some(Millicores(per_mille_ceil(quota, period)))
+}
+
+/// `value * 1000 / divisor`, rounded up, without overflow: the cgroup values come from the
+/// runtime unchecked, and `u64::MAX` shares or quota must not wrap to a small CPU figure
+/// (reproduced by the `oci_spec` fuzz target, see docs/fuzzing.md). Saturates at `u64::MAX`.
+fn per_mille_ceil(value: u64, divisor: u64) -> u64 {
+    u64::try_from((u128::from(value) * 1000).div_ceil(u128::from(divisor))).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -55,6 +62,15 @@ mod tests {
         .into();
         assert_eq!(host_ports(&a), vec![8080]);
         assert!(host_ports(&BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn huge_cgroup_values_do_not_wrap_to_a_small_cpu_figure() {
+        assert_eq!(shares_to_millicores(u64::MAX), Some(Millicores(u64::MAX)));
+        assert_eq!(
+            quota_to_millicores(Some(i64::MAX), Some(1)),
+            Some(Millicores(u64::MAX))
+        );
     }
 
     #[test]
