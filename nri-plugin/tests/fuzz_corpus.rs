@@ -71,3 +71,36 @@ fn manifest_corpus() {
     let policy = specs::restricted();
     replay("manifest", |data| specs::manifest(&policy, data));
 }
+
+/// Regression: CPU shares or a CFS quota near `u64::MAX` overflowed `* 1000` on the way to
+/// millicores: a panic with overflow checks, a wrapped (too small) CPU figure without, so a
+/// huge limit could pass `resources.maxLimits`. Now exact, saturating at `u64::MAX`.
+#[test]
+fn cpu_shares_and_quota_overflow() {
+    use nodeguard::kubernetes::{quota_to_millicores, shares_to_millicores};
+    use nodeguard::oci::RuntimeSpec;
+    use policy_core::quantity::Millicores;
+
+    assert_eq!(
+        shares_to_millicores(u64::MAX),
+        Some(Millicores(18_014_398_509_481_984_000))
+    );
+    assert_eq!(
+        quota_to_millicores(Some(i64::MAX), None),
+        Some(Millicores(92_233_720_368_547_759))
+    );
+    assert_eq!(
+        quota_to_millicores(Some(i64::MAX), Some(1)),
+        Some(Millicores(u64::MAX))
+    );
+
+    let spec = include_bytes!("../../fuzz/regressions/oci_spec/cpu-shares-and-quota-overflow.json");
+    let resources = RuntimeSpec::from_json(spec).unwrap().to_view().resources;
+    let resources = resources.expect("a spec's resources are known");
+    assert_eq!(resources.cpu_limit, Some(Millicores(u64::MAX)));
+    specs::oci_spec(&specs::restricted(), spec);
+
+    nri::Harness::new().nri_requests(include_bytes!(
+        "../../fuzz/regressions/nri_requests/cpu-shares-and-quota-overflow"
+    ));
+}

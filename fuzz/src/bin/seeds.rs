@@ -220,6 +220,33 @@ fn nri_payloads() -> Vec<(&'static str, Vec<u8>)> {
             .encode_to_vec(),
         ),
         (
+            // Boundary values: u64::MAX shares and i64::MAX quota once wrapped (docs/fuzzing.md).
+            "create-cpu-extremes",
+            nri::CreateContainerRequest {
+                pod: Some(pod("sb1")),
+                container: Some(nri::Container {
+                    linux: Some(nri::LinuxContainer {
+                        resources: Some(nri::LinuxResources {
+                            cpu: Some(nri::LinuxCpu {
+                                shares: Some(nri::OptionalUInt64 { value: u64::MAX }),
+                                quota: Some(nri::OptionalInt64 { value: i64::MAX }),
+                                period: Some(nri::OptionalUInt64 { value: 1 }),
+                                ..Default::default()
+                            }),
+                            memory: Some(nri::LinuxMemory {
+                                limit: Some(nri::OptionalInt64 { value: i64::MAX }),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..good()
+                }),
+            }
+            .encode_to_vec(),
+        ),
+        (
             "update",
             nri::UpdateContainerRequest {
                 pod: Some(pod("sb1")),
@@ -390,7 +417,19 @@ fn oci_variants() {
     confined["root"]["readonly"] = true.into();
     confined["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO"});
     confined["linux"]["readonlyPaths"] = serde_json::json!(["/proc/bus"]);
-    for (name, value) in [("privileged", privileged), ("confined", confined)] {
+    // Boundary values: u64::MAX shares and i64::MAX quota once wrapped (docs/fuzzing.md).
+    let extremes = serde_json::json!({
+        "ociVersion": "1.1.0",
+        "linux": {"resources": {
+            "cpu": {"shares": u64::MAX, "quota": i64::MAX, "period": 1},
+            "memory": {"limit": i64::MAX}
+        }}
+    });
+    for (name, value) in [
+        ("privileged", privileged),
+        ("confined", confined),
+        ("cpu-extremes", extremes),
+    ] {
         write(
             "oci_spec",
             name,
