@@ -716,3 +716,20 @@ fn a_failed_load_returns_no_policy_at_all() {
     );
     assert!(Policy::parse("x.yaml", &text).is_err());
 }
+
+#[test]
+fn lines_are_counted_as_yaml_counts_them_with_crlf_or_lone_cr() {
+    // Found by the `parse_never_panics_on_mutated_valid_policies` property: a lone CR is a
+    // YAML line break, so errors after one are a line further on than `str::lines` counts.
+    let lf = rule_errors("privileged:\n  effect: block\n");
+    for ending in ["\r\n", "\r"] {
+        let text =
+            document("test", "rules:\n  privileged:\n    effect: block\n").replace('\n', ending);
+        let errors = policy_err(&text);
+        assert_eq!(
+            error_places(&errors),
+            error_places(&lf),
+            "line ending {ending:?}"
+        );
+    }
+}
