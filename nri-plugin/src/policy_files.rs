@@ -57,23 +57,53 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
+/// The policy files found at a path and their text, in load order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources(pub Vec<(PathBuf, String)>);
+
+/// Reads every policy file found at `path` (see [`policy_files`]).
+///
+/// # Errors
+/// When the path or a file cannot be read.
+pub fn read(path: &Path) -> Result<Sources, LoadError> {
+    let files = policy_files(path)?;
+    let mut texts = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        texts.push((file, text));
+    }
+    Ok(Sources(texts))
+}
+
+impl Sources {
+    /// Compiles the documents into one policy.
+    ///
+    /// # Errors
+    /// Every mistake in the documents, with file, line and field.
+    pub fn compile(&self) -> Result<Policy, PolicyErrors> {
+        let names: Vec<String> = self
+            .0
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        Policy::parse_many(
+            names
+                .iter()
+                .zip(&self.0)
+                .map(|(n, (_, t))| (n.as_str(), t.as_str())),
+        )
+    }
+}
+
 /// Loads and compiles every policy document found at `path`.
 ///
 /// # Errors
 /// Unreadable files, or every mistake in the documents.
 pub fn load(path: &Path) -> Result<Policy, LoadError> {
-    let files = policy_files(path)?;
-    let mut texts = Vec::with_capacity(files.len());
-    for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|source| LoadError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        texts.push((file.display().to_string(), text));
-    }
-    Ok(Policy::parse_many(
-        texts.iter().map(|(n, t)| (n.as_str(), t.as_str())),
-    )?)
+    Ok(read(path)?.compile()?)
 }
 
 #[cfg(test)]

@@ -1,0 +1,487 @@
+//! Prometheus metrics: what nodeguard decided, how fast, and the health of its connection,
+//! policy and audit log. Served in the OpenMetrics text format by [`crate::http`].
+//!
+//! Counters and histograms are updated where things happen; values that already live
+//! elsewhere (the connection state, the audit log's counters) are read at scrape time by a
+//! collector, so they cannot drift from their source.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use policy_core::Decision;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::audit::{Outcome, Phase};
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    phase: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViolationLabels {
+    phase: &'static str,
+    rule: &'static str,
+    effect: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RemediationLabels {
+    rule: &'static str,
+    result: &'static str,
+}
+
+type HistogramFamily = Family<PhaseLabels, Histogram, fn() -> Histogram>;
+
+/// Evaluation alone: from about a microsecond (a compliant container) to a millisecond.
+fn evaluation_histogram() -> Histogram {
+    Histogram::new([
+        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2,
+    ])
+}
+
+/// A whole request, spec read included, up to containerd's 2 s timeout and beyond.
+fn request_histogram() -> Histogram {
+    Histogram::new([
+        1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+    ])
+}
+
+/// Values read at scrape time from where they live.
+pub trait Source: fmt::Debug + Send + Sync + 'static {
+    /// Appends this source's samples.
+    fn samples(&self, out: &mut Vec<Sample>);
+}
+
+/// One value a [`Source`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Metric name without the `nodeguard_` prefix (and, for counters, without `_total`).
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// The value.
+    pub value: SampleValue,
+}
+
+/// A [`Sample`]'s value and type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleValue {
+    /// A monotonic count.
+    Counter(u64),
+    /// A value that goes up and down.
+    Gauge(i64),
+}
+
+#[derive(Debug)]
+struct Sources(Vec<Arc<dyn Source>>);
+
+impl Collector for Sources {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut samples = Vec::new();
+        for source in &self.0 {
+            source.samples(&mut samples);
+        }
+        for sample in samples {
+            match sample.value {
+                SampleValue::Counter(v) => {
+                    let metric = ConstCounter::new(v);
+                    let e = encoder.encode_descriptor(
+                        sample.name,
+                        sample.help,
+                        None,
+                        metric.metric_type(),
+                    )?;
+                    metric.encode(e)?;
+                }
+                SampleValue::Gauge(v) => {
+                    let metric = ConstGauge::new(v);
+                    let e = encoder.encode_descriptor(
+                        sample.name,
+                        sample.help,
+                        None,
+                        metric.metric_type(),
+                    )?;
+                    metric.encode(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every metric nodeguard exports, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    violations: Family<ViolationLabels, Counter>,
+    evaluation: HistogramFamily,
+    requests: HistogramFamily,
+    spec_read_failures: Counter,
+    policy_generation: Gauge,
+    policy_reloads: Family<ResultLabels, Counter>,
+    policy_last_reload_success: Gauge,
+    policy_last_reload_time: Gauge,
+    compliance_containers: Family<ResultLabels, Gauge>,
+    compliance_last_audit_time: Gauge,
+    remediations: Family<RemediationLabels, Counter>,
+    report_write_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(Vec::new())
+    }
+}
+
+impl Metrics {
+    /// The metrics, with `sources` read at every scrape.
+    pub fn new(sources: Vec<Arc<dyn Source>>) -> Self {
+        let mut registry = Registry::with_prefix("nodeguard");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Containers judged, by phase (create, start, update, sync) and outcome (allowed, refused, audited, warned, undecided)",
+            decisions.clone(),
+        );
+        let violations = Family::<ViolationLabels, Counter>::default();
+        registry.register(
+            "violations",
+            "Rule violations found, by phase, rule id and effect",
+            violations.clone(),
+        );
+        let evaluation = HistogramFamily::new_with_constructor(evaluation_histogram);
+        registry.register(
+            "evaluation_duration_seconds",
+            "Time to evaluate the policy for one container, by phase",
+            evaluation.clone(),
+        );
+        let requests = HistogramFamily::new_with_constructor(request_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer one runtime request, spec read from containerd included, by phase",
+            requests.clone(),
+        );
+        let spec_read_failures = Counter::default();
+        registry.register(
+            "spec_read_failures",
+            "Container OCI specs that could not be read from containerd",
+            spec_read_failures.clone(),
+        );
+        let policy_generation = Gauge::default();
+        registry.register(
+            "policy_generation",
+            "Generation of the policy in force: 1 at start, one more at every successful reload",
+            policy_generation.clone(),
+        );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads attempted, by result (success, failure); a failure keeps the last good policy",
+            policy_reloads.clone(),
+        );
+        let policy_last_reload_success = Gauge::default();
+        registry.register(
+            "policy_last_reload_success",
+            "1 when the last policy (re)load succeeded, 0 when the files on disk are rejected",
+            policy_last_reload_success.clone(),
+        );
+        let policy_last_reload_time = Gauge::default();
+        registry.register(
+            "policy_last_reload_timestamp_seconds",
+            "Unix time of the last policy reload attempt",
+            policy_last_reload_time.clone(),
+        );
+        let compliance_containers = Family::<ResultLabels, Gauge>::default();
+        registry.register(
+            "compliance_containers",
+            "Containers found by the last compliance audit, by result (pass, fail, warn, skip)",
+            compliance_containers.clone(),
+        );
+        let compliance_last_audit_time = Gauge::default();
+        registry.register(
+            "compliance_last_audit_timestamp_seconds",
+            "Unix time the last compliance audit finished",
+            compliance_last_audit_time.clone(),
+        );
+        let remediations = Family::<RemediationLabels, Counter>::default();
+        registry.register(
+            "remediations",
+            "Containers nodeguard stopped (remediate: stop), by rule and result (stopped, failed)",
+            remediations.clone(),
+        );
+        let report_write_failures = Counter::default();
+        registry.register(
+            "report_write_failures",
+            "Compliance reports that could not be written",
+            report_write_failures.clone(),
+        );
+        registry.register_collector(Box::new(Sources(sources)));
+        Metrics {
+            registry,
+            decisions,
+            violations,
+            evaluation,
+            requests,
+            spec_read_failures,
+            policy_generation,
+            policy_reloads,
+            policy_last_reload_success,
+            policy_last_reload_time,
+            compliance_containers,
+            compliance_last_audit_time,
+            remediations,
+            report_write_failures,
+        }
+    }
+
+    /// Counts one decision and its violations.
+    pub fn decision(&self, phase: Phase, outcome: Outcome, decision: &Decision) {
+        let phase = phase_name(phase);
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                phase,
+                outcome: outcome_name(outcome),
+            })
+            .inc();
+        for v in &decision.violations {
+            self.violations
+                .get_or_create(&ViolationLabels {
+                    phase,
+                    rule: v.rule,
+                    effect: v.effect.as_str(),
+                })
+                .inc();
+        }
+    }
+
+    /// Records how long one evaluation took.
+    pub fn evaluation(&self, phase: Phase, took: Duration) {
+        self.evaluation
+            .get_or_create(&PhaseLabels {
+                phase: phase_name(phase),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records how long one runtime request took to answer.
+    pub fn request(&self, phase: Phase, took: Duration) {
+        self.requests
+            .get_or_create(&PhaseLabels {
+                phase: phase_name(phase),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a spec containerd could not give.
+    pub fn spec_read_failure(&self) {
+        self.spec_read_failures.inc();
+    }
+
+    /// Records a policy (re)load: `generation` is the policy in force afterwards.
+    pub fn policy_load(&self, succeeded: bool, generation: u64) {
+        self.policy_reloads
+            .get_or_create(&ResultLabels {
+                result: if succeeded { "success" } else { "failure" },
+            })
+            .inc();
+        self.policy_last_reload_success.set(i64::from(succeeded));
+        self.policy_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.policy_last_reload_time.set(unix_now());
+    }
+
+    /// Records the policy loaded at start (not a reload).
+    pub fn policy_initial(&self) {
+        self.policy_generation.set(1);
+        self.policy_last_reload_success.set(1);
+        self.policy_last_reload_time.set(unix_now());
+    }
+
+    /// Records a finished compliance audit: containers by result.
+    pub fn compliance(&self, pass: u64, fail: u64, warn: u64, skip: u64) {
+        for (result, n) in [
+            ("pass", pass),
+            ("fail", fail),
+            ("warn", warn),
+            ("skip", skip),
+        ] {
+            self.compliance_containers
+                .get_or_create(&ResultLabels { result })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.compliance_last_audit_time.set(unix_now());
+    }
+
+    /// Counts one remediation attempt.
+    pub fn remediation(&self, rule: &'static str, stopped: bool) {
+        self.remediations
+            .get_or_create(&RemediationLabels {
+                rule,
+                result: if stopped { "stopped" } else { "failed" },
+            })
+            .inc();
+    }
+
+    /// Counts a report that could not be written.
+    pub fn report_write_failure(&self) {
+        self.report_write_failures.inc();
+    }
+
+    /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Create => "create",
+        Phase::Start => "start",
+        Phase::Update => "update",
+        Phase::Sync => "sync",
+    }
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Allowed => "allowed",
+        Outcome::Refused => "refused",
+        Outcome::Audited => "audited",
+        Outcome::Warned => "warned",
+        Outcome::Undecided => "undecided",
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_core::{Effect, Violation};
+
+    #[derive(Debug)]
+    struct Fixed;
+
+    impl Source for Fixed {
+        fn samples(&self, out: &mut Vec<Sample>) {
+            out.push(Sample {
+                name: "nri_connected",
+                help: "1 while registered",
+                value: SampleValue::Gauge(1),
+            });
+            out.push(Sample {
+                name: "nri_registrations",
+                help: "registrations",
+                value: SampleValue::Counter(3),
+            });
+        }
+    }
+
+    fn violation(rule: &'static str, effect: Effect) -> Violation {
+        Violation {
+            policy: "p".into(),
+            rule,
+            effect,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn decisions_are_counted_by_phase_outcome_rule_and_effect() {
+        let m = Metrics::default();
+        let d = Decision {
+            violations: vec![
+                violation("privileged", Effect::Enforce),
+                violation("images.allowed", Effect::Warn),
+            ],
+            undecided: Vec::new(),
+        };
+        m.decision(Phase::Create, Outcome::Refused, &d);
+        m.decision(Phase::Create, Outcome::Refused, &d);
+        m.decision(Phase::Start, Outcome::Allowed, &Decision::default());
+        let text = m.encode();
+        assert!(
+            text.contains(r#"nodeguard_decisions_total{phase="create",outcome="refused"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"nodeguard_decisions_total{phase="start",outcome="allowed"} 1"#));
+        assert!(text.contains(
+            r#"nodeguard_violations_total{phase="create",rule="privileged",effect="enforce"} 2"#
+        ));
+        assert!(text.contains(
+            r#"nodeguard_violations_total{phase="create",rule="images.allowed",effect="warn"} 2"#
+        ));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn histograms_bucket_durations_by_phase() {
+        let m = Metrics::default();
+        m.evaluation(Phase::Create, Duration::from_micros(3));
+        m.request(Phase::Start, Duration::from_millis(30));
+        let text = m.encode();
+        for (le, n) in [("0.0000025", 0), ("0.000005", 1), ("0.01", 1)] {
+            let line = format!(
+                r#"nodeguard_evaluation_duration_seconds_bucket{{le="{le}",phase="create"}} {n}"#
+            );
+            assert!(text.contains(&line), "{line} not in\n{text}");
+        }
+        assert!(text.contains(r#"nodeguard_request_duration_seconds_count{phase="start"} 1"#));
+    }
+
+    #[test]
+    fn policy_loads_set_generation_and_result() {
+        let m = Metrics::default();
+        m.policy_initial();
+        m.policy_load(false, 1);
+        let text = m.encode();
+        assert!(text.contains("nodeguard_policy_generation 1"), "{text}");
+        assert!(text.contains("nodeguard_policy_last_reload_success 0"));
+        assert!(text.contains(r#"nodeguard_policy_reloads_total{result="failure"} 1"#));
+        m.policy_load(true, 2);
+        let text = m.encode();
+        assert!(text.contains("nodeguard_policy_generation 2"));
+        assert!(text.contains("nodeguard_policy_last_reload_success 1"));
+    }
+
+    #[test]
+    fn sources_are_read_at_scrape_time_with_the_prefix() {
+        let m = Metrics::new(vec![Arc::new(Fixed)]);
+        let text = m.encode();
+        assert!(text.contains("nodeguard_nri_connected 1"), "{text}");
+        assert!(
+            text.contains("nodeguard_nri_registrations_total 3"),
+            "{text}"
+        );
+    }
+}
