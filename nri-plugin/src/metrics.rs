@@ -413,6 +413,7 @@ mod tests {
             rule,
             effect,
             message: "m".into(),
+            remediate: policy_core::Remediation::None,
         }
     }
 

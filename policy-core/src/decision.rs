@@ -37,6 +37,25 @@ impl fmt::Display for Effect {
     }
 }
 
+/// What nodeguard does to a container already running that is found violating a rule (the
+/// rule's `remediate`). Opt-in: by default nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Remediation {
+    /// Report only.
+    #[default]
+    None,
+    /// Stop the container (its task is killed; the kubelet's restart is judged afresh).
+    Stop,
+}
+
+impl Remediation {
+    /// Whether nothing is done.
+    pub fn is_none(&self) -> bool {
+        *self == Remediation::None
+    }
+}
+
 /// One rule broken by the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -48,6 +67,9 @@ pub struct Violation {
     pub effect: Effect,
     /// What is wrong, for a person to act on.
     pub message: String,
+    /// What to do about a running container that breaks the rule.
+    #[serde(skip_serializing_if = "Remediation::is_none")]
+    pub remediate: Remediation,
 }
 
 /// A rule that could not decide because the view lacks a field it needs.
@@ -147,6 +169,7 @@ mod tests {
             rule,
             effect: Effect::Enforce,
             message: message.to_string(),
+            remediate: Remediation::None,
         }
     }
 

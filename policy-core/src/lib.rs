@@ -19,7 +19,7 @@ mod rules;
 pub mod view;
 pub mod yaml;
 
-pub use decision::{Decision, Effect, Undecided, Verdict, Violation};
+pub use decision::{Decision, Effect, Remediation, Undecided, Verdict, Violation};
 pub use document::PssLevel;
-pub use policy::{Policy, PolicyError, PolicyErrors, evaluate};
+pub use policy::{AppliedCheck, Policy, PolicyError, PolicyErrors, applicable_checks, evaluate};
 pub use view::ContainerView;

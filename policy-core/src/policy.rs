@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::capabilities::{self, CapabilitySet};
-use crate::decision::{Decision, Effect};
+use crate::decision::{Decision, Effect, Remediation};
 use crate::document::{
     self, CapabilitiesRaw, DevicesRaw, DocumentRaw, ExemptionRaw, FlagRuleRaw, HostNamespaceName,
     HostNamespacesRaw, HostPathRaw, HostPortsRaw, IdRangeRaw, ImagesRaw, LabelSelectorRaw,
@@ -297,11 +297,49 @@ pub fn evaluate(policy: &Policy, view: &ContainerView) -> Decision {
                 policy: &doc.name,
                 rule: check.id,
                 effect: check.effect,
+                remediate: check.remediate,
             };
             check.run(view, &mut out);
         }
     }
     decision
+}
+
+/// A check of the policy that applies to a container: in scope, not exempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedCheck<'p> {
+    /// Name of the policy document holding it.
+    pub policy: &'p str,
+    /// Rule id.
+    pub rule: &'static str,
+    /// Its effect.
+    pub effect: Effect,
+    /// What to do about running containers that break it.
+    pub remediate: Remediation,
+}
+
+/// Every check `policy` applies to the container of `view`, in policy order: the checks
+/// [`evaluate`] runs. A check applied that reports neither a violation nor an undecided
+/// field passed.
+pub fn applicable_checks<'p>(
+    policy: &'p Policy,
+    view: &ContainerView,
+) -> impl Iterator<Item = AppliedCheck<'p>> {
+    policy
+        .documents
+        .iter()
+        .filter(|doc| doc.scope.applies_to(view))
+        .flat_map(move |doc| {
+            doc.checks
+                .iter()
+                .filter(|check| !check.exempts(view))
+                .map(|check| AppliedCheck {
+                    policy: &doc.name,
+                    rule: check.id,
+                    effect: check.effect,
+                    remediate: check.remediate,
+                })
+        })
 }
 
 /// Validation context for one document.
@@ -485,21 +523,18 @@ fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument
     };
     let mut checks = Vec::new();
     if let Some(v) = &spec.pod_security {
-        ok &= compile_pod_security(ctx, v, default_effect, &mut checks);
+        ok &= with_remediation(ctx, "spec.podSecurity", v, &mut checks, |ctx, v, checks| {
+            compile_pod_security(ctx, v, default_effect, checks)
+        });
     }
     if let Some(rules) = &spec.rules {
         for (rule_name, rule_value) in rules {
             let path = format!("spec.rules.{rule_name}");
             // Whether a cut made this rule look emptier is judged per rule.
             ctx.recovered = false;
-            ok &= compile_rule(
-                ctx,
-                &path,
-                rule_name,
-                rule_value,
-                default_effect,
-                &mut checks,
-            );
+            ok &= with_remediation(ctx, &path, rule_value, &mut checks, |ctx, v, checks| {
+                compile_rule(ctx, &path, rule_name, v, default_effect, checks)
+            });
         }
     }
     if ok
@@ -519,6 +554,49 @@ fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument
         scope,
         checks,
     })
+}
+
+/// Compiles one rule (or the `podSecurity` preset) at `path` with `compile`, after taking out
+/// its `remediate` setting, which then applies to every check the rule adds. Only enforced
+/// checks may be remediated.
+fn with_remediation(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    value: &Value,
+    checks: &mut Vec<Check>,
+    compile: impl FnOnce(&mut Ctx<'_>, &Value, &mut Vec<Check>) -> bool,
+) -> bool {
+    let Some(setting) = value.as_object().and_then(|o| o.get("remediate")) else {
+        return compile(ctx, value, checks);
+    };
+    let at = join(path, "remediate");
+    let remediate: Option<Remediation> = ctx.typed(&at, setting);
+    let mut rest = value.clone();
+    if let Some(object) = rest.as_object_mut() {
+        object.remove("remediate");
+    }
+    let before = checks.len();
+    let mut ok = compile(ctx, &rest, checks) && remediate.is_some();
+    let remediate = remediate.unwrap_or_default();
+    if remediate.is_none() {
+        return ok;
+    }
+    let added = &mut checks[before..];
+    if let Some(check) = added.iter().find(|c| c.effect != Effect::Enforce) {
+        ctx.error(
+            &at,
+            format!(
+                "remediate: stop needs effect enforce, but {} has effect {}: nodeguard only \
+                 stops containers for rules it would refuse them for",
+                check.id, check.effect,
+            ),
+        );
+        ok = false;
+    }
+    for check in added {
+        check.remediate = remediate;
+    }
+    ok
 }
 
 /// What can be read of a document whose top level failed strict reading (that error is
@@ -634,6 +712,7 @@ fn pss_checks(
             Some(Check {
                 id: control.id(),
                 effect,
+                remediate: Remediation::None,
                 rule: Rule::Pss(control),
                 exempt_images: None,
                 exemptions: mine,
@@ -719,6 +798,7 @@ fn push(
         checks.push(Check {
             id,
             effect,
+            remediate: Remediation::None,
             rule,
             exempt_images: exempt,
             exemptions: Vec::new(),

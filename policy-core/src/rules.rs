@@ -10,7 +10,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use crate::capabilities::{self, CapabilitySet};
-use crate::decision::{Decision, Effect, Undecided, Violation};
+use crate::decision::{Decision, Effect, Remediation, Undecided, Violation};
 use crate::document::ResourceName;
 use crate::matcher::{Globs, Regexes};
 use crate::pss;
@@ -25,6 +25,7 @@ pub(crate) struct Findings<'a> {
     pub(crate) policy: &'a Arc<str>,
     pub(crate) rule: &'static str,
     pub(crate) effect: Effect,
+    pub(crate) remediate: Remediation,
 }
 
 impl Findings<'_> {
@@ -35,6 +36,7 @@ impl Findings<'_> {
             rule: self.rule,
             effect: self.effect,
             message,
+            remediate: self.remediate,
         });
     }
 
@@ -237,6 +239,8 @@ pub(crate) struct Check {
     pub(crate) id: &'static str,
     pub(crate) effect: Effect,
     pub(crate) rule: Rule,
+    /// What to do about running containers that break it.
+    pub(crate) remediate: Remediation,
     /// Images this check does not judge.
     pub(crate) exempt_images: Option<Regexes>,
     /// Exemptions from this check.
@@ -244,11 +248,15 @@ pub(crate) struct Check {
 }
 
 impl Check {
+    /// Whether the container is exempt from this check.
+    pub(crate) fn exempts(&self, view: &ContainerView) -> bool {
+        crate::matcher::image_exempt(self.exempt_images.as_ref(), view)
+            || self.exemptions.iter().any(|e| e.covers(view))
+    }
+
     /// Runs the check unless the container is exempt from it.
     pub(crate) fn run(&self, view: &ContainerView, out: &mut Findings<'_>) {
-        if crate::matcher::image_exempt(self.exempt_images.as_ref(), view)
-            || self.exemptions.iter().any(|e| e.covers(view))
-        {
+        if self.exempts(view) {
             return;
         }
         self.rule.judge(view, out);

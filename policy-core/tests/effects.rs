@@ -179,6 +179,7 @@ fn violation(effect: Effect) -> Violation {
         rule: "privileged",
         effect,
         message: "container is privileged".into(),
+        remediate: policy_core::Remediation::None,
     }
 }
 
@@ -308,4 +309,108 @@ fn pod_security_effects_come_from_the_preset_the_spec_or_the_caller() {
         "effect: warn\npodSecurity: {level: baseline, effect: audit}\n",
     ));
     assert_eq!(evaluate(&own, &view).violations[0].effect, Effect::Audit);
+}
+
+mod remediation {
+    use policy_core::{Remediation, applicable_checks, evaluate};
+
+    use crate::util::{compliant, document, policy_err, rules};
+
+    #[test]
+    fn remediate_stop_marks_every_violation_of_the_rule() {
+        let p = rules("privileged: {remediate: stop}\nhostNamespaces: {}\n");
+        let mut view = compliant();
+        view.security.privileged = Some(true);
+        view.host_namespaces.pid = Some(true);
+        let d = evaluate(&p, &view);
+        let by_rule: Vec<(&str, Remediation)> =
+            d.violations.iter().map(|v| (v.rule, v.remediate)).collect();
+        assert_eq!(
+            by_rule,
+            [
+                ("hostNamespaces", Remediation::None),
+                ("privileged", Remediation::Stop)
+            ]
+        );
+        // The audit record names it only when set.
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["violations"][1]["remediate"], "stop");
+        assert!(json["violations"][0].get("remediate").is_none());
+    }
+
+    #[test]
+    fn remediate_applies_to_every_control_of_a_preset() {
+        let p = policy_core::Policy::parse(
+            "p.yaml",
+            &document(
+                "pss",
+                "podSecurity:\n  level: baseline\n  remediate: stop\n",
+            ),
+        )
+        .unwrap();
+        let view = compliant();
+        let checks: Vec<_> = applicable_checks(&p, &view).collect();
+        assert!(!checks.is_empty());
+        assert!(checks.iter().all(|c| c.remediate == Remediation::Stop));
+    }
+
+    #[test]
+    fn remediate_needs_an_enforced_rule_and_a_known_action() {
+        let e = policy_err(&document(
+            "t",
+            "rules:\n  privileged: {effect: audit, remediate: stop}\n  hostPID: {}\n",
+        ));
+        let text = e.to_string();
+        assert!(
+            text.contains("spec.rules.privileged.remediate")
+                && text.contains(
+                    "remediate: stop needs effect enforce, but privileged has effect audit"
+                ),
+            "{text}"
+        );
+        let e = policy_err(&document("t", "rules:\n  privileged: {remediate: kill}\n"));
+        let text = e.to_string();
+        assert!(
+            text.contains("inline.yaml:7:") && text.contains("unknown variant `kill`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn applicable_checks_are_those_in_scope_and_not_exempt() {
+        let p = policy_core::Policy::parse(
+            "p.yaml",
+            &format!(
+                "{}---\n{}",
+                document("everywhere", "rules:\n  privileged: {}\n  images: {allowed: ['.*'], exempt: ['^docker.io/library/busybox']}\n"),
+                document("other-ns", "scope: {namespaces: [other]}\nrules:\n  hostNamespaces: {}\n")
+            ),
+        )
+        .unwrap();
+        let mut view = compliant();
+        let ids = |v: &policy_core::ContainerView| -> Vec<(String, &'static str)> {
+            applicable_checks(&p, v)
+                .map(|c| (c.policy.to_string(), c.rule))
+                .collect()
+        };
+        assert_eq!(
+            ids(&view),
+            [
+                ("everywhere".to_string(), "images.allowed"),
+                ("everywhere".to_string(), "privileged")
+            ]
+        );
+        view.image = Some(policy_core::image::ImageRef::parse("busybox:1"));
+        assert_eq!(ids(&view), [("everywhere".to_string(), "privileged")]);
+        view.pod.namespace = "other".into();
+        view.image = None;
+        assert_eq!(
+            ids(&view),
+            [
+                ("everywhere".to_string(), "images.allowed"),
+                ("everywhere".to_string(), "privileged"),
+                ("other-ns".to_string(), "hostNamespaces")
+            ]
+        );
+    }
 }
