@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use nodeguard::audit::Discard;
-use nodeguard::containerd::{SpecError, SpecSource};
+use nodeguard::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
 use nodeguard::oci::RuntimeSpec;
 use nodeguard::plugin::{EVENTS, PluginService};
@@ -38,13 +38,18 @@ const POLICIES: [(&str, &str); 2] = [
 /// containerd's records, in memory: the fixture spec for [`SPEC_ID`], an error for any other id.
 struct Specs;
 
-impl SpecSource for Specs {
-    async fn spec(&self, id: &str) -> Result<RuntimeSpec, SpecError> {
+impl ContainerdApi for Specs {
+    async fn spec(&self, id: &str) -> Result<RuntimeSpec, ContainerdError> {
         if id == SPEC_ID {
             Ok(RuntimeSpec::from_json(SPEC).expect("the OCI fixture parses"))
         } else {
-            Err(SpecError::NoSpec(id.to_string()))
+            Err(ContainerdError::NoSpec(id.to_string()))
         }
+    }
+
+    /// No task is ever running.
+    async fn kill(&self, _id: &str, _signal: i32) -> Result<bool, ContainerdError> {
+        Ok(false)
     }
 }
 
@@ -74,6 +79,9 @@ fn request_decodes(name: &str, payload: &[u8]) -> Option<bool> {
         method::START_CONTAINER => decodes::<nri::StartContainerRequest>(payload),
         method::STATE_CHANGE => decodes::<nri::StateChangeEvent>(payload),
         method::UPDATE_CONTAINER => decodes::<nri::UpdateContainerRequest>(payload),
+        method::STOP_CONTAINER => decodes::<nri::StopContainerRequest>(payload),
+        method::REMOVE_CONTAINER => decodes::<nri::RemoveContainerRequest>(payload),
+        method::REMOVE_POD_SANDBOX => decodes::<nri::RemovePodSandboxRequest>(payload),
         _ => return None,
     })
 }

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use fake_runtime::{FakeRuntime, RegisterReply};
-use nodeguard::audit::AuditFile;
+use nodeguard::audit::{AuditFile, Rotation};
 use nodeguard::connection::{self, Registration};
-use nodeguard::containerd::{SpecError, SpecSource};
+use nodeguard::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::oci::RuntimeSpec;
 use nodeguard::plugin::PluginService;
@@ -27,9 +27,13 @@ const POLICY: &str = include_str!("../../policy-core/benches/policies/twelve-rul
 /// Create-phase calls never read a spec.
 struct NoSpecs;
 
-impl SpecSource for NoSpecs {
-    async fn spec(&self, id: &str) -> Result<RuntimeSpec, SpecError> {
-        Err(SpecError::NoSpec(id.to_string()))
+impl ContainerdApi for NoSpecs {
+    async fn spec(&self, id: &str) -> Result<RuntimeSpec, ContainerdError> {
+        Err(ContainerdError::NoSpec(id.to_string()))
+    }
+
+    async fn kill(&self, _id: &str, _signal: i32) -> Result<bool, ContainerdError> {
+        Ok(false)
     }
 }
 
@@ -112,7 +116,9 @@ async fn main() {
         .unwrap_or(20_000);
     let dir = std::env::temp_dir().join(format!("nodeguard-roundtrip-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let audit = Arc::new(AuditFile::open(&dir.join("audit.jsonl")).expect("audit log"));
+    let audit = Arc::new(
+        AuditFile::open(&dir.join("audit.jsonl"), Rotation::default()).expect("audit log"),
+    );
     let policy = policy_core::Policy::parse("twelve-rules.yaml", POLICY).expect("policy");
     let enforcer = Arc::new(Enforcer::new(
         Arc::new(ArcSwap::from_pointee(policy)),

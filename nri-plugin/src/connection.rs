@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::containerd::SpecSource;
+use crate::containerd::ContainerdApi;
 use crate::plugin::PluginService;
 use crate::transport::demux::DemuxError;
 use crate::transport::io::{IoError, MessageReader, write_message};
@@ -74,7 +74,7 @@ pub async fn serve<S, T>(
     registered: impl FnOnce(),
 ) -> Result<Ended, ConnectionError>
 where
-    S: SpecSource + 'static,
+    S: ContainerdApi + 'static,
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read_half, mut write_half) = tokio::io::split(stream);
@@ -178,7 +178,7 @@ async fn read_loop<S, R>(
     pending: Pending,
 ) -> Result<(), IoError>
 where
-    S: SpecSource + 'static,
+    S: ContainerdApi + 'static,
     R: AsyncRead + Unpin,
 {
     loop {

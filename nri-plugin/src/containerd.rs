@@ -1,5 +1,6 @@
 //! The calls nodeguard makes to containerd's own gRPC API: reading a container's OCI spec at
-//! container start (and the daemon's version).
+//! container start and in compliance audits, signalling a container's task when a rule says
+//! `remediate: stop`, and the daemon's version.
 //!
 //! The few messages come from our `proto` crate (compiled with protox, so no `protoc` is
 //! needed to build; see ADR 0004 for why not the `containerd-client` crate). Calls go over
@@ -13,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use nodeguard_proto::containerd::services::containers::v1::{
     GetContainerRequest, GetContainerResponse,
 };
+use nodeguard_proto::containerd::services::tasks::v1::KillRequest;
 use nodeguard_proto::containerd::services::version::v1::VersionResponse;
 use nodeguard_proto::google::protobuf::Empty;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -22,9 +24,9 @@ use crate::oci::RuntimeSpec;
 /// The containerd namespace of CRI (Kubernetes) containers.
 pub const K8S_NAMESPACE: &str = "k8s.io";
 
-/// Why a spec could not be read.
+/// Why a call to containerd failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SpecError {
+pub enum ContainerdError {
     /// containerd could not be reached or answered with an error.
     #[error("containerd call {call} failed: {status}")]
     Call {
@@ -54,14 +56,22 @@ pub enum SpecError {
     },
 }
 
-/// Where the daemon gets a container's full OCI spec at start. The daemon takes it as a trait
-/// object so tests can serve specs from memory.
-pub trait SpecSource: Send + Sync {
+/// What the daemon asks of containerd: a container's full OCI spec, and signals to its task.
+/// Generic so tests serve specs from memory and record signals.
+pub trait ContainerdApi: Send + Sync {
     /// The OCI runtime spec of container `id`.
     fn spec(
         &self,
         id: &str,
-    ) -> impl std::future::Future<Output = Result<RuntimeSpec, SpecError>> + Send;
+    ) -> impl std::future::Future<Output = Result<RuntimeSpec, ContainerdError>> + Send;
+
+    /// Sends `signal` to every process of container `id`'s task. `Ok(false)` when the task is
+    /// already gone (nothing to signal).
+    fn kill(
+        &self,
+        id: &str,
+        signal: i32,
+    ) -> impl std::future::Future<Output = Result<bool, ContainerdError>> + Send;
 }
 
 /// A client of containerd's gRPC socket.
@@ -97,7 +107,7 @@ impl Containerd {
         call: &'static str,
         path: &'static str,
         request: Req,
-    ) -> Result<Resp, SpecError>
+    ) -> Result<Resp, ContainerdError>
     where
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
@@ -110,21 +120,21 @@ impl Containerd {
         );
         let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
         let work = async {
-            grpc.ready().await.map_err(|e| SpecError::Call {
+            grpc.ready().await.map_err(|e| ContainerdError::Call {
                 call,
                 status: Box::new(tonic::Status::unavailable(e.to_string())),
             })?;
             grpc.unary(request, http::uri::PathAndQuery::from_static(path), codec)
                 .await
                 .map(tonic::Response::into_inner)
-                .map_err(|status| SpecError::Call {
+                .map_err(|status| ContainerdError::Call {
                     call,
                     status: Box::new(status),
                 })
         };
         tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| SpecError::Timeout {
+            .map_err(|_| ContainerdError::Timeout {
                 call,
                 timeout: self.timeout,
             })?
@@ -134,7 +144,7 @@ impl Containerd {
     ///
     /// # Errors
     /// When containerd does not answer.
-    pub async fn version(&self) -> Result<String, SpecError> {
+    pub async fn version(&self) -> Result<String, ContainerdError> {
         let response: VersionResponse = self
             .unary(
                 "Version",
@@ -146,8 +156,31 @@ impl Containerd {
     }
 }
 
-impl SpecSource for Containerd {
-    async fn spec(&self, id: &str) -> Result<RuntimeSpec, SpecError> {
+impl ContainerdApi for Containerd {
+    async fn kill(&self, id: &str, signal: i32) -> Result<bool, ContainerdError> {
+        let result: Result<Empty, _> = self
+            .unary(
+                "Tasks.Kill",
+                "/containerd.services.tasks.v1.Tasks/Kill",
+                KillRequest {
+                    container_id: id.to_string(),
+                    exec_id: String::new(),
+                    signal: u32::try_from(signal).unwrap_or(0),
+                    all: true,
+                },
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // No task, or its process has exited: nothing left to stop.
+            Err(ContainerdError::Call { status, .. }) if status.code() == tonic::Code::NotFound => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn spec(&self, id: &str) -> Result<RuntimeSpec, ContainerdError> {
         let response: GetContainerResponse = self
             .unary(
                 "Containers.Get",
@@ -158,8 +191,8 @@ impl SpecSource for Containerd {
         let spec = response
             .container
             .and_then(|c| c.spec)
-            .ok_or_else(|| SpecError::NoSpec(id.to_string()))?;
-        RuntimeSpec::from_json(&spec.value).map_err(|source| SpecError::BadSpec {
+            .ok_or_else(|| ContainerdError::NoSpec(id.to_string()))?;
+        RuntimeSpec::from_json(&spec.value).map_err(|source| ContainerdError::BadSpec {
             id: id.to_string(),
             source,
         })

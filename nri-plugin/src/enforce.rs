@@ -5,7 +5,9 @@
 //! plugin service ([`crate::plugin`]) calls it, and tests call it directly.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use nodeguard_proto::nri::v1alpha1 as nri;
@@ -14,7 +16,9 @@ use policy_core::{Decision, Effect, Policy, evaluate};
 use tracing::{info, warn};
 
 use crate::audit::{AuditSink, ContainerRef, Outcome, Phase, PodRef, Record};
-use crate::containerd::SpecSource;
+use crate::compliance::{ComplianceConfig, Inventory};
+use crate::containerd::ContainerdApi;
+use crate::metrics::Metrics;
 use crate::nri_view;
 
 /// Fields no node ever sees (they live only in the pod spec): rules that need them stay
@@ -41,13 +45,21 @@ pub type PolicyHandle = Arc<ArcSwap<Policy>>;
 
 /// Judges containers and records every decision.
 pub struct Enforcer<S> {
-    policy: PolicyHandle,
-    specs: S,
+    pub(crate) policy: PolicyHandle,
+    pub(crate) specs: S,
     audit: Arc<dyn AuditSink>,
-    node: String,
+    pub(crate) node: String,
     undecided_at_start: UndecidedAtStart,
     /// Pod sysctls by sandbox id: a sandbox's spec never changes, so it is read once per pod.
     pod_sysctls: Mutex<HashMap<String, Vec<(String, String)>>>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// The containers running on the node, as NRI told (for compliance audits).
+    pub(crate) inventory: Inventory,
+    pub(crate) compliance: ComplianceConfig,
+    /// Held while a compliance audit runs: audits never overlap.
+    pub(crate) auditing: tokio::sync::Mutex<()>,
+    /// The generation of the policy in force (shared with the reloader).
+    generation: Arc<AtomicU64>,
 }
 
 /// Sandboxes whose sysctls are remembered at most (the cache is emptied when full).
@@ -78,7 +90,7 @@ fn decidable_undecided(decision: &Decision) -> Vec<&'static str> {
         .collect()
 }
 
-impl<S: SpecSource> Enforcer<S> {
+impl<S: ContainerdApi> Enforcer<S> {
     /// An enforcer reading the policy from `policy` and specs from `specs`.
     pub fn new(
         policy: PolicyHandle,
@@ -94,7 +106,38 @@ impl<S: SpecSource> Enforcer<S> {
             node,
             undecided_at_start,
             pod_sysctls: Mutex::new(HashMap::new()),
+            metrics: Arc::new(Metrics::default()),
+            inventory: Inventory::default(),
+            compliance: ComplianceConfig::default(),
+            auditing: tokio::sync::Mutex::new(()),
+            generation: Arc::new(AtomicU64::new(1)),
         }
+    }
+
+    /// Reads the policy's generation from `generation` (the reloader updates it).
+    #[must_use]
+    pub fn with_generation(mut self, generation: Arc<AtomicU64>) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// The generation of the policy in force: 1 at start, one more per reload.
+    pub fn policy_generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Counts decisions and latencies in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Compliance audits write their report, and remediate, as `config` says.
+    #[must_use]
+    pub fn with_compliance(mut self, config: ComplianceConfig) -> Self {
+        self.compliance = config;
+        self
     }
 
     /// The policy handle (for reloads).
@@ -102,7 +145,20 @@ impl<S: SpecSource> Enforcer<S> {
         &self.policy
     }
 
-    fn record(
+    /// The running containers nodeguard knows of.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Evaluates the policy in force for `view`, timing it.
+    pub(crate) fn evaluate(&self, phase: Phase, view: &ContainerView) -> Decision {
+        let started = Instant::now();
+        let decision = evaluate(&self.policy.load(), view);
+        self.metrics.evaluation(phase, started.elapsed());
+        decision
+    }
+
+    pub(crate) fn record(
         &self,
         phase: Phase,
         view: &ContainerView,
@@ -111,6 +167,7 @@ impl<S: SpecSource> Enforcer<S> {
         refused: bool,
     ) {
         let outcome = Outcome::of(decision, refused);
+        self.metrics.decision(phase, outcome, decision);
         self.audit.record(&Record {
             schema: crate::audit::SCHEMA,
             time: Record::now(),
@@ -151,10 +208,12 @@ impl<S: SpecSource> Enforcer<S> {
     /// # Errors
     /// The refusal when an enforced rule is violated.
     pub fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal> {
+        let started = Instant::now();
         let view = nri_view::create_view(pod, container);
-        let decision = evaluate(&self.policy.load(), &view);
+        let decision = self.evaluate(Phase::Create, &view);
         let refused = decision.is_denied();
         self.record(Phase::Create, &view, &container.id, &decision, refused);
+        self.metrics.request(Phase::Create, started.elapsed());
         if refused {
             Err(refusal(&view, &decision))
         } else {
@@ -171,25 +230,15 @@ impl<S: SpecSource> Enforcer<S> {
         pod: &nri::PodSandbox,
         container: &nri::Container,
     ) -> Result<(), Refusal> {
-        let (view, decision, failure) = match self.specs.spec(&container.id).await {
-            Ok(spec) => {
-                let mut view = nri_view::start_view(pod, container, &spec);
-                self.add_pod_sysctls(pod, &mut view).await;
-                let decision = evaluate(&self.policy.load(), &view);
-                (view, decision, None)
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot read the container's spec");
-                let view = nri_view::create_view(pod, container);
-                let decision = evaluate(&self.policy.load(), &view);
-                (view, decision, Some(e.to_string()))
-            }
-        };
+        let started = Instant::now();
+        let (view, failure) = self.full_view(pod, container).await;
+        let decision = self.evaluate(Phase::Start, &view);
         let undecided = decidable_undecided(&decision);
         let refuse_undecided =
             !undecided.is_empty() && self.undecided_at_start == UndecidedAtStart::Deny;
         let refused = decision.is_denied() || refuse_undecided;
         self.record(Phase::Start, &view, &container.id, &decision, refused);
+        self.metrics.request(Phase::Start, started.elapsed());
         if decision.is_denied() {
             return Err(refusal(&view, &decision));
         }
@@ -201,7 +250,29 @@ impl<S: SpecSource> Enforcer<S> {
                 failure.map(|f| format!(" ({f})")).unwrap_or_default()
             )));
         }
+        self.inventory.started(pod, container);
         Ok(())
+    }
+
+    /// The view of a container on its full OCI spec from containerd (and its pod's sysctls),
+    /// or, when the spec cannot be read, on what NRI tells, with the reason.
+    pub(crate) async fn full_view(
+        &self,
+        pod: &nri::PodSandbox,
+        container: &nri::Container,
+    ) -> (ContainerView, Option<String>) {
+        match self.specs.spec(&container.id).await {
+            Ok(spec) => {
+                let mut view = nri_view::start_view(pod, container, &spec);
+                self.add_pod_sysctls(pod, &mut view).await;
+                (view, None)
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the container's spec");
+                self.metrics.spec_read_failure();
+                (nri_view::create_view(pod, container), Some(e.to_string()))
+            }
+        }
     }
 
     /// Pod sysctls are applied to the sandbox, so containerd writes them into the sandbox's
@@ -261,8 +332,9 @@ impl<S: SpecSource> Enforcer<S> {
         if let Some(resources) = resources {
             updated.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());
         }
+        let started = Instant::now();
         let view = nri_view::create_view(pod, &updated);
-        let mut decision = evaluate(&self.policy.load(), &view);
+        let mut decision = self.evaluate(Phase::Update, &view);
         decision
             .violations
             .retain(|v| v.rule.starts_with("resources."));
@@ -271,39 +343,11 @@ impl<S: SpecSource> Enforcer<S> {
             .retain(|u| u.rule.starts_with("resources."));
         let refused = decision.is_denied();
         self.record(Phase::Update, &view, &container.id, &decision, refused);
+        self.metrics.request(Phase::Update, started.elapsed());
         if refused {
             Err(refusal(&view, &decision))
         } else {
             Ok(())
         }
-    }
-
-    /// Audits containers that already exist (at registration): judged on their full spec
-    /// when containerd gives it, else on what NRI tells. Nothing is refused.
-    pub async fn audit_existing(
-        &self,
-        pods: &[nri::PodSandbox],
-        containers: &[nri::Container],
-    ) -> usize {
-        let mut noncompliant = 0;
-        for container in containers {
-            let Some(pod) = pods.iter().find(|p| p.id == container.pod_sandbox_id) else {
-                continue;
-            };
-            let view = match self.specs.spec(&container.id).await {
-                Ok(spec) => {
-                    let mut view = nri_view::start_view(pod, container, &spec);
-                    self.add_pod_sysctls(pod, &mut view).await;
-                    view
-                }
-                Err(_) => nri_view::create_view(pod, container),
-            };
-            let decision = evaluate(&self.policy.load(), &view);
-            if decision.is_denied() {
-                noncompliant += 1;
-            }
-            self.record(Phase::Sync, &view, &container.id, &decision, false);
-        }
-        noncompliant
     }
 }

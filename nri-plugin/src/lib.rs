@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod compliance;
 pub mod connection;
 pub mod containerd;
 pub mod enforce;
@@ -20,6 +21,7 @@ pub mod oci;
 pub mod plugin;
 pub mod policy_files;
 pub mod reload;
+pub mod report;
 pub mod serve;
 pub mod telemetry;
 pub mod transport;

@@ -9,13 +9,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
-use nodeguard::audit::{AuditFile, AuditSink, Discard};
+use nodeguard::audit::{AuditFile, AuditSink, Discard, Rotation};
 use nodeguard::check::{self, Format};
+use nodeguard::compliance::{ComplianceConfig, Trigger};
 use nodeguard::connection::Registration;
 use nodeguard::containerd::Containerd;
-use nodeguard::enforce::{Enforcer, UndecidedAtStart};
+use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
+use nodeguard::http::Readiness;
+use nodeguard::metrics::{self, Metrics};
 use nodeguard::plugin::PluginService;
 use nodeguard::policy_files;
+use nodeguard::reload::{self, Reloader};
 use nodeguard::serve::{ConnectionState, Endpoint, ServeConfig};
 use nodeguard::telemetry::{self, LogFormat};
 use policy_core::{Effect, Policy, PssLevel};
@@ -38,11 +42,15 @@ enum Command {
     /// Work with policy documents.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print the latest compliance report (what `nodeguard serve` found running).
+    ///
+    /// Exit status: 0 nothing fails, 1 a container fails a rule, 2 no readable report.
+    Report(ReportArgs),
     /// Run as a containerd NRI plugin, refusing containers that break the policy.
     ///
     /// Exit status 2 when flags or the policy are invalid (checked before any socket is
     /// touched).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +77,28 @@ struct ServeArgs {
     /// Append one JSON line per decision to this file.
     #[arg(long, env = "NODEGUARD_AUDIT_LOG")]
     audit_log: Option<PathBuf>,
+    /// Rotate the audit log when it would grow past this size (`100MiB`, `1GB`; 0: never).
+    #[arg(long, default_value = "100MiB", value_parser = parse_size)]
+    audit_log_max_size: u64,
+    /// Rotated audit log files kept (`audit.jsonl.1` ... `.N`).
+    #[arg(long, default_value_t = 5)]
+    audit_log_max_files: usize,
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. `0.0.0.0:9400`).
+    #[arg(long, env = "NODEGUARD_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Write the compliance report (PolicyReport, JSON) here; empty: do not write one.
+    #[arg(long, env = "NODEGUARD_REPORT", default_value = DEFAULT_REPORT)]
+    report_file: PathBuf,
+    /// Re-audit running containers this often (`10m`, `1h`; 0: only at registration and
+    /// policy reloads).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    audit_interval: Duration,
+    /// Re-read the policy this often (also on SIGHUP).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    reload_interval: Duration,
+    /// Time a container stopped by `remediate: stop` has between SIGTERM and SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    remediation_grace: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -78,6 +108,35 @@ struct ServeArgs {
     /// What to do at container start when an enforced rule still cannot decide.
     #[arg(long, value_enum, default_value_t = UndecidedAtStart::Deny)]
     undecided_at_start: UndecidedAtStart,
+}
+
+/// Where `serve` writes the compliance report and `report` reads it.
+const DEFAULT_REPORT: &str = "/var/lib/nodeguard/report.json";
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    nodeguard::audit::parse_size(text).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The report file `nodeguard serve` writes.
+    #[arg(long, env = "NODEGUARD_REPORT", default_value = DEFAULT_REPORT)]
+    file: PathBuf,
+    /// Output format: a table of what needs attention, or the PolicyReport JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    format: ReportFormat,
+    /// Only this namespace.
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Show passing results too.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,7 +187,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => run_check(args),
         Command::Policy(PolicyCommand::Validate { paths }) => run_validate(&paths),
-        Command::Serve(args) => match run_serve(args) {
+        Command::Report(args) => run_report(&args),
+        Command::Serve(args) => match run_serve(*args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("nodeguard: {e:#}");
@@ -153,22 +213,58 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.plugin_name
         ));
     }
-    let policy = match policy_files::load(&args.policy) {
-        Ok(policy) => Some(policy),
+    if args.reload_interval.is_zero() {
+        problems.push("--reload-interval must be more than 0".to_string());
+    }
+    let sources = match policy_files::read(&args.policy) {
+        Ok(sources) => match sources.compile() {
+            Ok(policy) => Some((sources, policy)),
+            Err(e) => {
+                problems.push(format!("--policy: {e}"));
+                None
+            }
+        },
         Err(e) => {
             problems.push(format!("--policy: {e}"));
             None
         }
     };
-    let audit: Option<Arc<dyn AuditSink>> = match &args.audit_log {
-        Some(path) => match AuditFile::open(path) {
-            Ok(file) => Some(Arc::new(file)),
+    let audit_file = match &args.audit_log {
+        Some(path) => {
+            let rotation = Rotation {
+                max_bytes: args.audit_log_max_size,
+                max_files: args.audit_log_max_files,
+            };
+            match AuditFile::open(path, rotation) {
+                Ok(file) => Some(Arc::new(file)),
+                Err(e) => {
+                    problems.push(format!("--audit-log {}: {e}", path.display()));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let report_file = (!args.report_file.as_os_str().is_empty()).then(|| args.report_file.clone());
+    if let Some(dir) = report_file.as_deref().and_then(std::path::Path::parent)
+        && !dir.as_os_str().is_empty()
+        && dir.exists()
+        && !dir.is_dir()
+    {
+        problems.push(format!(
+            "--report-file: {} is not a directory",
+            dir.display()
+        ));
+    }
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(listener) => Some(listener),
             Err(e) => {
-                problems.push(format!("--audit-log {}: {e}", path.display()));
+                problems.push(format!("--metrics-addr {addr}: {e}"));
                 None
             }
         },
-        None => Some(Arc::new(Discard)),
+        None => None,
     };
     // containerd launched us and handed over a connected socket, or we connect to its socket.
     let endpoint = match std::env::var(nodeguard::inherited::SOCKET_ENV) {
@@ -181,8 +277,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         Err(_) => Some(Endpoint::Socket(args.nri_socket.clone())),
     };
-    let (Some(policy), Some(audit), Some(endpoint), true) =
-        (policy, audit, endpoint, problems.is_empty())
+    let (Some((sources, policy)), Some(endpoint), true) = (sources, endpoint, problems.is_empty())
     else {
         anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
     };
@@ -196,6 +291,10 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map(|h| h.trim().to_string())
         })
         .unwrap_or_default();
+    let own_pod = match (std::env::var("POD_NAMESPACE"), std::env::var("POD_NAME")) {
+        (Ok(ns), Ok(name)) if !ns.is_empty() && !name.is_empty() => Some((ns, name)),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -208,25 +307,80 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             checks = policy.check_count(),
             "policy loaded"
         );
-        let enforcer = Arc::new(Enforcer::new(
-            Arc::new(ArcSwap::from_pointee(policy)),
-            containerd,
-            audit,
-            node,
-            args.undecided_at_start,
+        let state = Arc::new(ConnectionState::default());
+        let mut sources_for_metrics: Vec<Arc<dyn metrics::Source>> =
+            vec![Arc::clone(&state) as Arc<dyn metrics::Source>];
+        if let Some(file) = &audit_file {
+            sources_for_metrics.push(Arc::clone(file) as Arc<dyn metrics::Source>);
+        }
+        let metrics = Arc::new(Metrics::new(sources_for_metrics));
+        let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(policy));
+        let reloader = Arc::new(Reloader::new(
+            &args.policy,
+            Arc::clone(&policy),
+            sources,
+            Arc::clone(&metrics),
         ));
+        let audit: Arc<dyn AuditSink> = match &audit_file {
+            Some(file) => Arc::clone(file) as Arc<dyn AuditSink>,
+            None => Arc::new(Discard),
+        };
+        let enforcer = Arc::new(
+            Enforcer::new(policy, containerd, audit, node, args.undecided_at_start)
+                .with_metrics(Arc::clone(&metrics))
+                .with_generation(reloader.generation_handle())
+                .with_compliance(ComplianceConfig {
+                    report_path: report_file,
+                    remediation_grace: args.remediation_grace,
+                    own_pod,
+                }),
+        );
         let shutdown = CancellationToken::new();
-        let signals = shutdown.clone();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot handle SIGTERM")?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            tracing::info!("shutting down");
-            signals.cancel();
-        });
+        let reload_now = Arc::new(tokio::sync::Notify::new());
+        spawn_signal_handlers(shutdown.clone(), Arc::clone(&reload_now))?;
+        if let Some(listener) = metrics_listener {
+            listener
+                .set_nonblocking(true)
+                .context("metrics listener")?;
+            let listener =
+                tokio::net::TcpListener::from_std(listener).context("metrics listener")?;
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving /metrics, /healthz, /readyz");
+            let readiness = Arc::new(DaemonReadiness {
+                state: Arc::clone(&state),
+                reloader: Arc::clone(&reloader),
+            });
+            tokio::spawn(nodeguard::http::serve(
+                listener,
+                Arc::clone(&metrics),
+                readiness,
+                shutdown.clone(),
+            ));
+        }
+        {
+            let enforcer = Arc::clone(&enforcer);
+            let state = Arc::clone(&state);
+            tokio::spawn(reload::watch(
+                Arc::clone(&reloader),
+                args.reload_interval,
+                reload_now,
+                shutdown.clone(),
+                move |_| {
+                    if state.is_registered() {
+                        let enforcer = Arc::clone(&enforcer);
+                        tokio::spawn(async move {
+                            enforcer.compliance_audit(Trigger::PolicyReload).await;
+                        });
+                    }
+                },
+            ));
+        }
+        tokio::spawn(periodic(
+            Arc::clone(&enforcer),
+            Arc::clone(&state),
+            audit_file.clone(),
+            args.audit_interval,
+            shutdown.clone(),
+        ));
         let config = ServeConfig {
             endpoint,
             registration: Registration {
@@ -237,7 +391,6 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         };
-        let state = Arc::new(ConnectionState::default());
         nodeguard::serve::run(
             config,
             || Arc::new(PluginService::new(Arc::clone(&enforcer))),
@@ -245,9 +398,121 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             shutdown,
         )
         .await;
+        if let Some(file) = &audit_file
+            && let Err(e) = file.sync()
+        {
+            tracing::error!(error = %e, "cannot flush the audit log at shutdown");
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM and SIGINT shut down; SIGHUP re-reads the policy.
+fn spawn_signal_handlers(
+    shutdown: CancellationToken,
+    reload: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = hup.recv() => reload.notify_one(),
+            }
+        }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+/// Every `interval`, a compliance audit (while registered: the inventory is current only
+/// then); every few seconds, a retry of audit records waiting for the disk.
+async fn periodic(
+    enforcer: Arc<Enforcer<Containerd>>,
+    state: Arc<ConnectionState>,
+    audit_file: Option<Arc<AuditFile>>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    const RETRY: Duration = Duration::from_secs(5);
+    let mut since_audit = Duration::ZERO;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(RETRY) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Some(file) = &audit_file {
+            let file = Arc::clone(file);
+            let _ = tokio::task::spawn_blocking(move || file.retry()).await;
+        }
+        since_audit += RETRY;
+        if !interval.is_zero() && since_audit >= interval {
+            since_audit = Duration::ZERO;
+            if state.is_registered() {
+                enforcer.compliance_audit(Trigger::Periodic).await;
+            }
+        }
+    }
+}
+
+/// Ready while registered with the runtime (a policy is always in force: the daemon does not
+/// start without one, and a rejected reload keeps the last good one).
+struct DaemonReadiness {
+    state: Arc<ConnectionState>,
+    reloader: Arc<Reloader>,
+}
+
+impl Readiness for DaemonReadiness {
+    fn ready(&self) -> Result<String, String> {
+        if !self.state.is_registered() {
+            return Err("not registered with the runtime over NRI".to_string());
+        }
+        let mut detail = format!(
+            "registered with the runtime; policy generation {}",
+            self.reloader.generation()
+        );
+        if self.reloader.last_error().is_some() {
+            detail.push_str(
+                " (the policy files on disk are rejected; the last good policy is in force)",
+            );
+        }
+        Ok(detail)
+    }
+}
+
+fn run_report(args: &ReportArgs) -> ExitCode {
+    let report = match nodeguard::report::read(&args.file) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("nodeguard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = nodeguard::report::Filter {
+        namespace: args.namespace.clone(),
+        all: args.all,
+    };
+    match args.format {
+        ReportFormat::Table => print!("{}", nodeguard::report::render_table(&report, &filter)),
+        ReportFormat::Json => match serde_json::to_string_pretty(&filter.apply(&report)) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("nodeguard: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    }
+    let scoped = nodeguard::report::Filter {
+        namespace: args.namespace.clone(),
+        all: true,
+    }
+    .apply(&report);
+    ExitCode::from(u8::from(nodeguard::report::total(&scoped).fail > 0))
 }
 
 fn run_check(args: CheckArgs) -> ExitCode {

@@ -359,6 +359,65 @@ impl Metrics {
     }
 }
 
+impl Source for crate::serve::ConnectionState {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        out.push(Sample {
+            name: "nri_connected",
+            help: "1 while nodeguard is registered with the runtime over NRI",
+            value: SampleValue::Gauge(i64::from(self.is_registered())),
+        });
+        out.push(Sample {
+            name: "nri_registrations",
+            help: "Registrations with the runtime since nodeguard started (one more after each reconnection)",
+            value: SampleValue::Counter(self.registrations()),
+        });
+    }
+}
+
+impl Source for crate::audit::AuditFile {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        let s = self.stats();
+        let gauge = |v: u64| SampleValue::Gauge(i64::try_from(v).unwrap_or(i64::MAX));
+        out.extend([
+            Sample {
+                name: "audit_log_records_written",
+                help: "Audit records written to the audit log",
+                value: SampleValue::Counter(s.records_written),
+            },
+            Sample {
+                name: "audit_log_write_failures",
+                help: "Failed attempts to write the audit log (full disk, unwritable or removed directory, I/O error)",
+                value: SampleValue::Counter(s.write_failures),
+            },
+            Sample {
+                name: "audit_log_records_dropped",
+                help: "Audit records lost because the in-memory backlog was full while the log could not be written",
+                value: SampleValue::Counter(s.records_dropped),
+            },
+            Sample {
+                name: "audit_log_backlog_records",
+                help: "Audit records held in memory until the log can be written",
+                value: gauge(s.backlog_records),
+            },
+            Sample {
+                name: "audit_log_rotations",
+                help: "Audit log rotations",
+                value: SampleValue::Counter(s.rotations),
+            },
+            Sample {
+                name: "audit_log_rotation_failures",
+                help: "Audit log rotations that failed (the live file keeps growing)",
+                value: SampleValue::Counter(s.rotation_failures),
+            },
+            Sample {
+                name: "audit_log_healthy",
+                help: "1 when the last audit log write succeeded",
+                value: SampleValue::Gauge(i64::from(s.healthy)),
+            },
+        ]);
+    }
+}
+
 fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Create => "create",

@@ -7,15 +7,20 @@ use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as metho
 use prost::Message as _;
 use tracing::{Instrument, info, info_span};
 
-use crate::containerd::SpecSource;
+use crate::compliance::Trigger;
+use crate::containerd::ContainerdApi;
 use crate::enforce::{Enforcer, Refusal};
 use crate::transport::status::{Code, RpcError};
 
-/// The events nodeguard subscribes to. Every bit is below 0x800, which every NRI version
-/// knows (an unknown bit gets a plugin rejected).
+/// The events nodeguard subscribes to: the three it judges, and the three that keep its
+/// inventory of running containers (for compliance audits) current. Every bit is below 0x800,
+/// which every NRI version knows (an unknown bit gets a plugin rejected).
 pub const EVENTS: i32 = event_bit(Event::CreateContainer)
     | event_bit(Event::StartContainer)
-    | event_bit(Event::UpdateContainer);
+    | event_bit(Event::UpdateContainer)
+    | event_bit(Event::StopContainer)
+    | event_bit(Event::RemoveContainer)
+    | event_bit(Event::RemovePodSandbox);
 
 /// The subscription bit of an event: `1 << (event - 1)`.
 pub const fn event_bit(event: Event) -> i32 {
@@ -74,7 +79,7 @@ fn span_for(
     )
 }
 
-impl<S: SpecSource + 'static> PluginService<S> {
+impl<S: ContainerdApi + 'static> PluginService<S> {
     /// A service judging with `enforcer`.
     pub fn new(enforcer: Arc<Enforcer<S>>) -> Self {
         PluginService {
@@ -145,15 +150,15 @@ impl<S: SpecSource + 'static> PluginService<S> {
                     containers = containers.len(),
                     "synchronized"
                 );
+                self.enforcer.inventory().replace(&pods, &containers);
                 // Audit what already runs after replying: reading specs takes longer than
                 // the runtime's request timeout allows.
                 let enforcer = Arc::clone(&self.enforcer);
                 tokio::spawn(
                     async move {
-                        let noncompliant = enforcer.audit_existing(&pods, &containers).await;
-                        info!(noncompliant, "audited existing containers");
+                        enforcer.compliance_audit(Trigger::Registration).await;
                     }
-                    .instrument(info_span!("sync-audit")),
+                    .instrument(info_span!("compliance-audit")),
                 );
                 Ok(nri::SynchronizeResponse::default().encode_to_vec())
             }
@@ -182,7 +187,15 @@ impl<S: SpecSource + 'static> PluginService<S> {
             }
             method::STATE_CHANGE => {
                 let req: nri::StateChangeEvent = decode(payload)?;
-                if req.event == Event::StartContainer as i32 {
+                if req.event == Event::RemoveContainer as i32 {
+                    if let Some(c) = &req.container {
+                        self.enforcer.inventory().stopped(&c.id);
+                    }
+                } else if req.event == Event::RemovePodSandbox as i32 {
+                    if let Some(p) = &req.pod {
+                        self.enforcer.inventory().pod_removed(&p.id);
+                    }
+                } else if req.event == Event::StartContainer as i32 {
                     let (pod, container) = (
                         req.pod.unwrap_or_default(),
                         req.container.unwrap_or_default(),
@@ -209,7 +222,27 @@ impl<S: SpecSource + 'static> PluginService<S> {
             }
             // Calls we do not subscribe to but answer, never with Unimplemented (which fails
             // StopContainer and friends): an empty reply of the right type.
-            method::STOP_CONTAINER => Ok(nri::StopContainerResponse::default().encode_to_vec()),
+            method::STOP_CONTAINER => {
+                let req: nri::StopContainerRequest = decode(payload)?;
+                if let Some(c) = &req.container {
+                    self.enforcer.inventory().stopped(&c.id);
+                }
+                Ok(nri::StopContainerResponse::default().encode_to_vec())
+            }
+            method::REMOVE_CONTAINER => {
+                let req: nri::RemoveContainerRequest = decode(payload)?;
+                if let Some(c) = &req.container {
+                    self.enforcer.inventory().stopped(&c.id);
+                }
+                Ok(nri::RemoveContainerResponse::default().encode_to_vec())
+            }
+            method::REMOVE_POD_SANDBOX => {
+                let req: nri::RemovePodSandboxRequest = decode(payload)?;
+                if let Some(p) = &req.pod {
+                    self.enforcer.inventory().pod_removed(&p.id);
+                }
+                Ok(nri::RemovePodSandboxResponse::default().encode_to_vec())
+            }
             method::SHUTDOWN => {
                 info!("the runtime asked nodeguard to shut down");
                 Ok(nri::Empty::default().encode_to_vec())
@@ -218,11 +251,9 @@ impl<S: SpecSource + 'static> PluginService<S> {
             | method::UPDATE_POD_SANDBOX
             | method::POST_UPDATE_POD_SANDBOX
             | method::STOP_POD_SANDBOX
-            | method::REMOVE_POD_SANDBOX
             | method::POST_CREATE_CONTAINER
             | method::POST_START_CONTAINER
             | method::POST_UPDATE_CONTAINER
-            | method::REMOVE_CONTAINER
             | method::VALIDATE_CONTAINER_ADJUSTMENT => Ok(Vec::new()),
             _ => Err(RpcError::unimplemented(service, name)),
         }

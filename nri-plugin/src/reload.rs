@@ -7,6 +7,7 @@
 //! ConfigMap volumes every minute or so anyway (docs/adr/0010-policy-reload-by-polling.md).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -46,7 +47,6 @@ enum Seen {
 #[derive(Debug)]
 struct State {
     seen: Seen,
-    generation: u64,
     last_error: Option<String>,
 }
 
@@ -55,6 +55,7 @@ struct State {
 pub struct Reloader {
     path: PathBuf,
     policy: PolicyHandle,
+    generation: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
 }
@@ -67,10 +68,10 @@ impl Reloader {
         Reloader {
             path: path.to_path_buf(),
             policy,
+            generation: Arc::new(AtomicU64::new(1)),
             metrics,
             state: Mutex::new(State {
                 seen: Seen::Sources(sources),
-                generation: 1,
                 last_error: None,
             }),
         }
@@ -78,7 +79,12 @@ impl Reloader {
 
     /// The generation of the policy in force: 1 at start, one more per successful reload.
     pub fn generation(&self) -> u64 {
-        self.lock().generation
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The generation counter, for those who report it (the enforcer).
+    pub fn generation_handle(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.generation)
     }
 
     /// Why the files on disk are rejected, when they are.
@@ -105,16 +111,15 @@ impl Reloader {
         let compiled = read.and_then(|sources| sources.compile().map_err(LoadError::from));
         match compiled {
             Ok(policy) => {
-                state.generation += 1;
                 state.last_error = None;
-                let generation = state.generation;
+                self.policy.store(Arc::new(policy));
+                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 info!(
                     generation,
-                    policies = policy.names().collect::<Vec<_>>().join(","),
-                    checks = policy.check_count(),
+                    policies = self.policy.load().names().collect::<Vec<_>>().join(","),
+                    checks = self.policy.load().check_count(),
                     "policy reloaded"
                 );
-                self.policy.store(Arc::new(policy));
                 self.metrics.policy_load(true, generation);
                 ReloadOutcome::Reloaded { generation }
             }
@@ -122,11 +127,11 @@ impl Reloader {
                 let errors = e.to_string();
                 error!(
                     path = %self.path.display(),
-                    generation = state.generation,
+                    generation = self.generation(),
                     "policy change rejected; the last good policy stays in force:\n{errors}"
                 );
                 state.last_error = Some(errors.clone());
-                self.metrics.policy_load(false, state.generation);
+                self.metrics.policy_load(false, self.generation());
                 ReloadOutcome::Rejected { errors }
             }
         }

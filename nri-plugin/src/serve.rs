@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::connection::{self, Ended, Registration};
-use crate::containerd::SpecSource;
+use crate::containerd::ContainerdApi;
 use crate::plugin::PluginService;
 
 /// Where the runtime's NRI endpoint is.
@@ -65,7 +65,7 @@ pub async fn run<S, F>(
     state: Arc<ConnectionState>,
     shutdown: CancellationToken,
 ) where
-    S: SpecSource + 'static,
+    S: ContainerdApi + 'static,
     F: Fn() -> Arc<PluginService<S>>,
 {
     let mut backoff = config.initial_backoff;
@@ -129,7 +129,7 @@ pub async fn run<S, F>(
     }
 }
 
-async fn serve_one<S: SpecSource + 'static>(
+async fn serve_one<S: ContainerdApi + 'static>(
     stream: tokio::net::UnixStream,
     registration: &Registration,
     registration_timeout: Duration,

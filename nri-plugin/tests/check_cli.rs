@@ -182,6 +182,10 @@ fn usage_errors_exit_two() {
 fn serve_reports_every_bad_flag_and_exits_two_before_touching_a_socket() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("nri.sock");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_nodeguard"))
         .args([
             "serve",
@@ -191,8 +195,12 @@ fn serve_reports_every_bad_flag_and_exits_two_before_touching_a_socket() {
             "7",
             "--audit-log",
             "/nonexistent-dir/audit.jsonl",
-            "--nri-socket",
+            "--metrics-addr",
+            &taken_addr,
+            "--report-file",
         ])
+        .arg(not_a_dir.join("report.json"))
+        .arg("--nri-socket")
         .arg(&socket)
         .env_remove("NRI_PLUGIN_SOCKET")
         .output()
@@ -204,6 +212,8 @@ fn serve_reports_every_bad_flag_and_exits_two_before_touching_a_socket() {
         "--policy: 6 errors in policy",
         "broken.yaml:15:5: spec.rules.privilegd",
         "--audit-log /nonexistent-dir/audit.jsonl",
+        &format!("--metrics-addr {taken_addr}: "),
+        "--report-file: ",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
@@ -223,4 +233,67 @@ fn serve_refuses_an_inherited_socket_that_is_not_one() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() {
+    use nodeguard::report::{ContainerFindings, Outcome, ReportContext, build, write};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
+    let findings = |ns: &str, id: &str, outcome: Outcome| ContainerFindings {
+        namespace: ns.into(),
+        pod: format!("pod-{id}"),
+        pod_uid: String::new(),
+        container: "app".into(),
+        container_id: id.into(),
+        image: None,
+        results: vec![(
+            "corp".into(),
+            "privileged",
+            outcome,
+            policy_core::Effect::Enforce,
+            if outcome == Outcome::Fail {
+                "container is privileged".into()
+            } else {
+                String::new()
+            },
+        )],
+        started_while_away: false,
+        remediation: None,
+    };
+    let report = build(
+        &ReportContext {
+            node: "n1",
+            generated: std::time::SystemTime::now(),
+            trigger: "periodic",
+            policy_generation: 1,
+        },
+        &[
+            findings("prod", "a", Outcome::Fail),
+            findings("dev", "b", Outcome::Pass),
+        ],
+    );
+    write(&file, &report).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let table = nodeguard(&["report", "--file", file_arg]);
+    assert_eq!(table.status.code(), Some(1), "a container fails");
+    let out = stdout(&table);
+    assert!(out.contains("pass 1  fail 1"), "{out}");
+    assert!(
+        out.contains(
+            "prod       pod-a  app        FAIL    corp    privileged  container is privileged"
+        ),
+        "{out}"
+    );
+    let dev = nodeguard(&["report", "--file", file_arg, "-n", "dev", "--all"]);
+    assert_eq!(dev.status.code(), Some(0), "nothing fails in dev");
+    assert!(stdout(&dev).contains("PASS"), "{}", stdout(&dev));
+    let json = nodeguard(&["report", "--file", file_arg, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["kind"], "List");
+    assert_eq!(v["items"][1]["kind"], "PolicyReport");
+    assert_eq!(v["items"][1]["results"][0]["result"], "fail");
+    let missing = nodeguard(&["report", "--file", "/nonexistent/report.json"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("cannot read the report /nonexistent/report.json"));
 }

@@ -1,4 +1,4 @@
-//! What the daemon tests share: an in-memory [`SpecSource`], the test policy, pods,
+//! What the daemon tests share: an in-memory [`ContainerdApi`], the test policy, pods,
 //! containers and OCI specs, and a running daemon ([`Daemon`]: `serve::run` against a
 //! [`RuntimeListener`]).
 
@@ -9,8 +9,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use nodeguard::audit::Memory;
 use nodeguard::connection::Registration;
-use nodeguard::containerd::{SpecError, SpecSource};
+use nodeguard::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
+use nodeguard::metrics::Metrics;
 use nodeguard::nri_view::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
 use nodeguard::oci::RuntimeSpec;
 use nodeguard::plugin::PluginService;
@@ -78,6 +79,7 @@ enum Stored {
 #[derive(Debug, Clone, Default)]
 pub struct MemorySpecs {
     specs: Arc<Mutex<HashMap<String, Stored>>>,
+    kills: Arc<Mutex<Vec<(String, i32)>>>,
 }
 
 impl MemorySpecs {
@@ -96,24 +98,41 @@ impl MemorySpecs {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stored>> {
         self.specs.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Every signal sent so far: `(container id, signal)`, in order.
+    pub fn kills(&self) -> Vec<(String, i32)> {
+        self.kills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
-impl SpecSource for MemorySpecs {
-    async fn spec(&self, id: &str) -> Result<RuntimeSpec, SpecError> {
+impl ContainerdApi for MemorySpecs {
+    async fn spec(&self, id: &str) -> Result<RuntimeSpec, ContainerdError> {
         let stored = self.lock().get(id).cloned();
         match stored {
             Some(Stored::Spec(json)) => {
-                RuntimeSpec::from_json(&json).map_err(|source| SpecError::BadSpec {
+                RuntimeSpec::from_json(&json).map_err(|source| ContainerdError::BadSpec {
                     id: id.to_string(),
                     source,
                 })
             }
-            Some(Stored::Fails(message)) => Err(SpecError::Call {
+            Some(Stored::Fails(message)) => Err(ContainerdError::Call {
                 call: "Containers.Get",
                 status: Box::new(tonic::Status::unavailable(message)),
             }),
-            None => Err(SpecError::NoSpec(id.to_string())),
+            None => Err(ContainerdError::NoSpec(id.to_string())),
         }
+    }
+
+    /// Records the signal; a container with a stored spec has a task to signal.
+    async fn kill(&self, id: &str, signal: i32) -> Result<bool, ContainerdError> {
+        self.kills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id.to_string(), signal));
+        Ok(self.lock().contains_key(id))
     }
 }
 
@@ -127,6 +146,8 @@ pub struct Plugin {
     pub audit: Arc<Memory>,
     /// The enforcer every connection's service shares.
     pub enforcer: Arc<Enforcer<MemorySpecs>>,
+    /// Its metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Plugin {
@@ -137,21 +158,35 @@ impl Plugin {
 
     /// A plugin enforcing `policy_yaml`.
     pub fn with(policy_yaml: &str, undecided: UndecidedAtStart) -> Self {
+        Self::configured(policy_yaml, undecided, |e| e)
+    }
+
+    /// A plugin enforcing `policy_yaml`, its enforcer set up further by `configure`.
+    pub fn configured(
+        policy_yaml: &str,
+        undecided: UndecidedAtStart,
+        configure: impl FnOnce(Enforcer<MemorySpecs>) -> Enforcer<MemorySpecs>,
+    ) -> Self {
         let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(policy(policy_yaml)));
         let specs = MemorySpecs::default();
         let audit = Arc::new(Memory::default());
-        let enforcer = Arc::new(Enforcer::new(
-            Arc::clone(&policy),
-            specs.clone(),
-            audit.clone(),
-            "node-1".to_string(),
-            undecided,
+        let metrics = Arc::new(Metrics::default());
+        let enforcer = Arc::new(configure(
+            Enforcer::new(
+                Arc::clone(&policy),
+                specs.clone(),
+                audit.clone(),
+                "node-1".to_string(),
+                undecided,
+            )
+            .with_metrics(Arc::clone(&metrics)),
         ));
         Plugin {
             policy,
             specs,
             audit,
             enforcer,
+            metrics,
         }
     }
 

@@ -8,6 +8,7 @@
 mod fake_runtime;
 mod harness;
 
+mod compliance;
 mod create;
 mod hot_swap;
 mod lifecycle;

@@ -52,10 +52,11 @@ async fn register_plugin_goes_first_on_connection_2() {
 }
 
 #[tokio::test]
-async fn configure_subscribes_to_create_start_and_update_only() {
+async fn configure_subscribes_to_what_it_judges_and_what_ends_containers() {
     let (daemon, runtime) = Daemon::connected().await;
     let reply: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
-    assert_eq!(reply.events, 0x8 | 0x20 | 0x80);
+    // Create, start, update (judged); stop, remove container, remove pod (inventory).
+    assert_eq!(reply.events, 0x8 | 0x20 | 0x80 | 0x200 | 0x400 | 0x4);
     assert_eq!(reply.events, EVENTS);
     assert_ne!(reply.events, 0, "0 would subscribe to every event");
     for bit in 0..32 {

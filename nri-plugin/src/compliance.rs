@@ -1,0 +1,394 @@
+//! Compliance audits of the containers already running: at every registration (NRI's
+//! `Synchronize` hands over what exists, including what started while nodeguard was away),
+//! periodically, and after every policy reload. Each container is judged on its full OCI spec
+//! from containerd; every decision goes to the audit log (phase `sync`); the results go to the
+//! PolicyReport file ([`crate::report`]); and, for rules that say `remediate: stop`, containers
+//! found breaking them at registration are stopped through containerd's tasks API.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState};
+use policy_core::{Effect, Remediation, applicable_checks};
+use tracing::{error, info, warn};
+
+use crate::audit::Phase;
+use crate::containerd::ContainerdApi;
+use crate::enforce::{Enforcer, NODE_INVISIBLE};
+use crate::report::{self, ContainerFindings, Outcome, ReportContext};
+
+/// SIGTERM.
+const SIGTERM: i32 = 15;
+/// SIGKILL.
+const SIGKILL: i32 = 9;
+
+/// How compliance audits report and remediate.
+#[derive(Debug, Clone)]
+pub struct ComplianceConfig {
+    /// Where the PolicyReport file goes (none: not written).
+    pub report_path: Option<PathBuf>,
+    /// How long a container stopped by remediation has between SIGTERM and SIGKILL.
+    pub remediation_grace: Duration,
+    /// nodeguard's own pod (`namespace`, `name`), which remediation never stops.
+    pub own_pod: Option<(String, String)>,
+}
+
+impl Default for ComplianceConfig {
+    fn default() -> Self {
+        ComplianceConfig {
+            report_path: None,
+            remediation_grace: Duration::from_secs(10),
+            own_pod: None,
+        }
+    }
+}
+
+/// What started a compliance audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// nodeguard (re)registered with the runtime: the containers of `Synchronize`.
+    Registration,
+    /// The periodic audit (`--audit-interval`).
+    Periodic,
+    /// A new policy was loaded.
+    PolicyReload,
+}
+
+impl Trigger {
+    /// The name written in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Registration => "registration",
+            Trigger::Periodic => "periodic",
+            Trigger::PolicyReload => "policy-reload",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    pods: HashMap<String, nri::PodSandbox>,
+    containers: HashMap<String, nri::Container>,
+}
+
+/// The containers running on the node, as NRI told nodeguard: replaced at every
+/// `Synchronize`, added to when a container starts, removed from when it stops or goes away.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    known: Mutex<Known>,
+}
+
+impl Inventory {
+    fn lock(&self) -> MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces everything with what `Synchronize` delivered, stopped containers left out.
+    pub fn replace(&self, pods: &[nri::PodSandbox], containers: &[nri::Container]) {
+        let mut known = self.lock();
+        known.pods = pods.iter().map(|p| (p.id.clone(), p.clone())).collect();
+        known.containers = containers
+            .iter()
+            .filter(|c| c.state != ContainerState::ContainerStopped as i32)
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
+    }
+
+    /// A container started.
+    pub fn started(&self, pod: &nri::PodSandbox, container: &nri::Container) {
+        let mut known = self.lock();
+        known.pods.insert(pod.id.clone(), pod.clone());
+        known
+            .containers
+            .insert(container.id.clone(), container.clone());
+    }
+
+    /// A container stopped or was removed.
+    pub fn stopped(&self, container_id: &str) {
+        self.lock().containers.remove(container_id);
+    }
+
+    /// A pod was removed, with its containers.
+    pub fn pod_removed(&self, pod_id: &str) {
+        let mut known = self.lock();
+        known.pods.remove(pod_id);
+        known.containers.retain(|_, c| c.pod_sandbox_id != pod_id);
+    }
+
+    /// Every running container with its pod, sorted by container id.
+    pub fn snapshot(&self) -> Vec<(nri::PodSandbox, nri::Container)> {
+        let known = self.lock();
+        let mut all: Vec<_> = known
+            .containers
+            .values()
+            .filter_map(|c| {
+                known
+                    .pods
+                    .get(&c.pod_sandbox_id)
+                    .map(|p| (p.clone(), c.clone()))
+            })
+            .collect();
+        all.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        all
+    }
+
+    /// How many running containers are known.
+    pub fn len(&self) -> usize {
+        self.lock().containers.len()
+    }
+
+    /// Whether no running container is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a compliance audit found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSummary {
+    /// Containers audited.
+    pub containers: usize,
+    /// Containers whose every rule passed.
+    pub pass: u64,
+    /// Containers breaking an enforced or audited rule.
+    pub fail: u64,
+    /// Containers breaking only `warn` rules.
+    pub warn: u64,
+    /// Containers with rules that could not be evaluated or decided.
+    pub skip: u64,
+    /// Ids of containers absent from the previous report: started while nodeguard was away.
+    pub started_while_away: Vec<String>,
+    /// Ids of containers remediation is stopping.
+    pub stopping: Vec<String>,
+}
+
+impl<S: ContainerdApi + 'static> Enforcer<S> {
+    /// Audits every running container nodeguard knows of against the policy in force. Audits
+    /// never overlap: a second one waits for the first.
+    pub async fn compliance_audit(self: &Arc<Self>, trigger: Trigger) -> AuditSummary {
+        let _running = self.auditing.lock().await;
+        let containers = self.inventory.snapshot();
+        // What the previous report covered: anything else started while nodeguard was away.
+        let previous: Option<HashSet<String>> = match (trigger, &self.compliance.report_path) {
+            (Trigger::Registration, Some(path)) => match report::read(path) {
+                Ok(r) => Some(report::container_ids(&r)),
+                Err(report::ReadError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot read the previous compliance report");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let generation = self.policy_generation();
+        let mut summary = AuditSummary {
+            containers: containers.len(),
+            ..AuditSummary::default()
+        };
+        let mut all = Vec::with_capacity(containers.len());
+        for (pod, container) in &containers {
+            let (view, failure) = self.full_view(pod, container).await;
+            let decision = self.evaluate(Phase::Sync, &view);
+            self.record(Phase::Sync, &view, &container.id, &decision, false);
+            let policy = self.policy.load();
+            let mut results = Vec::new();
+            for check in applicable_checks(&policy, &view) {
+                let violations: Vec<_> = decision
+                    .violations
+                    .iter()
+                    .filter(|v| v.rule == check.rule && &*v.policy == check.policy)
+                    .collect();
+                let undecided = decision
+                    .undecided
+                    .iter()
+                    .find(|u| u.rule == check.rule && &*u.policy == check.policy);
+                if !violations.is_empty() {
+                    let outcome = if check.effect == Effect::Warn {
+                        Outcome::Warn
+                    } else {
+                        Outcome::Fail
+                    };
+                    for v in violations {
+                        results.push((
+                            check.policy.to_string(),
+                            check.rule,
+                            outcome,
+                            check.effect,
+                            v.message.clone(),
+                        ));
+                    }
+                } else if let Some(u) = undecided {
+                    let (outcome, message) = match &failure {
+                        Some(f) if !NODE_INVISIBLE.contains(&u.missing) => (
+                            Outcome::Error,
+                            format!("cannot evaluate without {}: {f}", u.missing),
+                        ),
+                        _ => (
+                            Outcome::Skip,
+                            format!("{} is not visible on the node", u.missing),
+                        ),
+                    };
+                    results.push((
+                        check.policy.to_string(),
+                        check.rule,
+                        outcome,
+                        check.effect,
+                        message,
+                    ));
+                } else {
+                    results.push((
+                        check.policy.to_string(),
+                        check.rule,
+                        Outcome::Pass,
+                        check.effect,
+                        String::new(),
+                    ));
+                }
+            }
+            let started_while_away = previous
+                .as_ref()
+                .is_some_and(|seen| !seen.contains(&container.id));
+            if started_while_away {
+                summary.started_while_away.push(container.id.clone());
+                warn!(
+                    namespace = %view.pod.namespace,
+                    pod = %view.pod.name,
+                    container = %view.name,
+                    id = %container.id,
+                    verdict = ?decision.verdict(),
+                    "container started while nodeguard was not running"
+                );
+            }
+            let stop_for: Vec<&'static str> = decision
+                .violations
+                .iter()
+                .filter(|v| v.effect == Effect::Enforce && v.remediate == Remediation::Stop)
+                .map(|v| v.rule)
+                .collect();
+            let mut remediation = None;
+            if trigger == Trigger::Registration && !stop_for.is_empty() {
+                if self.is_own_pod(pod) {
+                    warn!(
+                        pod = %pod.name,
+                        "not stopping nodeguard's own pod; exempt it from the policy"
+                    );
+                    remediation = Some("skipped: nodeguard's own pod".to_string());
+                } else {
+                    remediation = Some("stopping".to_string());
+                    summary.stopping.push(container.id.clone());
+                    self.spawn_stop(&view, &container.id, stop_for);
+                }
+            }
+            all.push(ContainerFindings {
+                namespace: view.pod.namespace.clone(),
+                pod: view.pod.name.clone(),
+                pod_uid: view.pod.uid.clone(),
+                container: view.name.clone(),
+                container_id: container.id.clone(),
+                image: view.image.as_ref().map(|i| i.as_str().to_string()),
+                results,
+                started_while_away,
+                remediation,
+            });
+        }
+        for c in &all {
+            match c.outcome() {
+                Outcome::Pass => summary.pass += 1,
+                Outcome::Fail => summary.fail += 1,
+                Outcome::Warn => summary.warn += 1,
+                Outcome::Error | Outcome::Skip => summary.skip += 1,
+            }
+        }
+        self.metrics
+            .compliance(summary.pass, summary.fail, summary.warn, summary.skip);
+        if let Some(path) = &self.compliance.report_path {
+            let file = report::build(
+                &ReportContext {
+                    node: &self.node,
+                    generated: SystemTime::now(),
+                    trigger: trigger.as_str(),
+                    policy_generation: generation,
+                },
+                &all,
+            );
+            let path = path.clone();
+            let written = tokio::task::spawn_blocking(move || report::write(&path, &file)).await;
+            if !matches!(written, Ok(Ok(()))) {
+                self.metrics.report_write_failure();
+                error!(
+                    path = %self.compliance.report_path.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(),
+                    error = ?written,
+                    "cannot write the compliance report"
+                );
+            }
+        }
+        info!(
+            trigger = trigger.as_str(),
+            containers = summary.containers,
+            pass = summary.pass,
+            fail = summary.fail,
+            warn = summary.warn,
+            skip = summary.skip,
+            started_while_away = summary.started_while_away.len(),
+            stopping = summary.stopping.len(),
+            "compliance audit finished"
+        );
+        summary
+    }
+
+    fn is_own_pod(&self, pod: &nri::PodSandbox) -> bool {
+        self.compliance
+            .own_pod
+            .as_ref()
+            .is_some_and(|(ns, name)| *ns == pod.namespace && *name == pod.name)
+    }
+
+    /// Stops a container in the background: SIGTERM, then SIGKILL after the grace period.
+    fn spawn_stop(
+        self: &Arc<Self>,
+        view: &policy_core::ContainerView,
+        id: &str,
+        rules: Vec<&'static str>,
+    ) {
+        let this = Arc::clone(self);
+        let id = id.to_string();
+        let what = format!(
+            "container {:?} in pod {}/{} ({id})",
+            view.name, view.pod.namespace, view.pod.name
+        );
+        tokio::spawn(async move {
+            warn!(rules = rules.join(","), "remediation: stopping {what}");
+            let rule = rules.first().copied().unwrap_or("");
+            match this.specs.kill(&id, SIGTERM).await {
+                Ok(true) => {
+                    tokio::time::sleep(this.compliance.remediation_grace).await;
+                    match this.specs.kill(&id, SIGKILL).await {
+                        Ok(_) => {
+                            info!("remediation: stopped {what}");
+                            this.metrics.remediation(rule, true);
+                        }
+                        Err(e) => {
+                            error!(error = %e, "remediation: cannot kill {what}");
+                            this.metrics.remediation(rule, false);
+                        }
+                    }
+                }
+                Ok(false) => {
+                    info!("remediation: {what} had already stopped");
+                    this.metrics.remediation(rule, true);
+                }
+                Err(e) => {
+                    error!(error = %e, "remediation: cannot stop {what}");
+                    this.metrics.remediation(rule, false);
+                }
+            }
+            this.inventory.stopped(&id);
+        });
+    }
+}

@@ -1,0 +1,758 @@
+//! The compliance report: results of the last compliance audit in the Kubernetes Policy
+//! working group's `PolicyReport` format (`wgpolicyk8s.io/v1alpha2`), one report per namespace
+//! in a `v1` `List`, written atomically to a file; and `nodeguard report`, which prints it.
+//!
+//! The file is what `kubectl apply -f` takes where the PolicyReport CRD is installed, and what
+//! policy-report tooling (Policy Reporter, ...) reads.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// `apiVersion` of every report.
+pub const API_VERSION: &str = "wgpolicyk8s.io/v1alpha2";
+/// What `source` says in every result.
+pub const SOURCE: &str = "nodeguard";
+
+/// The outcome of one rule for one container, as PolicyReport names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The rule holds.
+    Pass,
+    /// An enforced or audited rule is broken.
+    Fail,
+    /// A `warn` rule is broken.
+    Warn,
+    /// The rule could not be evaluated (the container's spec could not be read).
+    Error,
+    /// The rule cannot be decided on the node (the field it needs is not visible there).
+    Skip,
+}
+
+impl Outcome {
+    /// The name PolicyReport uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Warn => "warn",
+            Outcome::Error => "error",
+            Outcome::Skip => "skip",
+        }
+    }
+}
+
+/// Counts of results by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Results that passed.
+    #[serde(default)]
+    pub pass: u64,
+    /// Results that failed.
+    #[serde(default)]
+    pub fail: u64,
+    /// Warnings.
+    #[serde(default)]
+    pub warn: u64,
+    /// Rules that could not be evaluated.
+    #[serde(default)]
+    pub error: u64,
+    /// Rules skipped.
+    #[serde(default)]
+    pub skip: u64,
+}
+
+impl Summary {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Pass => self.pass += 1,
+            Outcome::Fail => self.fail += 1,
+            Outcome::Warn => self.warn += 1,
+            Outcome::Error => self.error += 1,
+            Outcome::Skip => self.skip += 1,
+        }
+    }
+}
+
+/// A reference to the object a result is about (a Pod).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    /// `v1`.
+    pub api_version: String,
+    /// `Pod`.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
+/// When a result was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timestamp {
+    /// Unix seconds.
+    pub seconds: i64,
+    /// Nanoseconds.
+    pub nanos: i32,
+}
+
+impl Timestamp {
+    /// The timestamp of `time`.
+    pub fn of(time: SystemTime) -> Self {
+        let d = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp {
+            seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+        }
+    }
+}
+
+/// One result: one rule for one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportResult {
+    /// The policy document's name.
+    pub policy: String,
+    /// The rule id.
+    pub rule: String,
+    /// The outcome.
+    pub result: Outcome,
+    /// Always true: every result counts.
+    #[serde(default)]
+    pub scored: bool,
+    /// `nodeguard`.
+    #[serde(default)]
+    pub source: String,
+    /// What is wrong (empty for a pass).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When it was found.
+    pub timestamp: Timestamp,
+    /// The pod.
+    #[serde(default)]
+    pub resources: Vec<ObjectReference>,
+    /// `container`, `containerID`, `image`, `effect`, `node`, and where they apply
+    /// `startedWhileAway` and `remediation`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl ReportResult {
+    fn property(&self, key: &str) -> &str {
+        self.properties.get(key).map_or("", String::as_str)
+    }
+}
+
+/// Object metadata of a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// `nodeguard-<node>`.
+    pub name: String,
+    /// The namespace whose pods the report covers.
+    #[serde(default)]
+    pub namespace: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations: generation time, trigger, policy generation.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One namespace's `PolicyReport`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyReport {
+    /// [`API_VERSION`].
+    pub api_version: String,
+    /// `PolicyReport`.
+    pub kind: String,
+    /// Metadata.
+    pub metadata: Metadata,
+    /// Counts of results by outcome.
+    pub summary: Summary,
+    /// Every result.
+    #[serde(default)]
+    pub results: Vec<ReportResult>,
+}
+
+/// The report file: a `v1` `List` of [`PolicyReport`]s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportFile {
+    /// `v1`.
+    pub api_version: String,
+    /// `List`.
+    pub kind: String,
+    /// The reports, by namespace.
+    pub items: Vec<PolicyReport>,
+}
+
+/// What one compliance audit found about one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerFindings {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Pod UID.
+    pub pod_uid: String,
+    /// Container name.
+    pub container: String,
+    /// Runtime container id.
+    pub container_id: String,
+    /// Image reference.
+    pub image: Option<String>,
+    /// Results: `(policy, rule, outcome, effect, message)`.
+    pub results: Vec<(String, &'static str, Outcome, policy_core::Effect, String)>,
+    /// Started while nodeguard was not running (absent from the previous report).
+    pub started_while_away: bool,
+    /// What remediation did (`stopped`, `stop failed: ...`), if any.
+    pub remediation: Option<String>,
+}
+
+impl ContainerFindings {
+    /// The container's overall outcome: fail, else warn, else error, else skip, else pass.
+    pub fn outcome(&self) -> Outcome {
+        let has = |o| self.results.iter().any(|r| r.2 == o);
+        [Outcome::Fail, Outcome::Warn, Outcome::Error, Outcome::Skip]
+            .into_iter()
+            .find(|o| has(*o))
+            .unwrap_or(Outcome::Pass)
+    }
+}
+
+/// Where, when and why the audit behind a report ran.
+#[derive(Debug, Clone)]
+pub struct ReportContext<'a> {
+    /// Node name.
+    pub node: &'a str,
+    /// When the audit ran.
+    pub generated: SystemTime,
+    /// What started it (`registration`, `periodic`, `policy-reload`).
+    pub trigger: &'a str,
+    /// The policy generation audited against.
+    pub policy_generation: u64,
+}
+
+/// Builds the report file from every container's findings.
+pub fn build(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> ReportFile {
+    let timestamp = Timestamp::of(context.generated);
+    let generated = humantime::format_rfc3339_seconds(context.generated).to_string();
+    let mut by_namespace: BTreeMap<&str, PolicyReport> = BTreeMap::new();
+    for c in containers {
+        let report = by_namespace
+            .entry(&c.namespace)
+            .or_insert_with(|| PolicyReport {
+                api_version: API_VERSION.to_string(),
+                kind: "PolicyReport".to_string(),
+                metadata: Metadata {
+                    name: format!("nodeguard-{}", context.node),
+                    namespace: c.namespace.clone(),
+                    labels: BTreeMap::from([
+                        ("app.kubernetes.io/managed-by".into(), "nodeguard".into()),
+                        ("nodeguard.io/node".into(), context.node.to_string()),
+                    ]),
+                    annotations: BTreeMap::from([
+                        ("nodeguard.io/generated".into(), generated.clone()),
+                        ("nodeguard.io/trigger".into(), context.trigger.to_string()),
+                        (
+                            "nodeguard.io/policy-generation".into(),
+                            context.policy_generation.to_string(),
+                        ),
+                    ]),
+                },
+                summary: Summary::default(),
+                results: Vec::new(),
+            });
+        for (policy, rule, outcome, effect, message) in &c.results {
+            let mut properties = BTreeMap::from([
+                ("container".to_string(), c.container.clone()),
+                ("containerID".to_string(), c.container_id.clone()),
+                ("effect".to_string(), effect.as_str().to_string()),
+                ("node".to_string(), context.node.to_string()),
+            ]);
+            if let Some(image) = &c.image {
+                properties.insert("image".into(), image.clone());
+            }
+            if c.started_while_away {
+                properties.insert("startedWhileAway".into(), "true".into());
+            }
+            if let Some(r) = &c.remediation {
+                properties.insert("remediation".into(), r.clone());
+            }
+            report.summary.add(*outcome);
+            report.results.push(ReportResult {
+                policy: policy.clone(),
+                rule: (*rule).to_string(),
+                result: *outcome,
+                scored: true,
+                source: SOURCE.to_string(),
+                message: message.clone(),
+                timestamp,
+                resources: vec![ObjectReference {
+                    api_version: "v1".into(),
+                    kind: "Pod".into(),
+                    namespace: c.namespace.clone(),
+                    name: c.pod.clone(),
+                    uid: c.pod_uid.clone(),
+                }],
+                properties,
+            });
+        }
+    }
+    ReportFile {
+        api_version: "v1".into(),
+        kind: "List".into(),
+        items: by_namespace.into_values().collect(),
+    }
+}
+
+/// Writes `report` to `path` atomically (a temporary file in the same directory, synced, then
+/// renamed over it): a reader sees the old report or the new one, never half of one.
+///
+/// # Errors
+/// When the directory cannot be written.
+pub fn write(path: &Path, report: &ReportFile) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile_in(dir, path)?;
+    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    let written = tmp
+        .1
+        .write_all(&json)
+        .and_then(|()| tmp.1.write_all(b"\n"))
+        .and_then(|()| tmp.1.sync_all())
+        .and_then(|()| std::fs::rename(&tmp.0, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp.0);
+    }
+    written
+}
+
+fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "report".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    Ok((tmp, file))
+}
+
+/// Why a report file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be read.
+    #[error("cannot read the report {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a report.
+    #[error("{path}: not a nodeguard report (line {line}, column {column}): {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Line of the problem.
+        line: usize,
+        /// Column of the problem.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Reads a report file.
+///
+/// # Errors
+/// When the file is missing, unreadable or not a report.
+pub fn read(path: &Path) -> Result<ReportFile, ReadError> {
+    let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ReadError::Invalid {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+/// The container ids a report covers.
+pub fn container_ids(report: &ReportFile) -> HashSet<String> {
+    report
+        .items
+        .iter()
+        .flat_map(|r| &r.results)
+        .map(|r| r.property("containerID").to_string())
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
+/// The sum of every namespace's summary.
+pub fn total(report: &ReportFile) -> Summary {
+    report.items.iter().fold(Summary::default(), |mut t, r| {
+        t.pass += r.summary.pass;
+        t.fail += r.summary.fail;
+        t.warn += r.summary.warn;
+        t.error += r.summary.error;
+        t.skip += r.summary.skip;
+        t
+    })
+}
+
+/// Which results `nodeguard report` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Passes too (by default only what needs attention).
+    pub all: bool,
+}
+
+impl Filter {
+    fn keeps(&self, report: &PolicyReport, result: &ReportResult) -> bool {
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| ns == report.metadata.namespace)
+            && (self.all || result.result != Outcome::Pass)
+    }
+
+    /// The report with only the results this filter keeps (summaries recounted).
+    pub fn apply(&self, report: &ReportFile) -> ReportFile {
+        let mut out = report.clone();
+        out.items.retain(|r| {
+            self.namespace
+                .as_deref()
+                .is_none_or(|ns| ns == r.metadata.namespace)
+        });
+        for r in &mut out.items {
+            let kept: Vec<ReportResult> = r
+                .results
+                .iter()
+                .filter(|res| self.keeps(r, res))
+                .cloned()
+                .collect();
+            r.results = kept;
+        }
+        out
+    }
+}
+
+/// The report as a table: a header line with where and when, the totals, then one row per
+/// result the filter keeps.
+pub fn render_table(report: &ReportFile, filter: &Filter) -> String {
+    let mut out = String::new();
+    let first = report.items.first();
+    let annotation = |key: &str| {
+        first
+            .and_then(|r| r.metadata.annotations.get(key))
+            .map_or("-", String::as_str)
+    };
+    let node = first
+        .and_then(|r| r.metadata.labels.get("nodeguard.io/node"))
+        .map_or("-", String::as_str);
+    let scoped = Filter {
+        namespace: filter.namespace.clone(),
+        all: true,
+    }
+    .apply(report);
+    let t = total(&scoped);
+    let _ = writeln!(
+        out,
+        "node {node}, audited {} ({}), policy generation {}",
+        annotation("nodeguard.io/generated"),
+        annotation("nodeguard.io/trigger"),
+        annotation("nodeguard.io/policy-generation"),
+    );
+    let _ = writeln!(
+        out,
+        "pass {}  fail {}  warn {}  error {}  skip {}",
+        t.pass, t.fail, t.warn, t.error, t.skip
+    );
+    let rows: Vec<[String; 7]> = filter
+        .apply(report)
+        .items
+        .iter()
+        .flat_map(|r| {
+            r.results.iter().map(|res| {
+                let pod = res
+                    .resources
+                    .first()
+                    .map_or("-", |o| o.name.as_str())
+                    .to_string();
+                let mut message = res.message.clone();
+                if res.property("startedWhileAway") == "true" {
+                    message.push_str(" [started while nodeguard was not running]");
+                }
+                if !res.property("remediation").is_empty() {
+                    let _ = write!(message, " [remediation: {}]", res.property("remediation"));
+                }
+                [
+                    r.metadata.namespace.clone(),
+                    pod,
+                    res.property("container").to_string(),
+                    res.result.as_str().to_uppercase(),
+                    res.policy.clone(),
+                    res.rule.clone(),
+                    message.trim().to_string(),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str(if filter.all {
+            "no containers audited\n"
+        } else {
+            "nothing to report: every audited rule passed\n"
+        });
+        return out;
+    }
+    let header = [
+        "NAMESPACE",
+        "POD",
+        "CONTAINER",
+        "RESULT",
+        "POLICY",
+        "RULE",
+        "MESSAGE",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()).take(6) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i < 6 {
+                let _ = write!(l, "{cell:<width$}  ", width = widths[i]);
+            } else {
+                l.push_str(cell);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_core::Effect;
+
+    fn findings(
+        ns: &str,
+        pod: &str,
+        id: &str,
+        results: &[(&'static str, Outcome)],
+    ) -> ContainerFindings {
+        ContainerFindings {
+            namespace: ns.into(),
+            pod: pod.into(),
+            pod_uid: format!("uid-{pod}"),
+            container: "app".into(),
+            container_id: id.into(),
+            image: Some("docker.io/library/busybox:1.36".into()),
+            results: results
+                .iter()
+                .map(|(rule, o)| {
+                    let message = if *o == Outcome::Pass {
+                        String::new()
+                    } else {
+                        format!("{rule} broken")
+                    };
+                    ("corp".to_string(), *rule, *o, Effect::Enforce, message)
+                })
+                .collect(),
+            started_while_away: id == "c2",
+            remediation: None,
+        }
+    }
+
+    fn sample() -> ReportFile {
+        build(
+            &ReportContext {
+                node: "node-1",
+                generated: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000),
+                trigger: "registration",
+                policy_generation: 2,
+            },
+            &[
+                findings(
+                    "prod",
+                    "web",
+                    "c1",
+                    &[
+                        ("privileged", Outcome::Pass),
+                        ("images.allowed", Outcome::Fail),
+                    ],
+                ),
+                findings(
+                    "dev",
+                    "job",
+                    "c2",
+                    &[("privileged", Outcome::Warn), ("procMount", Outcome::Skip)],
+                ),
+                findings("prod", "db", "c3", &[("privileged", Outcome::Pass)]),
+            ],
+        )
+    }
+
+    #[test]
+    fn one_policy_report_per_namespace_with_summaries_and_pod_references() {
+        let r = sample();
+        assert_eq!((r.api_version.as_str(), r.kind.as_str()), ("v1", "List"));
+        let namespaces: Vec<&str> = r
+            .items
+            .iter()
+            .map(|i| i.metadata.namespace.as_str())
+            .collect();
+        assert_eq!(namespaces, ["dev", "prod"]);
+        let prod = &r.items[1];
+        assert_eq!(prod.api_version, API_VERSION);
+        assert_eq!(prod.kind, "PolicyReport");
+        assert_eq!(prod.metadata.name, "nodeguard-node-1");
+        assert_eq!(
+            prod.summary,
+            Summary {
+                pass: 2,
+                fail: 1,
+                ..Summary::default()
+            }
+        );
+        let fail = prod
+            .results
+            .iter()
+            .find(|r| r.result == Outcome::Fail)
+            .unwrap();
+        assert_eq!(fail.rule, "images.allowed");
+        assert_eq!(fail.resources[0].kind, "Pod");
+        assert_eq!(fail.resources[0].name, "web");
+        assert_eq!(fail.property("containerID"), "c1");
+        assert_eq!(fail.timestamp.seconds, 1_795_000_000);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["items"][0]["results"][0]["result"], "warn");
+        assert_eq!(
+            json["items"][0]["results"][0]["properties"]["startedWhileAway"],
+            "true"
+        );
+        assert_eq!(
+            json["items"][1]["metadata"]["annotations"]["nodeguard.io/trigger"],
+            "registration"
+        );
+    }
+
+    #[test]
+    fn a_written_report_reads_back_and_names_its_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/report.json");
+        write(&path, &sample()).unwrap();
+        let back = read(&path).unwrap();
+        assert_eq!(back, sample());
+        let mut ids: Vec<String> = container_ids(&back).into_iter().collect();
+        ids.sort();
+        assert_eq!(ids, ["c1", "c2", "c3"]);
+        assert_eq!(
+            total(&back),
+            Summary {
+                pass: 2,
+                fail: 1,
+                warn: 1,
+                error: 0,
+                skip: 1
+            }
+        );
+        // No temporary file is left behind.
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
+    fn reading_a_missing_or_foreign_file_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = read(&dir.path().join("none.json")).unwrap_err().to_string();
+        assert!(missing.starts_with("cannot read the report "), "{missing}");
+        let foreign = dir.path().join("x.json");
+        std::fs::write(&foreign, "{\n  \"kind\": 3\n}\n").unwrap();
+        let err = read(&foreign).unwrap_err().to_string();
+        assert!(err.contains("not a nodeguard report (line 2,"), "{err}");
+    }
+
+    #[test]
+    fn the_table_shows_what_needs_attention_and_filters_by_namespace() {
+        let r = sample();
+        let table = render_table(&r, &Filter::default());
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "node node-1, audited 2026-11-18T11:06:40Z (registration), policy generation 2"
+        );
+        assert_eq!(lines[1], "pass 2  fail 1  warn 1  error 0  skip 1");
+        assert!(
+            lines[2].starts_with("NAMESPACE  POD  CONTAINER  RESULT  POLICY  RULE"),
+            "{table}"
+        );
+        assert_eq!(lines.len(), 6, "{table}");
+        assert!(
+            table.contains("WARN") && table.contains("[started while nodeguard was not running]")
+        );
+        assert!(!table.contains("PASS"));
+        let prod = render_table(
+            &r,
+            &Filter {
+                namespace: Some("prod".into()),
+                all: true,
+            },
+        );
+        assert!(
+            prod.lines().nth(1).unwrap() == "pass 2  fail 1  warn 0  error 0  skip 0",
+            "{prod}"
+        );
+        assert_eq!(
+            prod.lines().filter(|l| l.starts_with("prod ")).count(),
+            3,
+            "{prod}"
+        );
+        let clean = render_table(
+            &r,
+            &Filter {
+                namespace: Some("none".into()),
+                all: false,
+            },
+        );
+        assert!(
+            clean.ends_with("nothing to report: every audited rule passed\n"),
+            "{clean}"
+        );
+    }
+}

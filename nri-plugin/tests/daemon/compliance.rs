@@ -1,0 +1,376 @@
+//! Compliance audits of running containers: the inventory NRI keeps current, the
+//! PolicyReport written at every registration, containers that started while nodeguard was
+//! away, opt-in remediation, and the metrics of it all.
+
+use std::time::Duration;
+
+use nodeguard::compliance::{ComplianceConfig, Trigger};
+use nodeguard::enforce::UndecidedAtStart;
+use nodeguard::report::{self, Outcome};
+use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState, plugin_service as method};
+
+use super::fake_runtime::{FakeRuntime, RegisterReply};
+use super::harness::{
+    Daemon, POLICY, Plugin, compliant_spec, configure, container, container_with_image, pod,
+    privileged_spec, wait_until,
+};
+
+/// [`POLICY`] with `remediate: stop` on `privileged` only.
+fn remediating_policy() -> String {
+    POLICY.replace(
+        "    privileged: {}\n",
+        "    privileged: {remediate: stop}\n",
+    )
+}
+
+fn running(id: &str) -> nri::Container {
+    let mut c = container(id);
+    c.state = ContainerState::ContainerRunning as i32;
+    c
+}
+
+async fn synchronize(runtime: &FakeRuntime, containers: Vec<nri::Container>) {
+    let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
+    let _: nri::SynchronizeResponse = runtime
+        .call_ok(
+            method::SYNCHRONIZE,
+            &nri::SynchronizeRequest {
+                pods: vec![pod()],
+                containers,
+                more: false,
+            },
+        )
+        .await;
+}
+
+fn report_plugin(dir: &tempfile::TempDir, policy: &str, grace: Duration) -> Plugin {
+    let path = dir.path().join("report.json");
+    Plugin::configured(policy, UndecidedAtStart::Deny, move |e| {
+        e.with_compliance(ComplianceConfig {
+            report_path: Some(path),
+            remediation_grace: grace,
+            own_pod: Some(("kube-system".into(), "nodeguard-x".into())),
+        })
+    })
+}
+
+fn results_of<'r>(r: &'r report::ReportFile, id: &str) -> Vec<&'r report::ReportResult> {
+    r.items
+        .iter()
+        .flat_map(|i| &i.results)
+        .filter(|res| res.properties.get("containerID").map(String::as_str) == Some(id))
+        .collect()
+}
+
+#[tokio::test]
+async fn registration_writes_a_policy_report_of_every_running_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(report_plugin(&dir, POLICY, Duration::ZERO));
+    let plugin = &daemon.plugin;
+    plugin.specs.insert("c-ok", &compliant_spec());
+    plugin.specs.insert("c-priv", &privileged_spec());
+    let mut stopped = running("c-gone");
+    stopped.state = ContainerState::ContainerStopped as i32;
+    let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+    runtime.registration().await;
+    synchronize(&runtime, vec![running("c-ok"), running("c-priv"), stopped]).await;
+
+    let path = dir.path().join("report.json");
+    wait_until("the report", || path.exists()).await;
+    let r = report::read(&path).unwrap();
+    assert_eq!(r.items.len(), 1, "one namespace");
+    let ns = &r.items[0];
+    assert_eq!(ns.metadata.namespace, "default");
+    assert_eq!(
+        ns.metadata.annotations["nodeguard.io/trigger"],
+        "registration"
+    );
+    // Every applicable rule of both running containers has a result; the stopped one none.
+    assert!(results_of(&r, "c-gone").is_empty());
+    let ok = results_of(&r, "c-ok");
+    assert!(!ok.is_empty());
+    assert!(ok.iter().all(|res| res.result == Outcome::Pass), "{ok:#?}");
+    let privileged = results_of(&r, "c-priv");
+    let failed: Vec<&str> = privileged
+        .iter()
+        .filter(|res| res.result == Outcome::Fail)
+        .map(|res| res.rule.as_str())
+        .collect();
+    assert!(failed.contains(&"privileged"), "{privileged:#?}");
+    assert_eq!(privileged[0].resources[0].name, "web");
+    assert_eq!(
+        ns.summary.fail,
+        u64::try_from(failed.len()).unwrap(),
+        "summary counts results"
+    );
+    // The first report has nothing to compare with: nothing "started while away".
+    assert!(
+        r.items[0]
+            .results
+            .iter()
+            .all(|res| !res.properties.contains_key("startedWhileAway"))
+    );
+    // Sync records in the audit log, nothing refused.
+    wait_until("two sync records", || plugin.records("sync").len() == 2).await;
+    let metrics = plugin.metrics.encode();
+    assert!(
+        metrics.contains(r#"nodeguard_compliance_containers{result="fail"} 1"#)
+            && metrics.contains(r#"nodeguard_compliance_containers{result="pass"} 1"#),
+        "{metrics}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    // First run: one container.
+    {
+        let daemon = Daemon::start(report_plugin(&dir, POLICY, Duration::ZERO));
+        daemon.plugin.specs.insert("c-old", &compliant_spec());
+        let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+        runtime.registration().await;
+        synchronize(&runtime, vec![running("c-old")]).await;
+        wait_until("the first report", || path.exists()).await;
+        daemon.stop().await;
+    }
+    // nodeguard was down; c-new started meanwhile. A new nodeguard registers.
+    let daemon = Daemon::start(report_plugin(&dir, POLICY, Duration::ZERO));
+    daemon.plugin.specs.insert("c-old", &compliant_spec());
+    daemon.plugin.specs.insert("c-new", &privileged_spec());
+    let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+    runtime.registration().await;
+    synchronize(&runtime, vec![running("c-old"), running("c-new")]).await;
+    wait_until("the second report", || {
+        report::read(&path).is_ok_and(|r| !results_of(&r, "c-new").is_empty())
+    })
+    .await;
+    let r = report::read(&path).unwrap();
+    let away = |id| {
+        results_of(&r, id)
+            .iter()
+            .all(|res| res.properties.get("startedWhileAway").map(String::as_str) == Some("true"))
+    };
+    assert!(away("c-new"));
+    assert!(
+        results_of(&r, "c-old")
+            .iter()
+            .all(|res| !res.properties.contains_key("startedWhileAway"))
+    );
+    let table = report::render_table(&r, &report::Filter::default());
+    assert!(
+        table.contains("[started while nodeguard was not running]") && table.contains("FAIL"),
+        "{table}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_inventory_follows_starts_stops_and_removals() {
+    let (daemon, runtime) = Daemon::connected().await;
+    let plugin = &daemon.plugin;
+    let inventory = plugin.enforcer.inventory();
+    let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
+    let _: nri::SynchronizeResponse = runtime
+        .call_ok(
+            method::SYNCHRONIZE,
+            &nri::SynchronizeRequest {
+                pods: vec![pod()],
+                containers: vec![running("a"), running("b")],
+                more: false,
+            },
+        )
+        .await;
+    assert_eq!(inventory.len(), 2);
+    plugin.specs.insert("c", &compliant_spec());
+    let _: nri::StartContainerResponse = runtime
+        .call_ok(
+            method::START_CONTAINER,
+            &nri::StartContainerRequest {
+                pod: Some(pod()),
+                container: Some(container("c")),
+            },
+        )
+        .await;
+    assert_eq!(inventory.len(), 3, "a started container joins");
+    let _: nri::StopContainerResponse = runtime
+        .call_ok(
+            method::STOP_CONTAINER,
+            &nri::StopContainerRequest {
+                pod: Some(pod()),
+                container: Some(container("a")),
+            },
+        )
+        .await;
+    let _: nri::Empty = runtime
+        .call_ok(
+            method::STATE_CHANGE,
+            &nri::StateChangeEvent {
+                event: nri::Event::RemoveContainer as i32,
+                pod: Some(pod()),
+                container: Some(container("b")),
+            },
+        )
+        .await;
+    let ids: Vec<String> = inventory
+        .snapshot()
+        .into_iter()
+        .map(|(_, c)| c.id)
+        .collect();
+    assert_eq!(ids, ["c"]);
+    let _: nri::RemovePodSandboxResponse = runtime
+        .call_ok(
+            method::REMOVE_POD_SANDBOX,
+            &nri::RemovePodSandboxRequest { pod: Some(pod()) },
+        )
+        .await;
+    assert!(inventory.is_empty(), "a removed pod takes its containers");
+    // A refused start does not join.
+    plugin.specs.insert("p", &privileged_spec());
+    let refused = runtime
+        .call(
+            method::START_CONTAINER,
+            &nri::StartContainerRequest {
+                pod: Some(pod()),
+                container: Some(container("p")),
+            },
+        )
+        .await;
+    assert!(refused.is_err());
+    assert!(inventory.is_empty());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn remediation_stops_only_what_a_remediated_rule_finds_at_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(report_plugin(
+        &dir,
+        &remediating_policy(),
+        Duration::from_millis(20),
+    ));
+    let plugin = &daemon.plugin;
+    plugin.specs.insert("c-ok", &compliant_spec());
+    plugin.specs.insert("c-priv", &privileged_spec());
+    plugin.specs.insert("c-latest", &compliant_spec());
+    let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+    runtime.registration().await;
+    // c-latest breaks images (not remediated): reported, never stopped.
+    synchronize(
+        &runtime,
+        vec![running("c-ok"), running("c-priv"), {
+            let mut c = container_with_image("c-latest", "registry.corp/shop/web:latest");
+            c.state = ContainerState::ContainerRunning as i32;
+            c
+        }],
+    )
+    .await;
+    let specs = plugin.specs.clone();
+    wait_until("SIGTERM then SIGKILL", || specs.kills().len() == 2).await;
+    assert_eq!(
+        plugin.specs.kills(),
+        [("c-priv".to_string(), 15), ("c-priv".to_string(), 9)]
+    );
+    let path = dir.path().join("report.json");
+    wait_until("the report", || path.exists()).await;
+    let r = report::read(&path).unwrap();
+    assert!(
+        results_of(&r, "c-priv").iter().all(|res| res
+            .properties
+            .get("remediation")
+            .map(String::as_str)
+            == Some("stopping"))
+    );
+    let metrics = plugin.metrics.clone();
+    wait_until("the remediation metric", || {
+        metrics
+            .encode()
+            .contains(r#"nodeguard_remediations_total{rule="privileged",result="stopped"} 1"#)
+    })
+    .await;
+    // A periodic audit reports but never stops.
+    let summary = plugin.enforcer.compliance_audit(Trigger::Periodic).await;
+    assert!(summary.stopping.is_empty());
+    assert_eq!(plugin.specs.kills().len(), 2);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn remediation_never_stops_nodeguards_own_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(report_plugin(&dir, &remediating_policy(), Duration::ZERO));
+    let plugin = &daemon.plugin;
+    plugin.specs.insert("self", &privileged_spec());
+    let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+    runtime.registration().await;
+    let mut own = pod();
+    own.namespace = "kube-system".into();
+    own.name = "nodeguard-x".into();
+    let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
+    let _: nri::SynchronizeResponse = runtime
+        .call_ok(
+            method::SYNCHRONIZE,
+            &nri::SynchronizeRequest {
+                pods: vec![own],
+                containers: vec![running("self")],
+                more: false,
+            },
+        )
+        .await;
+    let path = dir.path().join("report.json");
+    wait_until("the report", || path.exists()).await;
+    let r = report::read(&path).unwrap();
+    let own_results = results_of(&r, "self");
+    assert!(own_results.iter().any(|res| res.result == Outcome::Fail));
+    assert!(own_results.iter().all(|res| {
+        res.properties.get("remediation").map(String::as_str)
+            == Some("skipped: nodeguard's own pod")
+    }));
+    assert!(plugin.specs.kills().is_empty());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn an_audit_after_a_policy_change_judges_by_the_new_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(report_plugin(&dir, POLICY, Duration::ZERO));
+    let plugin = &daemon.plugin;
+    let mut spec = compliant_spec();
+    spec["annotations"]["io.kubernetes.cri.image-name"] = "docker.io/library/nginx:1.27".into();
+    plugin.specs.insert("c1", &spec);
+    let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+    runtime.registration().await;
+    synchronize(
+        &runtime,
+        vec![{
+            let mut c = container_with_image("c1", "docker.io/library/nginx:1.27");
+            c.state = ContainerState::ContainerRunning as i32;
+            c
+        }],
+    )
+    .await;
+    let path = dir.path().join("report.json");
+    wait_until("the report", || path.exists()).await;
+    let before = plugin.enforcer.compliance_audit(Trigger::Periodic).await;
+    assert_eq!(before.fail, 1, "docker.io is not allowed");
+    plugin
+        .policy
+        .store(std::sync::Arc::new(super::harness::policy(
+            &POLICY.replace(
+                r"allowed: ['^registry\.corp/']",
+                r"allowed: ['^docker\.io/']",
+            ),
+        )));
+    let after = plugin
+        .enforcer
+        .compliance_audit(Trigger::PolicyReload)
+        .await;
+    assert_eq!((after.fail, after.pass), (0, 1));
+    let r = report::read(&path).unwrap();
+    assert_eq!(
+        r.items[0].metadata.annotations["nodeguard.io/trigger"],
+        "policy-reload"
+    );
+    daemon.stop().await;
+}
