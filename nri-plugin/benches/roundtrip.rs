@@ -3,6 +3,9 @@
 //! 12-rule policy evaluated and an audit record written to a file for each call. Prints
 //! p50/p99/p99.9 per call; see docs/performance.md.
 //!
+//! Then the load case: bursts of 200 creations issued at once on the connection (half of them
+//! refused), each call timed from its issue to its answer, against containerd's 2 s budget.
+//!
 //! `cargo bench -p nodeguard --bench roundtrip [-- N]`
 
 #[allow(dead_code, missing_docs, unreachable_pub)]
@@ -144,7 +147,7 @@ async fn main() {
         )
         .await;
     });
-    let runtime = FakeRuntime::new(theirs, RegisterReply::Ok);
+    let runtime = Arc::new(FakeRuntime::new(theirs, RegisterReply::Ok));
     let req = request();
     // Warm up (and check the call is allowed: a refusal would measure the wrong path).
     for _ in 0..500 {
@@ -168,5 +171,67 @@ async fn main() {
         us(percentile(&times, 0.999)),
         us(*times.last().expect("samples"))
     );
+    burst(&runtime, &req).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bursts of 200 concurrent creations, half of them noncompliant (refused).
+async fn burst(runtime: &Arc<FakeRuntime>, compliant: &nri::CreateContainerRequest) {
+    const CONCURRENT: usize = 200;
+    const BURSTS: usize = 25;
+    let mut refused_req = compliant.clone();
+    if let Some(c) = refused_req.container.as_mut() {
+        c.annotations.insert(
+            "io.kubernetes.cri.image-name".into(),
+            "docker.io/evil/miner:latest".into(),
+        );
+    }
+    let mut times = Vec::with_capacity(CONCURRENT * BURSTS);
+    let mut walls = Vec::with_capacity(BURSTS);
+    let mut refused = 0;
+    for _ in 0..BURSTS {
+        let wall = Instant::now();
+        let calls: Vec<_> = (0..CONCURRENT)
+            .map(|i| {
+                let runtime = Arc::clone(runtime);
+                let req = if i % 2 == 0 {
+                    compliant.clone()
+                } else {
+                    refused_req.clone()
+                };
+                tokio::spawn(async move {
+                    let start = Instant::now();
+                    let result = runtime.call(plugin_service::CREATE_CONTAINER, &req).await;
+                    (start.elapsed(), result.is_err())
+                })
+            })
+            .collect();
+        for call in calls {
+            let (took, was_refused) = call.await.expect("call task");
+            times.push(took);
+            refused += usize::from(was_refused);
+        }
+        walls.push(wall.elapsed());
+    }
+    assert_eq!(
+        refused,
+        CONCURRENT * BURSTS / 2,
+        "every noncompliant creation refused"
+    );
+    times.sort();
+    walls.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let over_budget = times
+        .iter()
+        .filter(|t| **t > Duration::from_secs(2))
+        .count();
+    println!(
+        "{BURSTS} bursts of {CONCURRENT} concurrent CreateContainer calls (half refused), n={}:\n  per call p50={:.2} ms  p99={:.2} ms  max={:.2} ms  over 2 s: {over_budget}\n  whole burst p50={:.1} ms  max={:.1} ms",
+        times.len(),
+        ms(percentile(&times, 0.50)),
+        ms(percentile(&times, 0.99)),
+        ms(*times.last().expect("samples")),
+        ms(percentile(&walls, 0.50)),
+        ms(*walls.last().expect("bursts")),
+    );
 }

@@ -29,8 +29,21 @@ pub enum Phase {
     Start,
     /// At `UpdateContainer`.
     Update,
-    /// While auditing containers already running (`Synchronize`).
+    /// While auditing containers already running (at registration, periodically, after a
+    /// policy reload).
     Sync,
+}
+
+impl Phase {
+    /// The phase's name in records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Create => "create",
+            Phase::Start => "start",
+            Phase::Update => "update",
+            Phase::Sync => "sync",
+        }
+    }
 }
 
 /// What nodeguard did.
@@ -47,6 +60,22 @@ pub enum Outcome {
     Warned,
     /// Allowed for now: an enforced rule could not decide yet (re-checked at start).
     Undecided,
+    /// Found running in breach of a `remediate: stop` rule, and stopped (phase `sync`).
+    Stopped,
+}
+
+impl Outcome {
+    /// The outcome's name in records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Refused => "refused",
+            Outcome::Audited => "audited",
+            Outcome::Warned => "warned",
+            Outcome::Undecided => "undecided",
+            Outcome::Stopped => "stopped",
+        }
+    }
 }
 
 impl Outcome {
@@ -106,6 +135,13 @@ pub struct Record<'a> {
     pub container: ContainerRef,
     /// The image reference, normalized.
     pub image: Option<String>,
+    /// On a `sync` record: the container is absent from the previous compliance report, so it
+    /// started while nodeguard was not running. Left out when false.
+    #[serde(
+        rename = "startedWhileAway",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub started_while_away: bool,
     /// Every violation and undecided rule.
     #[serde(flatten)]
     pub decision: &'a Decision,

@@ -14,7 +14,7 @@ use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState};
 use policy_core::{Effect, Remediation, applicable_checks};
 use tracing::{error, info, warn};
 
-use crate::audit::Phase;
+use crate::audit::{self, Phase};
 use crate::containerd::ContainerdApi;
 use crate::enforce::{Enforcer, NODE_INVISIBLE};
 use crate::report::{self, ContainerFindings, Outcome, ReportContext};
@@ -195,7 +195,6 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
         for (pod, container) in &containers {
             let (view, failure) = self.full_view(pod, container).await;
             let decision = self.evaluate(Phase::Sync, &view);
-            self.record(Phase::Sync, &view, &container.id, &decision, false);
             let policy = self.policy.load();
             let mut results = Vec::new();
             for check in applicable_checks(&policy, &view) {
@@ -254,6 +253,14 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
             let started_while_away = previous
                 .as_ref()
                 .is_some_and(|seen| !seen.contains(&container.id));
+            self.write_record(
+                Phase::Sync,
+                audit::Outcome::of(&decision, false),
+                &view,
+                &container.id,
+                &decision,
+                started_while_away,
+            );
             if started_while_away {
                 summary.started_while_away.push(container.id.clone());
                 warn!(
@@ -282,7 +289,7 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
                 } else {
                     remediation = Some("stopping".to_string());
                     summary.stopping.push(container.id.clone());
-                    self.spawn_stop(&view, &container.id, stop_for);
+                    self.spawn_stop(view.clone(), decision.clone(), &container.id, stop_for);
                 }
             }
             all.push(ContainerFindings {
@@ -352,7 +359,8 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
     /// Stops a container in the background: SIGTERM, then SIGKILL after the grace period.
     fn spawn_stop(
         self: &Arc<Self>,
-        view: &policy_core::ContainerView,
+        view: policy_core::ContainerView,
+        decision: policy_core::Decision,
         id: &str,
         rules: Vec<&'static str>,
     ) {
@@ -372,6 +380,14 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
                         Ok(_) => {
                             info!("remediation: stopped {what}");
                             this.metrics.remediation(rule, true);
+                            this.write_record(
+                                Phase::Sync,
+                                audit::Outcome::Stopped,
+                                &view,
+                                &id,
+                                &decision,
+                                false,
+                            );
                         }
                         Err(e) => {
                             error!(error = %e, "remediation: cannot kill {what}");
@@ -381,7 +397,6 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
                 }
                 Ok(false) => {
                     info!("remediation: {what} had already stopped");
-                    this.metrics.remediation(rule, true);
                 }
                 Err(e) => {
                     error!(error = %e, "remediation: cannot stop {what}");

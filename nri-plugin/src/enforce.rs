@@ -166,7 +166,26 @@ impl<S: ContainerdApi> Enforcer<S> {
         decision: &Decision,
         refused: bool,
     ) {
-        let outcome = Outcome::of(decision, refused);
+        self.write_record(
+            phase,
+            Outcome::of(decision, refused),
+            view,
+            id,
+            decision,
+            false,
+        );
+    }
+
+    /// Writes one audit record, counts it and logs it.
+    pub(crate) fn write_record(
+        &self,
+        phase: Phase,
+        outcome: Outcome,
+        view: &ContainerView,
+        id: &str,
+        decision: &Decision,
+        started_while_away: bool,
+    ) {
         self.metrics.decision(phase, outcome, decision);
         self.audit.record(&Record {
             schema: crate::audit::SCHEMA,
@@ -184,6 +203,7 @@ impl<S: ContainerdApi> Enforcer<S> {
                 id: id.to_string(),
             },
             image: view.image.as_ref().map(|i| i.as_str().to_string()),
+            started_while_away,
             decision,
         });
         match outcome {
@@ -198,6 +218,11 @@ impl<S: ContainerdApi> Enforcer<S> {
                     warn!(?phase, rule = v.rule, effect = %v.effect, "{}", v.message);
                 }
             }
+            Outcome::Stopped => warn!(
+                ?phase,
+                "stopped a running container: {}",
+                decision.refusal_message()
+            ),
             Outcome::Undecided | Outcome::Allowed => info!(?phase, ?outcome, "allowed"),
         }
     }

@@ -163,7 +163,7 @@ impl Metrics {
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "decisions",
-            "Containers judged, by phase (create, start, update, sync) and outcome (allowed, refused, audited, warned, undecided)",
+            "Containers judged, by phase (create, start, update, sync) and outcome (allowed, refused, audited, warned, undecided, stopped)",
             decisions.clone(),
         );
         let violations = Family::<ViolationLabels, Counter>::default();
@@ -259,11 +259,11 @@ impl Metrics {
 
     /// Counts one decision and its violations.
     pub fn decision(&self, phase: Phase, outcome: Outcome, decision: &Decision) {
-        let phase = phase_name(phase);
+        let phase = phase.as_str();
         self.decisions
             .get_or_create(&DecisionLabels {
                 phase,
-                outcome: outcome_name(outcome),
+                outcome: outcome.as_str(),
             })
             .inc();
         for v in &decision.violations {
@@ -281,7 +281,7 @@ impl Metrics {
     pub fn evaluation(&self, phase: Phase, took: Duration) {
         self.evaluation
             .get_or_create(&PhaseLabels {
-                phase: phase_name(phase),
+                phase: phase.as_str(),
             })
             .observe(took.as_secs_f64());
     }
@@ -290,7 +290,7 @@ impl Metrics {
     pub fn request(&self, phase: Phase, took: Duration) {
         self.requests
             .get_or_create(&PhaseLabels {
-                phase: phase_name(phase),
+                phase: phase.as_str(),
             })
             .observe(took.as_secs_f64());
     }
@@ -415,25 +415,6 @@ impl Source for crate::audit::AuditFile {
                 value: SampleValue::Gauge(i64::from(s.healthy)),
             },
         ]);
-    }
-}
-
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Create => "create",
-        Phase::Start => "start",
-        Phase::Update => "update",
-        Phase::Sync => "sync",
-    }
-}
-
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Allowed => "allowed",
-        Outcome::Refused => "refused",
-        Outcome::Audited => "audited",
-        Outcome::Warned => "warned",
-        Outcome::Undecided => "undecided",
     }
 }
 

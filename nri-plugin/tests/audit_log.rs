@@ -36,6 +36,7 @@ fn write(sink: &dyn AuditSink, writer: usize, seq: usize) {
             id: format!("{writer}-{seq:06}"),
         },
         image: Some("docker.io/library/nginx:1.27".to_string()),
+        started_while_away: false,
         decision: &decision,
     });
 }

@@ -158,6 +158,13 @@ async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_regis
             .iter()
             .all(|res| !res.properties.contains_key("startedWhileAway"))
     );
+    let records = daemon.plugin.records("sync");
+    let flagged: Vec<&str> = records
+        .iter()
+        .filter(|r| r["startedWhileAway"] == true)
+        .map(|r| r["container"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(flagged, ["c-new"], "{records:#?}");
     let table = report::render_table(&r, &report::Filter::default());
     assert!(
         table.contains("[started while nodeguard was not running]") && table.contains("FAIL"),
@@ -289,6 +296,21 @@ async fn remediation_stops_only_what_a_remediated_rule_finds_at_registration() {
             .contains(r#"nodeguard_remediations_total{rule="privileged",result="stopped"} 1"#)
     })
     .await;
+    let stopped: Vec<serde_json::Value> = plugin
+        .records("sync")
+        .into_iter()
+        .filter(|r| r["outcome"] == "stopped")
+        .collect();
+    assert_eq!(stopped.len(), 1, "one record of the stop");
+    assert_eq!(stopped[0]["container"]["id"], "c-priv");
+    let remediated: Vec<&serde_json::Value> = stopped[0]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["remediate"] == "stop")
+        .collect();
+    assert_eq!(remediated.len(), 1, "{:#?}", stopped[0]);
+    assert_eq!(remediated[0]["rule"], "privileged");
     // A periodic audit reports but never stops.
     let summary = plugin.enforcer.compliance_audit(Trigger::Periodic).await;
     assert!(summary.stopping.is_empty());

@@ -161,6 +161,18 @@ impl Plugin {
         Self::configured(policy_yaml, undecided, |e| e)
     }
 
+    /// A plugin around an enforcer built elsewhere (its own audit sink and metrics); `audit`
+    /// and `metrics` of the result are unused placeholders.
+    pub fn from_enforcer(enforcer: Enforcer<MemorySpecs>) -> Self {
+        Plugin {
+            policy: Arc::clone(enforcer.policy()),
+            specs: MemorySpecs::default(),
+            audit: Arc::new(Memory::default()),
+            enforcer: Arc::new(enforcer),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
     /// A plugin enforcing `policy_yaml`, its enforcer set up further by `configure`.
     pub fn configured(
         policy_yaml: &str,

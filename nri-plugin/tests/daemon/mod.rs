@@ -10,8 +10,10 @@ mod harness;
 
 mod compliance;
 mod create;
+mod faults;
 mod hot_swap;
 mod lifecycle;
+mod load;
 mod methods;
 mod registration;
 mod start;

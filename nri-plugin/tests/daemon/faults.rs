@@ -1,0 +1,153 @@
+//! Faults that must not change a verdict: an audit log that cannot be written, and policy
+//! files replaced by garbage, emptied or deleted while the daemon serves.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use nodeguard::audit::{AuditFile, Rotation};
+use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
+use nodeguard::metrics::{self, Metrics};
+use nodeguard::policy_files;
+use nodeguard::reload::{ReloadOutcome, Reloader};
+use nodeguard::transport::status::Code;
+use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
+
+use super::fake_runtime::FakeRuntime;
+use super::harness::{Daemon, MemorySpecs, POLICY, Plugin, container_with_image, pod, policy};
+
+async fn create(runtime: &FakeRuntime, id: &str, image: &str) -> Result<(), Code> {
+    runtime
+        .call(
+            method::CREATE_CONTAINER,
+            &nri::CreateContainerRequest {
+                pod: Some(pod()),
+                container: Some(container_with_image(id, image)),
+            },
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.code)
+}
+
+#[tokio::test]
+async fn an_unwritable_audit_log_never_changes_a_verdict_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("log");
+    std::fs::create_dir(&logs).unwrap();
+    let file = Arc::new(AuditFile::open(&logs.join("audit.jsonl"), Rotation::default()).unwrap());
+    let metrics = Arc::new(Metrics::new(vec![
+        Arc::clone(&file) as Arc<dyn metrics::Source>
+    ]));
+    let handle: PolicyHandle = Arc::new(ArcSwap::from_pointee(policy(POLICY)));
+    let enforcer = Enforcer::new(
+        handle,
+        MemorySpecs::default(),
+        Arc::clone(&file) as Arc<dyn nodeguard::audit::AuditSink>,
+        "node-1".into(),
+        UndecidedAtStart::Deny,
+    )
+    .with_metrics(Arc::clone(&metrics));
+    let plugin = Plugin::from_enforcer(enforcer);
+    let (daemon, runtime) = Daemon::connected_with(plugin).await;
+
+    assert_eq!(
+        create(&runtime, "c1", "docker.io/evil/x:1").await,
+        Err(Code::PERMISSION_DENIED)
+    );
+    // The log's directory goes away (a full or broken disk does the same).
+    std::fs::remove_dir_all(&logs).unwrap();
+    assert_eq!(
+        create(&runtime, "c2", "docker.io/evil/x:1").await,
+        Err(Code::PERMISSION_DENIED)
+    );
+    assert_eq!(create(&runtime, "c3", super::harness::IMAGE).await, Ok(()));
+    let text = metrics.encode();
+    assert!(
+        !text.contains("nodeguard_audit_log_write_failures_total 0\n"),
+        "{text}"
+    );
+    assert!(text.contains("nodeguard_audit_log_healthy 0"), "{text}");
+    assert!(
+        text.contains("nodeguard_audit_log_backlog_records 2"),
+        "{text}"
+    );
+    // Back again: the held records come out, in order, before new ones.
+    std::fs::create_dir(&logs).unwrap();
+    assert_eq!(
+        create(&runtime, "c4", "docker.io/evil/x:1").await,
+        Err(Code::PERMISSION_DENIED)
+    );
+    let written = std::fs::read_to_string(logs.join("audit.jsonl")).unwrap();
+    let ids: Vec<String> = written
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["container"]["id"].to_string()
+        })
+        .collect();
+    assert_eq!(ids, ["\"c2\"", "\"c3\"", "\"c4\""]);
+    assert!(metrics.encode().contains("nodeguard_audit_log_healthy 1"));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn policy_files_replaced_by_garbage_emptied_or_deleted_leave_the_last_good_policy_enforcing()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, POLICY).unwrap();
+    let sources = policy_files::read(&file).unwrap();
+    let plugin = Plugin::new();
+    let metrics = Arc::clone(&plugin.metrics);
+    let reloader = Reloader::new(
+        &file,
+        Arc::clone(&plugin.policy),
+        sources,
+        Arc::clone(&metrics),
+    );
+    let (daemon, runtime) = Daemon::connected_with(plugin).await;
+    let mut n = 0;
+    let mut judged = |image: &'static str| {
+        n += 1;
+        let id = format!("c{n}");
+        let runtime = &runtime;
+        async move { create(runtime, &id, image).await }
+    };
+    for (what, content) in [
+        ("garbage", Some("\u{0}\u{1}}}} not yaml: [")),
+        ("empty", Some("")),
+        ("deleted", None),
+    ] {
+        match content {
+            Some(text) => std::fs::write(&file, text).unwrap(),
+            None => std::fs::remove_file(&file).unwrap(),
+        }
+        assert!(
+            matches!(reloader.check(), ReloadOutcome::Rejected { .. }),
+            "{what} is rejected"
+        );
+        assert_eq!(
+            judged("docker.io/evil/x:1").await,
+            Err(Code::PERMISSION_DENIED),
+            "{what}"
+        );
+        assert_eq!(judged(super::harness::IMAGE).await, Ok(()), "{what}");
+    }
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"nodeguard_policy_reloads_total{result="failure"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains("nodeguard_policy_generation 1"), "{text}");
+    // A good file again is picked up and decides the next call.
+    std::fs::write(
+        &file,
+        POLICY.replace(
+            r"allowed: ['^registry\.corp/']",
+            r"allowed: ['^docker\.io/']",
+        ),
+    )
+    .unwrap();
+    assert_eq!(reloader.check(), ReloadOutcome::Reloaded { generation: 2 });
+    assert_eq!(judged("docker.io/evil/x:1").await, Ok(()));
+    daemon.stop().await;
+}
