@@ -1,5 +1,6 @@
 //! CreateContainer latency through a real containerd, without and with nodeguard, in one run;
-//! and nodeguard's memory. Prints figures (no timing assertions: see docs/performance.md).
+//! nodeguard's memory; and bursts of concurrent creations (half refused) against containerd's
+//! 2 s plugin budget. Prints figures (no timing assertions: see docs/performance.md).
 //!
 //! `cargo bench -p nodeguard-integration --bench create_latency -- [1.7|2.1] [N]` as root,
 //! after `scripts/testbed/setup.sh` and `cargo build --release -p nodeguard` (set
@@ -122,6 +123,56 @@ async fn main() -> Result<()> {
             kib as f64 / 1024.0
         );
     }
+    nodeguard.restart().await?;
+    burst(&cri, &pod).await?;
     containerd.shutdown()?;
+    Ok(())
+}
+
+/// Bursts of concurrent creations through CRI, half of them without limits (refused at
+/// create): each call's latency, and how many exceeded containerd's 2 s plugin timeout.
+async fn burst(cri: &CriClient, pod: &Pod) -> Result<()> {
+    const CONCURRENT: usize = 50;
+    const BURSTS: usize = 6;
+    let mut times = Vec::new();
+    let mut refused = 0;
+    for b in 0..BURSTS {
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..CONCURRENT {
+            let mut spec =
+                ContainerSpec::new(format!("burst{b}-{i}"), images::BUSYBOX).sleep_forever();
+            if i % 2 == 0 {
+                spec = spec.limits(250, 64 << 20);
+            }
+            let (cri, pod) = (cri.clone(), pod.clone());
+            calls.spawn(async move {
+                let start = Instant::now();
+                let result = cri.create_container(&pod, &spec).await;
+                (start.elapsed(), result)
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            let (took, result) = joined?;
+            times.push(took);
+            match result {
+                Ok(id) => cri.remove_container(&id).await?,
+                Err(e) if e.to_string().contains("nodeguard: refused") => refused += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    assert_eq!(
+        refused,
+        CONCURRENT * BURSTS / 2,
+        "every container without limits refused"
+    );
+    let over = times
+        .iter()
+        .filter(|t| **t > Duration::from_secs(2))
+        .count();
+    println!(
+        "  {BURSTS} bursts of {CONCURRENT} concurrent creations (half refused), over 2 s: {over}"
+    );
+    summary("burst, with nodeguard", times);
     Ok(())
 }
