@@ -33,6 +33,9 @@ pub struct ComplianceConfig {
     pub remediation_grace: Duration,
     /// nodeguard's own pod (`namespace`, `name`), which remediation never stops.
     pub own_pod: Option<(String, String)>,
+    /// Where nodeguard keeps the ids of the containers it knows to run, to tell after a
+    /// restart which ones started while it was away (none: it cannot tell).
+    pub state_path: Option<PathBuf>,
 }
 
 impl Default for ComplianceConfig {
@@ -41,15 +44,21 @@ impl Default for ComplianceConfig {
             report_path: None,
             remediation_grace: Duration::from_secs(10),
             own_pod: None,
+            state_path: None,
         }
     }
 }
 
 /// What started a compliance audit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
-    /// nodeguard (re)registered with the runtime: the containers of `Synchronize`.
-    Registration,
+    /// nodeguard (re)registered with the runtime: the containers of `Synchronize`. `known`:
+    /// the containers nodeguard knew to be running before (none on a first start without a
+    /// state file); any other is one that started while nodeguard was away.
+    Registration {
+        /// Container ids known to run before this registration.
+        known: Option<HashSet<String>>,
+    },
     /// The periodic audit (`--audit-interval`).
     Periodic,
     /// A new policy was loaded.
@@ -58,9 +67,9 @@ pub enum Trigger {
 
 impl Trigger {
     /// The name written in reports.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
-            Trigger::Registration => "registration",
+            Trigger::Registration { .. } => "registration",
             Trigger::Periodic => "periodic",
             Trigger::PolicyReload => "policy-reload",
         }
@@ -71,6 +80,10 @@ impl Trigger {
 struct Known {
     pods: HashMap<String, nri::PodSandbox>,
     containers: HashMap<String, nri::Container>,
+    /// Bumped at every change, so a writer knows whether the state file is behind.
+    changes: u64,
+    /// Whether a `Synchronize` has filled it since the process started.
+    synchronized: bool,
 }
 
 /// The containers running on the node, as NRI told nodeguard: replaced at every
@@ -86,19 +99,32 @@ impl Inventory {
     }
 
     /// Replaces everything with what `Synchronize` delivered, stopped containers left out.
-    pub fn replace(&self, pods: &[nri::PodSandbox], containers: &[nri::Container]) {
+    /// Returns the ids known to run before, when this process has synchronized before (after
+    /// a reconnection); `None` at the first registration.
+    pub fn replace(
+        &self,
+        pods: &[nri::PodSandbox],
+        containers: &[nri::Container],
+    ) -> Option<HashSet<String>> {
         let mut known = self.lock();
+        let before = known
+            .synchronized
+            .then(|| known.containers.keys().cloned().collect());
+        known.synchronized = true;
+        known.changes += 1;
         known.pods = pods.iter().map(|p| (p.id.clone(), p.clone())).collect();
         known.containers = containers
             .iter()
             .filter(|c| c.state != ContainerState::ContainerStopped as i32)
             .map(|c| (c.id.clone(), c.clone()))
             .collect();
+        before
     }
 
     /// A container started.
     pub fn started(&self, pod: &nri::PodSandbox, container: &nri::Container) {
         let mut known = self.lock();
+        known.changes += 1;
         known.pods.insert(pod.id.clone(), pod.clone());
         known
             .containers
@@ -107,12 +133,16 @@ impl Inventory {
 
     /// A container stopped or was removed.
     pub fn stopped(&self, container_id: &str) {
-        self.lock().containers.remove(container_id);
+        let mut known = self.lock();
+        if known.containers.remove(container_id).is_some() {
+            known.changes += 1;
+        }
     }
 
     /// A pod was removed, with its containers.
     pub fn pod_removed(&self, pod_id: &str) {
         let mut known = self.lock();
+        known.changes += 1;
         known.pods.remove(pod_id);
         known.containers.retain(|_, c| c.pod_sandbox_id != pod_id);
     }
@@ -143,6 +173,63 @@ impl Inventory {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The ids of the running containers, sorted, and the change count they are from.
+    pub fn ids(&self) -> (Vec<String>, u64) {
+        let known = self.lock();
+        let mut ids: Vec<String> = known.containers.keys().cloned().collect();
+        ids.sort();
+        (ids, known.changes)
+    }
+}
+
+/// The state file: the ids of the containers nodeguard knows to run, so that a restarted
+/// nodeguard can tell which ones started while it was away.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StateFile {
+    /// `nodeguard.io/state/v1`.
+    schema: String,
+    /// Running container ids.
+    containers: Vec<String>,
+}
+
+const STATE_SCHEMA: &str = "nodeguard.io/state/v1";
+
+/// Reads the container ids of a state file; `None` when there is none (a first start) or it
+/// cannot be read (logged).
+pub fn read_state(path: &std::path::Path) -> Option<HashSet<String>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot read the state file");
+            return None;
+        }
+    };
+    match serde_json::from_slice::<StateFile>(&bytes) {
+        Ok(state) if state.schema == STATE_SCHEMA => Some(state.containers.into_iter().collect()),
+        Ok(state) => {
+            warn!(path = %path.display(), schema = %state.schema, "unknown state file schema; ignored");
+            None
+        }
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "unreadable state file; ignored");
+            None
+        }
+    }
+}
+
+/// Writes `ids` to the state file atomically.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_state(path: &std::path::Path, ids: Vec<String>) -> std::io::Result<()> {
+    let state = StateFile {
+        schema: STATE_SCHEMA.to_string(),
+        containers: ids,
+    };
+    let json = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
+    report::write_atomically(path, &json)
 }
 
 /// What a compliance audit found.
@@ -158,7 +245,8 @@ pub struct AuditSummary {
     pub warn: u64,
     /// Containers with rules that could not be evaluated or decided.
     pub skip: u64,
-    /// Ids of containers absent from the previous report: started while nodeguard was away.
+    /// Ids of containers nodeguard did not know to run before a registration: started while
+    /// it was away.
     pub started_while_away: Vec<String>,
     /// Ids of containers remediation is stopping.
     pub stopping: Vec<String>,
@@ -170,20 +258,8 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
     pub async fn compliance_audit(self: &Arc<Self>, trigger: Trigger) -> AuditSummary {
         let _running = self.auditing.lock().await;
         let containers = self.inventory.snapshot();
-        // What the previous report covered: anything else started while nodeguard was away.
-        let previous: Option<HashSet<String>> = match (trigger, &self.compliance.report_path) {
-            (Trigger::Registration, Some(path)) => match report::read(path) {
-                Ok(r) => Some(report::container_ids(&r)),
-                Err(report::ReadError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    None
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot read the previous compliance report");
-                    None
-                }
-            },
+        let known = match &trigger {
+            Trigger::Registration { known } => known.as_ref(),
             _ => None,
         };
         let generation = self.policy_generation();
@@ -194,8 +270,11 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
         let mut all = Vec::with_capacity(containers.len());
         for (pod, container) in &containers {
             let (view, failure) = self.full_view(pod, container).await;
-            let decision = self.evaluate(Phase::Sync, &view);
-            let policy = self.policy.load();
+            // One snapshot of the policy for the decision and the list of checks applied.
+            let policy = self.policy.load_full();
+            let started = std::time::Instant::now();
+            let decision = policy_core::evaluate(&policy, &view);
+            self.metrics.evaluation(Phase::Sync, started.elapsed());
             let mut results = Vec::new();
             for check in applicable_checks(&policy, &view) {
                 let violations: Vec<_> = decision
@@ -250,9 +329,7 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
                     ));
                 }
             }
-            let started_while_away = previous
-                .as_ref()
-                .is_some_and(|seen| !seen.contains(&container.id));
+            let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));
             self.write_record(
                 Phase::Sync,
                 audit::Outcome::of(&decision, false),
@@ -279,7 +356,7 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
                 .map(|v| v.rule)
                 .collect();
             let mut remediation = None;
-            if trigger == Trigger::Registration && !stop_for.is_empty() {
+            if matches!(trigger, Trigger::Registration { .. }) && !stop_for.is_empty() {
                 if self.is_own_pod(pod) {
                     warn!(
                         pod = %pod.name,
@@ -314,6 +391,7 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
         }
         self.metrics
             .compliance(summary.pass, summary.fail, summary.warn, summary.skip);
+        self.persist_state().await;
         if let Some(path) = &self.compliance.report_path {
             let file = report::build(
                 &ReportContext {
@@ -347,6 +425,36 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
             "compliance audit finished"
         );
         summary
+    }
+
+    /// What nodeguard knew to run before a registration: the inventory before it is replaced
+    /// (after a reconnection), else the state file a previous nodeguard left. Then replaces
+    /// the inventory with what `Synchronize` delivered.
+    pub fn synchronized(
+        &self,
+        pods: &[nri::PodSandbox],
+        containers: &[nri::Container],
+    ) -> Option<HashSet<String>> {
+        let before = self.inventory.replace(pods, containers);
+        before.or_else(|| self.compliance.state_path.as_deref().and_then(read_state))
+    }
+
+    /// Writes the running containers' ids to the state file when they changed since the last
+    /// write. Called after every audit and periodically; failures are logged and retried.
+    pub async fn persist_state(&self) {
+        let Some(path) = self.compliance.state_path.clone() else {
+            return;
+        };
+        let (ids, changes) = self.inventory.ids();
+        let mut written = self.state_written.lock().await;
+        if *written == Some(changes) {
+            return;
+        }
+        match tokio::task::spawn_blocking(move || write_state(&path, ids)).await {
+            Ok(Ok(())) => *written = Some(changes),
+            Ok(Err(e)) => warn!(error = %e, "cannot write the state file"),
+            Err(e) => warn!(error = %e, "cannot write the state file"),
+        }
     }
 
     fn is_own_pod(&self, pod: &nri::PodSandbox) -> bool {

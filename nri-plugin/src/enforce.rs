@@ -60,6 +60,8 @@ pub struct Enforcer<S> {
     pub(crate) auditing: tokio::sync::Mutex<()>,
     /// The generation of the policy in force (shared with the reloader).
     generation: Arc<AtomicU64>,
+    /// The inventory change count last written to the state file.
+    pub(crate) state_written: tokio::sync::Mutex<Option<u64>>,
 }
 
 /// Sandboxes whose sysctls are remembered at most (the cache is emptied when full).
@@ -111,6 +113,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             compliance: ComplianceConfig::default(),
             auditing: tokio::sync::Mutex::new(()),
             generation: Arc::new(AtomicU64::new(1)),
+            state_written: tokio::sync::Mutex::new(None),
         }
     }
 

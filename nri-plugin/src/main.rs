@@ -89,6 +89,10 @@ struct ServeArgs {
     /// Write the compliance report (PolicyReport, JSON) here; empty: do not write one.
     #[arg(long, env = "NODEGUARD_REPORT", default_value = DEFAULT_REPORT)]
     report_file: PathBuf,
+    /// Keep the ids of the running containers here, to name after a restart those that
+    /// started while nodeguard was away; empty: do not keep them.
+    #[arg(long, env = "NODEGUARD_STATE", default_value = DEFAULT_STATE)]
+    state_file: PathBuf,
     /// Re-audit running containers this often (`10m`, `1h`; 0: only at registration and
     /// policy reloads).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
@@ -112,6 +116,8 @@ struct ServeArgs {
 
 /// Where `serve` writes the compliance report and `report` reads it.
 const DEFAULT_REPORT: &str = "/var/lib/nodeguard/report.json";
+/// Where `serve` keeps the ids of the containers it knows to run.
+const DEFAULT_STATE: &str = "/var/lib/nodeguard/containers.json";
 
 fn parse_size(text: &str) -> Result<u64, String> {
     nodeguard::audit::parse_size(text).map_err(|e| e.to_string())
@@ -246,15 +252,18 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let report_file = (!args.report_file.as_os_str().is_empty()).then(|| args.report_file.clone());
-    if let Some(dir) = report_file.as_deref().and_then(std::path::Path::parent)
-        && !dir.as_os_str().is_empty()
-        && dir.exists()
-        && !dir.is_dir()
-    {
-        problems.push(format!(
-            "--report-file: {} is not a directory",
-            dir.display()
-        ));
+    let state_file = (!args.state_file.as_os_str().is_empty()).then(|| args.state_file.clone());
+    for (flag, file) in [
+        ("--report-file", &report_file),
+        ("--state-file", &state_file),
+    ] {
+        if let Some(dir) = file.as_deref().and_then(std::path::Path::parent)
+            && !dir.as_os_str().is_empty()
+            && dir.exists()
+            && !dir.is_dir()
+        {
+            problems.push(format!("{flag}: {} is not a directory", dir.display()));
+        }
     }
     let metrics_listener = match args.metrics_addr {
         Some(addr) => match std::net::TcpListener::bind(addr) {
@@ -333,6 +342,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     report_path: report_file,
                     remediation_grace: args.remediation_grace,
                     own_pod,
+                    state_path: state_file,
                 }),
         );
         let shutdown = CancellationToken::new();
@@ -431,7 +441,8 @@ fn spawn_signal_handlers(
 }
 
 /// Every `interval`, a compliance audit (while registered: the inventory is current only
-/// then); every few seconds, a retry of audit records waiting for the disk.
+/// then); every few seconds, a retry of audit records waiting for the disk and an update of
+/// the state file.
 async fn periodic(
     enforcer: Arc<Enforcer<Containerd>>,
     state: Arc<ConnectionState>,
@@ -450,6 +461,7 @@ async fn periodic(
             let file = Arc::clone(file);
             let _ = tokio::task::spawn_blocking(move || file.retry()).await;
         }
+        enforcer.persist_state().await;
         since_audit += RETRY;
         if !interval.is_zero() && since_audit >= interval {
             since_audit = Duration::ZERO;

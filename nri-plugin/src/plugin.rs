@@ -150,13 +150,15 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
                     containers = containers.len(),
                     "synchronized"
                 );
-                self.enforcer.inventory().replace(&pods, &containers);
+                let known = self.enforcer.synchronized(&pods, &containers);
                 // Audit what already runs after replying: reading specs takes longer than
                 // the runtime's request timeout allows.
                 let enforcer = Arc::clone(&self.enforcer);
                 tokio::spawn(
                     async move {
-                        enforcer.compliance_audit(Trigger::Registration).await;
+                        enforcer
+                            .compliance_audit(Trigger::Registration { known })
+                            .await;
                     }
                     .instrument(info_span!("compliance-audit")),
                 );

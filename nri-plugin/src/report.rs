@@ -5,7 +5,7 @@
 //! The file is what `kubectl apply -f` takes where the PolicyReport CRD is installed, and what
 //! policy-report tooling (Policy Reporter, ...) reads.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -319,42 +319,46 @@ pub fn build(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> R
     }
 }
 
-/// Writes `report` to `path` atomically (a temporary file in the same directory, synced, then
-/// renamed over it): a reader sees the old report or the new one, never half of one.
+/// Writes `report` to `path` atomically (see [`write_atomically`]).
 ///
 /// # Errors
 /// When the directory cannot be written.
 pub fn write(path: &Path, report: &ReportFile) -> std::io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    json.push(b'\n');
+    write_atomically(path, &json)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
+/// renamed over it, so a reader sees the old content or the new, never half of one. Creates
+/// the directory if needed.
+///
+/// # Errors
+/// When the directory cannot be written.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile_in(dir, path)?;
-    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    let written = tmp
-        .1
-        .write_all(&json)
-        .and_then(|()| tmp.1.write_all(b"\n"))
-        .and_then(|()| tmp.1.sync_all())
-        .and_then(|()| std::fs::rename(&tmp.0, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp.0);
-    }
-    written
-}
-
-fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     let name = path
         .file_name()
-        .map_or_else(|| "report".into(), |n| n.to_string_lossy().into_owned());
+        .map_or_else(|| "nodeguard".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let file = std::fs::OpenOptions::new()
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&tmp)?;
-    Ok((tmp, file))
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Why a report file could not be read.
@@ -397,17 +401,6 @@ pub fn read(path: &Path) -> Result<ReportFile, ReadError> {
         column: e.column(),
         message: e.to_string(),
     })
-}
-
-/// The container ids a report covers.
-pub fn container_ids(report: &ReportFile) -> HashSet<String> {
-    report
-        .items
-        .iter()
-        .flat_map(|r| &r.results)
-        .map(|r| r.property("containerID").to_string())
-        .filter(|id| !id.is_empty())
-        .collect()
 }
 
 /// The sum of every namespace's summary.
@@ -671,15 +664,12 @@ mod tests {
     }
 
     #[test]
-    fn a_written_report_reads_back_and_names_its_containers() {
+    fn a_written_report_reads_back_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/report.json");
         write(&path, &sample()).unwrap();
         let back = read(&path).unwrap();
         assert_eq!(back, sample());
-        let mut ids: Vec<String> = container_ids(&back).into_iter().collect();
-        ids.sort();
-        assert_eq!(ids, ["c1", "c2", "c3"]);
         assert_eq!(
             total(&back),
             Summary {

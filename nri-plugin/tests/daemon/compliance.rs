@@ -45,11 +45,13 @@ async fn synchronize(runtime: &FakeRuntime, containers: Vec<nri::Container>) {
 
 fn report_plugin(dir: &tempfile::TempDir, policy: &str, grace: Duration) -> Plugin {
     let path = dir.path().join("report.json");
+    let state = dir.path().join("containers.json");
     Plugin::configured(policy, UndecidedAtStart::Deny, move |e| {
         e.with_compliance(ComplianceConfig {
             report_path: Some(path),
             remediation_grace: grace,
             own_pod: Some(("kube-system".into(), "nodeguard-x".into())),
+            state_path: Some(state),
         })
     })
 }
@@ -125,23 +127,41 @@ async fn registration_writes_a_policy_report_of_every_running_container() {
 async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_registration() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.json");
-    // First run: one container.
+    // First run: c-old runs at registration; c-started starts later, judged by nodeguard.
     {
         let daemon = Daemon::start(report_plugin(&dir, POLICY, Duration::ZERO));
         daemon.plugin.specs.insert("c-old", &compliant_spec());
+        daemon.plugin.specs.insert("c-started", &compliant_spec());
         let runtime = daemon.listener.accept(RegisterReply::Ok).await;
         runtime.registration().await;
         synchronize(&runtime, vec![running("c-old")]).await;
         wait_until("the first report", || path.exists()).await;
+        let _: nri::StartContainerResponse = runtime
+            .call_ok(
+                method::START_CONTAINER,
+                &nri::StartContainerRequest {
+                    pod: Some(pod()),
+                    container: Some(container("c-started")),
+                },
+            )
+            .await;
+        // The daemon's periodic task does this every few seconds.
+        daemon.plugin.enforcer.persist_state().await;
         daemon.stop().await;
     }
     // nodeguard was down; c-new started meanwhile. A new nodeguard registers.
     let daemon = Daemon::start(report_plugin(&dir, POLICY, Duration::ZERO));
-    daemon.plugin.specs.insert("c-old", &compliant_spec());
+    for id in ["c-old", "c-started"] {
+        daemon.plugin.specs.insert(id, &compliant_spec());
+    }
     daemon.plugin.specs.insert("c-new", &privileged_spec());
     let runtime = daemon.listener.accept(RegisterReply::Ok).await;
     runtime.registration().await;
-    synchronize(&runtime, vec![running("c-old"), running("c-new")]).await;
+    synchronize(
+        &runtime,
+        vec![running("c-old"), running("c-started"), running("c-new")],
+    )
+    .await;
     wait_until("the second report", || {
         report::read(&path).is_ok_and(|r| !results_of(&r, "c-new").is_empty())
     })
@@ -153,11 +173,14 @@ async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_regis
             .all(|res| res.properties.get("startedWhileAway").map(String::as_str) == Some("true"))
     };
     assert!(away("c-new"));
-    assert!(
-        results_of(&r, "c-old")
-            .iter()
-            .all(|res| !res.properties.contains_key("startedWhileAway"))
-    );
+    for judged in ["c-old", "c-started"] {
+        assert!(
+            results_of(&r, judged)
+                .iter()
+                .all(|res| !res.properties.contains_key("startedWhileAway")),
+            "{judged} ran under nodeguard"
+        );
+    }
     let records = daemon.plugin.records("sync");
     let flagged: Vec<&str> = records
         .iter()
@@ -394,5 +417,40 @@ async fn an_audit_after_a_policy_change_judges_by_the_new_policy() {
         r.items[0].metadata.annotations["nodeguard.io/trigger"],
         "policy-reload"
     );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn after_a_reconnection_only_containers_started_meanwhile_are_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(report_plugin(&dir, POLICY, Duration::ZERO));
+    for id in ["a", "b"] {
+        daemon.plugin.specs.insert(id, &compliant_spec());
+    }
+    let first = daemon.listener.accept(RegisterReply::Ok).await;
+    first.registration().await;
+    synchronize(&first, vec![running("a")]).await;
+    let path = dir.path().join("report.json");
+    wait_until("the first report", || path.exists()).await;
+    first.close().await;
+    // containerd restarted; b started in between (as if nodeguard were bypassed).
+    let second = daemon.listener.accept(RegisterReply::Ok).await;
+    second.registration().await;
+    synchronize(&second, vec![running("a"), running("b")]).await;
+    let plugin = &daemon.plugin;
+    wait_until("the second audit", || {
+        plugin
+            .records("sync")
+            .iter()
+            .any(|r| r["container"]["id"] == "b")
+    })
+    .await;
+    let flagged: Vec<String> = plugin
+        .records("sync")
+        .iter()
+        .filter(|r| r["startedWhileAway"] == true)
+        .map(|r| r["container"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(flagged, ["b"]);
     daemon.stop().await;
 }
