@@ -4,7 +4,7 @@
 Usage: check_manifests.py --repo DIR --nodeguard BIN [--kind-workloads FILE] OVERLAY=RENDERED.yaml ...
 
 Each RENDERED.yaml is the output of `kustomize build install/kubernetes/overlays/OVERLAY`.
-For every overlay it asserts the DaemonSet's security context, host paths, mounts,
+For every overlay it asserts the DaemonSet's security context, host paths, mounts, environment,
 arguments, probes, resources, scheduling and policy ConfigMap; then, with the nodeguard
 binary, that the sample policies allow the cluster's own workloads
 (install/tests/workloads/allowed), refuse the others (.../refused), refuse nothing in
@@ -30,12 +30,17 @@ MEASURED_PEAK_RSS_MIB = 10.1
 
 # Every host path the pod may mount: path -> (hostPath type, mount path, read-only,
 # mount propagation). Nothing else: no /, no /var/lib, no /etc, no /proc, no /dev.
+# /var/lib/nodeguard holds the compliance report and the state file, which must outlive the
+# pod (the next nodeguard reads the state file to name containers started while it was away).
 HOST_PATHS = {
     "/var/run/nri": ("Directory", "/var/run/nri", True, None),
     "/run/containerd": ("Directory", "/run/containerd", True, "HostToContainer"),
     "/var/log/nodeguard": ("DirectoryOrCreate", "/var/log/nodeguard", False, None),
+    "/var/lib/nodeguard": ("DirectoryOrCreate", "/var/lib/nodeguard", False, None),
 }
 NEVER_MOUNTED = ("/", "/var/lib", "/etc", "/proc", "/sys", "/dev", "/root", "/home", "/boot", "/usr")
+# Directories of nodeguard's own inside a NEVER_MOUNTED one: allowed, and only these.
+OWN_DIRECTORIES = {"/var/lib/nodeguard"}
 
 POLICY_MOUNT = "/etc/nodeguard/policy"
 POLICY_FILES = ("baseline.yaml", "restricted.yaml")
@@ -139,8 +144,11 @@ def check_overlay(c, overlay, objects, repo):
     c.check(not ctr.get("command"), f"{where}: command overrides the image's entrypoint")
     c.check(bool(ctr.get("image")), f"{where}: no image")
     env = {e["name"]: e for e in ctr.get("env", [])}
-    c.check(env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
-            f"{where}: env NODE_NAME is not taken from spec.nodeName")
+    for name, field in (("NODE_NAME", "spec.nodeName"), ("POD_NAMESPACE", "metadata.namespace"),
+                        ("POD_NAME", "metadata.name")):
+        c.check(env.get(name, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == field,
+                f"{where}: env {name} is not taken from {field}"
+                + (" (remediation must know nodeguard's own pod, never to stop it)" if name != "NODE_NAME" else ""))
 
     sc = ctr.get("securityContext", {})
     caps = sc.get("capabilities", {})
@@ -194,8 +202,8 @@ def check_overlay(c, overlay, objects, repo):
             f"{where}: host paths {sorted(host_paths)}, want exactly {sorted(HOST_PATHS)}")
     for path in host_paths:
         for never in NEVER_MOUNTED:
-            c.check(not (path == never or (never != "/" and path.startswith(never + "/"))),
-                    f"{where}: host path {path} lies in {never}")
+            inside = never != "/" and path.startswith(never + "/") and path not in OWN_DIRECTORIES
+            c.check(not (path == never or inside), f"{where}: host path {path} lies in {never}")
     for path, (kind, mount_path, read_only, propagation) in HOST_PATHS.items():
         name = host_paths.get(path)
         if name is None:
