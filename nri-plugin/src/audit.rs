@@ -135,7 +135,8 @@ pub struct Record<'a> {
     pub container: ContainerRef,
     /// The image reference, normalized.
     pub image: Option<String>,
-    /// On a `sync` record: the container is absent from the previous compliance report, so it
+    /// On a `sync` record at registration: nodeguard did not know the container to run before
+    /// (neither in memory after a reconnection nor in its state file after a restart), so it
     /// started while nodeguard was not running. Left out when false.
     #[serde(
         rename = "startedWhileAway",

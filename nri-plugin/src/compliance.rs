@@ -174,12 +174,17 @@ impl Inventory {
         self.len() == 0
     }
 
-    /// The ids of the running containers, sorted, and the change count they are from.
-    pub fn ids(&self) -> (Vec<String>, u64) {
+    /// The ids of the running containers, sorted, and the change count they are from; `None`
+    /// until a `Synchronize` has filled the inventory (before, it knows nothing, and must not
+    /// overwrite what a previous nodeguard left).
+    pub fn ids(&self) -> Option<(Vec<String>, u64)> {
         let known = self.lock();
+        if !known.synchronized {
+            return None;
+        }
         let mut ids: Vec<String> = known.containers.keys().cloned().collect();
         ids.sort();
-        (ids, known.changes)
+        Some((ids, known.changes))
     }
 }
 
@@ -440,12 +445,15 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
     }
 
     /// Writes the running containers' ids to the state file when they changed since the last
-    /// write. Called after every audit and periodically; failures are logged and retried.
+    /// write, once a `Synchronize` has filled the inventory. Called after every audit,
+    /// periodically and at shutdown; failures are logged and retried.
     pub async fn persist_state(&self) {
         let Some(path) = self.compliance.state_path.clone() else {
             return;
         };
-        let (ids, changes) = self.inventory.ids();
+        let Some((ids, changes)) = self.inventory.ids() else {
+            return;
+        };
         let mut written = self.state_written.lock().await;
         if *written == Some(changes) {
             return;

@@ -408,6 +408,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             shutdown,
         )
         .await;
+        enforcer.persist_state().await;
         if let Some(file) = &audit_file
             && let Err(e) = file.sync()
         {
@@ -510,9 +511,9 @@ fn run_report(args: &ReportArgs) -> ExitCode {
         all: args.all,
     };
     match args.format {
-        ReportFormat::Table => print!("{}", nodeguard::report::render_table(&report, &filter)),
+        ReportFormat::Table => emit(&nodeguard::report::render_table(&report, &filter)),
         ReportFormat::Json => match serde_json::to_string_pretty(&filter.apply(&report)) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => emit(&format!("{json}\n")),
             Err(e) => {
                 eprintln!("nodeguard: {e}");
                 return ExitCode::from(2);
@@ -543,8 +544,15 @@ fn run_check(args: CheckArgs) -> ExitCode {
         (None, None) => unreachable!("clap requires --policy or --profile"),
     };
     let report = check::check_paths(&policy, &args.paths);
-    print!("{}", check::render(&report, args.format));
+    emit(&check::render(&report, args.format));
     ExitCode::from(report.exit_code())
+}
+
+/// Writes `text` to standard output; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn run_validate(paths: &[PathBuf]) -> ExitCode {

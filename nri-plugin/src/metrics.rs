@@ -217,7 +217,7 @@ impl Metrics {
         let compliance_containers = Family::<ResultLabels, Gauge>::default();
         registry.register(
             "compliance_containers",
-            "Containers found by the last compliance audit, by result (pass, fail, warn, skip)",
+            "Containers found by the last compliance audit, by result (pass, fail, warn; skip: a rule could not be decided or evaluated)",
             compliance_containers.clone(),
         );
         let compliance_last_audit_time = Gauge::default();

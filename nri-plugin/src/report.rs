@@ -216,9 +216,9 @@ pub struct ContainerFindings {
     pub image: Option<String>,
     /// Results: `(policy, rule, outcome, effect, message)`.
     pub results: Vec<(String, &'static str, Outcome, policy_core::Effect, String)>,
-    /// Started while nodeguard was not running (absent from the previous report).
+    /// Started while nodeguard was not running (unknown to it before the registration).
     pub started_while_away: bool,
-    /// What remediation did (`stopped`, `stop failed: ...`), if any.
+    /// What remediation does (`stopping`, `skipped: nodeguard's own pod`), if anything.
     pub remediation: Option<String>,
 }
 
@@ -432,7 +432,8 @@ impl Filter {
             && (self.all || result.result != Outcome::Pass)
     }
 
-    /// The report with only the results this filter keeps (summaries recounted).
+    /// The report with only the namespaces and results this filter keeps; each report's
+    /// summary still counts all its results.
     pub fn apply(&self, report: &ReportFile) -> ReportFile {
         let mut out = report.clone();
         out.items.retain(|r| {

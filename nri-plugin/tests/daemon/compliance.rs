@@ -454,3 +454,23 @@ async fn after_a_reconnection_only_containers_started_meanwhile_are_flagged() {
     assert_eq!(flagged, ["b"]);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn the_state_file_is_left_alone_until_the_first_synchronize() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("containers.json");
+    let previous = r#"{"schema":"nodeguard.io/state/v1","containers":["c-old"]}"#;
+    std::fs::write(&state, previous).unwrap();
+    let plugin = report_plugin(&dir, POLICY, Duration::ZERO);
+    // Not registered yet (containerd slow to come up): nothing known, nothing written.
+    plugin.enforcer.persist_state().await;
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), previous);
+    let known = plugin
+        .enforcer
+        .synchronized(&[pod()], &[running("c-old"), running("c-new")]);
+    assert_eq!(known, Some(["c-old".to_string()].into()));
+    plugin.enforcer.persist_state().await;
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(written["containers"], serde_json::json!(["c-new", "c-old"]));
+}
