@@ -259,6 +259,42 @@ impl Containerd {
         self.wait_ready().await
     }
 
+    /// Kills containerd with SIGKILL, as a crash or an OOM kill would, and reaps it. Shims
+    /// and containers keep running; [`Containerd::start_again`] brings the daemon back.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops containerd (SIGTERM, SIGKILL after 10 s) and leaves it stopped. Shims and
+    /// containers keep running; [`Containerd::start_again`] brings the daemon back.
+    pub fn stop(&mut self) {
+        self.stop_daemon();
+    }
+
+    /// Whether the daemon runs (it was neither stopped nor killed, and has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Starts containerd again after [`Containerd::stop`] or [`Containerd::kill`], with the
+    /// same folders and configuration; returns once it answers CRI.
+    ///
+    /// # Errors
+    /// When it is still running, or does not answer CRI within 30 s.
+    pub async fn start_again(&mut self) -> Result<()> {
+        if self.is_running() {
+            bail!("containerd is still running");
+        }
+        self.child = None;
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
     /// Tears the instance down now and reports everything that could not be cleaned up.
     pub fn shutdown(mut self) -> Result<()> {
         let problems = self.teardown();

@@ -5,4 +5,5 @@
 
 mod enforcement;
 mod harness;
+mod operations;
 mod smoke;

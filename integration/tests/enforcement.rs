@@ -266,12 +266,21 @@ async fn enforces_as_a_preinstalled_plugin(version: ContainerdVersion) -> Result
     let audit = scratch.path().join("audit.jsonl");
     std::fs::write(&policy, POLICY)?;
     let wrapper = scratch.path().join("nodeguard.sh");
+    // Report and state files in the scratch folder, not under /var/lib/nodeguard.
+    let state = nodeguard_integration::nodeguard::state_args(
+        &scratch.path().join("report.json"),
+        &scratch.path().join("containers.json"),
+    )
+    .iter()
+    .map(|a| format!("'{a}'"))
+    .collect::<Vec<_>>()
+    .join(" ");
     // The plugin lives in <instance>/nri/plugins/; containerd's socket in <instance>/.
     std::fs::write(
         &wrapper,
         format!(
             "#!/bin/sh\ninstance=$(cd \"$(dirname \"$0\")/../..\" && pwd)\n\
-             exec '{}' serve --policy '{}' --audit-log '{}' --containerd-socket \"$instance/containerd.sock\"\n",
+             exec '{}' serve --policy '{}' --audit-log '{}' {state} --containerd-socket \"$instance/containerd.sock\"\n",
             nodeguard_integration::nodeguard::binary()?.display(),
             policy.display(),
             audit.display()
