@@ -257,7 +257,8 @@ impl Metrics {
         }
     }
 
-    /// Counts one decision and its violations.
+    /// Counts one decision and its violations. A `stopped` record repeats the violations of
+    /// the audit that found them: they are not counted again.
     pub fn decision(&self, phase: Phase, outcome: Outcome, decision: &Decision) {
         let phase = phase.as_str();
         self.decisions
@@ -266,6 +267,9 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+        if outcome == Outcome::Stopped {
+            return;
+        }
         for v in &decision.violations {
             self.violations
                 .get_or_create(&ViolationLabels {
@@ -470,7 +474,16 @@ mod tests {
         m.decision(Phase::Create, Outcome::Refused, &d);
         m.decision(Phase::Create, Outcome::Refused, &d);
         m.decision(Phase::Start, Outcome::Allowed, &Decision::default());
+        m.decision(Phase::Sync, Outcome::Audited, &d);
+        m.decision(Phase::Sync, Outcome::Stopped, &d);
         let text = m.encode();
+        assert!(text.contains(r#"nodeguard_decisions_total{phase="sync",outcome="stopped"} 1"#));
+        assert!(
+            text.contains(
+                r#"nodeguard_violations_total{phase="sync",rule="privileged",effect="enforce"} 1"#
+            ),
+            "a stop does not count its violations again: {text}"
+        );
         assert!(
             text.contains(r#"nodeguard_decisions_total{phase="create",outcome="refused"} 2"#),
             "{text}"
