@@ -563,7 +563,7 @@ async fn reloads_the_policy_and_keeps_the_last_good_one(version: ContainerdVersi
     let containerd = Containerd::start(version).await?;
     let nodeguard = Nodeguard::builder(&containerd, POLICY)
         .metrics()
-        .args(["--reload-interval", "1s"])
+        .args(["--reload-interval", "1s", "--audit-interval", "5s"])
         .start()
         .await?;
     let cri = containerd.cri().await?;
@@ -644,6 +644,38 @@ async fn reloads_the_policy_and_keeps_the_last_good_one(version: ContainerdVersi
         "{ready:?}"
     );
     ensure!(!ready.body.contains("rejected"), "{ready:?}");
+
+    // Every reload re-audits what runs, by the new policy: the evil.example containers that
+    // generation 2 let run fail images.allowed in the report of generation 3.
+    eventually("the audit after a reload", SETTLE, || async {
+        Ok(nodeguard.log().contains("policy-reload").then_some(()))
+    })
+    .await?;
+    let generation = |report: &Value| {
+        report["items"][0]["metadata"]["annotations"]["nodeguard.io/policy-generation"].clone()
+    };
+    let report = eventually("a report of generation 3", SETTLE, || async {
+        Ok(nodeguard.report()?.filter(|r| generation(r) == "3"))
+    })
+    .await?;
+    let evil_results: Vec<&Value> = report["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["results"].as_array().into_iter().flatten())
+        .filter(|r| r["rule"] == "images.allowed" && r["result"] == "fail")
+        .collect();
+    ensure!(
+        evil_results.len() == 4,
+        "x and its three siblings now fail images.allowed: {report:#}"
+    );
+    // And the periodic audit (--audit-interval 5s) keeps the report current.
+    eventually("a periodic audit", SETTLE, || async {
+        Ok(nodeguard.report()?.filter(|r| {
+            r["items"][0]["metadata"]["annotations"]["nodeguard.io/trigger"] == "periodic"
+        }))
+    })
+    .await?;
     Ok(())
 }
 
