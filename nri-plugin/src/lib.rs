@@ -11,6 +11,7 @@ pub mod compliance;
 pub mod connection;
 pub mod containerd;
 pub mod enforce;
+pub mod housekeeping;
 pub mod http;
 pub mod inherited;
 pub mod kubernetes;

@@ -15,7 +15,6 @@ use nodeguard::compliance::{ComplianceConfig, Trigger};
 use nodeguard::connection::Registration;
 use nodeguard::containerd::Containerd;
 use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
-use nodeguard::http::Readiness;
 use nodeguard::metrics::{self, Metrics};
 use nodeguard::plugin::PluginService;
 use nodeguard::policy_files;
@@ -355,7 +354,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let listener =
                 tokio::net::TcpListener::from_std(listener).context("metrics listener")?;
             tracing::info!(addr = ?listener.local_addr().ok(), "serving /metrics, /healthz, /readyz");
-            let readiness = Arc::new(DaemonReadiness {
+            let readiness = Arc::new(nodeguard::housekeeping::DaemonReadiness {
                 state: Arc::clone(&state),
                 reloader: Arc::clone(&reloader),
             });
@@ -384,10 +383,11 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 },
             ));
         }
-        tokio::spawn(periodic(
+        tokio::spawn(nodeguard::housekeeping::periodic(
             Arc::clone(&enforcer),
             Arc::clone(&state),
             audit_file.clone(),
+            nodeguard::housekeeping::TICK,
             args.audit_interval,
             shutdown.clone(),
         ));
@@ -439,63 +439,6 @@ fn spawn_signal_handlers(
         shutdown.cancel();
     });
     Ok(())
-}
-
-/// Every `interval`, a compliance audit (while registered: the inventory is current only
-/// then); every few seconds, a retry of audit records waiting for the disk and an update of
-/// the state file.
-async fn periodic(
-    enforcer: Arc<Enforcer<Containerd>>,
-    state: Arc<ConnectionState>,
-    audit_file: Option<Arc<AuditFile>>,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    const RETRY: Duration = Duration::from_secs(5);
-    let mut since_audit = Duration::ZERO;
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(RETRY) => {}
-            () = shutdown.cancelled() => return,
-        }
-        if let Some(file) = &audit_file {
-            let file = Arc::clone(file);
-            let _ = tokio::task::spawn_blocking(move || file.retry()).await;
-        }
-        enforcer.persist_state().await;
-        since_audit += RETRY;
-        if !interval.is_zero() && since_audit >= interval {
-            since_audit = Duration::ZERO;
-            if state.is_registered() {
-                enforcer.compliance_audit(Trigger::Periodic).await;
-            }
-        }
-    }
-}
-
-/// Ready while registered with the runtime (a policy is always in force: the daemon does not
-/// start without one, and a rejected reload keeps the last good one).
-struct DaemonReadiness {
-    state: Arc<ConnectionState>,
-    reloader: Arc<Reloader>,
-}
-
-impl Readiness for DaemonReadiness {
-    fn ready(&self) -> Result<String, String> {
-        if !self.state.is_registered() {
-            return Err("not registered with the runtime over NRI".to_string());
-        }
-        let mut detail = format!(
-            "registered with the runtime; policy generation {}",
-            self.reloader.generation()
-        );
-        if self.reloader.last_error().is_some() {
-            detail.push_str(
-                " (the policy files on disk are rejected; the last good policy is in force)",
-            );
-        }
-        Ok(detail)
-    }
 }
 
 fn run_report(args: &ReportArgs) -> ExitCode {

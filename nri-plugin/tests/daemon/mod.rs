@@ -12,6 +12,7 @@ mod compliance;
 mod create;
 mod faults;
 mod hot_swap;
+mod housekeeping;
 mod lifecycle;
 mod load;
 mod methods;
