@@ -50,10 +50,15 @@ async fn setup(version: ContainerdVersion) -> Result<(Containerd, Nodeguard, Cri
     Ok((containerd, nodeguard, cri))
 }
 
-/// Creates and starts the container; `Ok(id)` when it runs.
-async fn run(cri: &CriClient, pod: &Pod, spec: &ContainerSpec) -> Result<String> {
-    let id = cri.create_container(pod, spec).await?;
-    cri.start_container(&id).await?;
+/// Creates and starts the container and waits until it runs; returns its id.
+pub(crate) async fn run(cri: &CriClient, pod: &Pod, spec: &ContainerSpec) -> Result<String> {
+    let id = cri
+        .create_container(pod, spec)
+        .await
+        .with_context(|| format!("creating {}", spec.name))?;
+    cri.start_container(&id)
+        .await
+        .with_context(|| format!("starting {}", spec.name))?;
     cri.wait_container_state(
         &id,
         ContainerState::ContainerRunning,
@@ -63,13 +68,13 @@ async fn run(cri: &CriClient, pod: &Pod, spec: &ContainerSpec) -> Result<String>
     Ok(id)
 }
 
-/// Asserts creation is refused with a message containing every `needle`.
-async fn refused_at_create(
+/// Asserts creation is refused with a message containing every `needle`; returns it.
+pub(crate) async fn refused_at_create(
     cri: &CriClient,
     pod: &Pod,
     spec: &ContainerSpec,
     needles: &[&str],
-) -> Result<()> {
+) -> Result<String> {
     let err = match cri.create_container(pod, spec).await {
         Ok(id) => anyhow::bail!("container {} was created (id {id})", spec.name),
         Err(e) => e,
@@ -82,7 +87,7 @@ async fn refused_at_create(
             err.message
         );
     }
-    Ok(())
+    Ok(err.message)
 }
 
 async fn enforces_at_create_and_start(version: ContainerdVersion) -> Result<()> {

@@ -18,13 +18,12 @@ use anyhow::{Context, Result, bail, ensure};
 use nodeguard_integration::cri_api::ContainerState;
 use nodeguard_integration::http::Response;
 use nodeguard_integration::{
-    ContainerSpec, Containerd, ContainerdVersion, CriClient, CriError, Nodeguard, Pod, PodSpec,
-    images,
+    ContainerSpec, Containerd, ContainerdVersion, CriClient, CriError, Nodeguard, PodSpec, images,
 };
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::enforcement::POLICY;
+use crate::enforcement::{POLICY, refused_at_create, run};
 
 const MIB: i64 = 1 << 20;
 
@@ -112,46 +111,6 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Creates and starts the container and waits until it runs; returns its id.
-async fn run(cri: &CriClient, pod: &Pod, spec: &ContainerSpec) -> Result<String> {
-    let id = cri
-        .create_container(pod, spec)
-        .await
-        .with_context(|| format!("creating {}", spec.name))?;
-    cri.start_container(&id)
-        .await
-        .with_context(|| format!("starting {}", spec.name))?;
-    cri.wait_container_state(
-        &id,
-        ContainerState::ContainerRunning,
-        Duration::from_secs(10),
-    )
-    .await?;
-    Ok(id)
-}
-
-/// Asserts creation is refused with a message containing every `needle`; returns it.
-async fn refused_at_create(
-    cri: &CriClient,
-    pod: &Pod,
-    spec: &ContainerSpec,
-    needles: &[&str],
-) -> Result<String> {
-    let err = match cri.create_container(pod, spec).await {
-        Ok(id) => bail!("container {} was created (id {id})", spec.name),
-        Err(e) => e,
-    };
-    for needle in needles {
-        ensure!(
-            err.message.contains(needle),
-            "refusal of {} lacks {needle:?}: {}",
-            spec.name,
-            err.message
-        );
-    }
-    Ok(err.message)
 }
 
 /// Waits until `/readyz` answers `status`; returns the answer.
