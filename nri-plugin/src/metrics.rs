@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::audit::{Outcome, Phase};
 
@@ -131,6 +131,13 @@ impl Collector for Sources {
     }
 }
 
+/// A new metric of type `M`, registered under `name` (after the registry's prefix).
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// Every metric nodeguard exports, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -160,17 +167,15 @@ impl Metrics {
     /// The metrics, with `sources` read at every scrape.
     pub fn new(sources: Vec<Arc<dyn Source>>) -> Self {
         let mut registry = Registry::with_prefix("nodeguard");
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register(
+        let decisions: Family<DecisionLabels, Counter> = registered(
+            &mut registry,
             "decisions",
             "Containers judged, by phase (create, start, update, sync) and outcome (allowed, refused, audited, warned, undecided, stopped)",
-            decisions.clone(),
         );
-        let violations = Family::<ViolationLabels, Counter>::default();
-        registry.register(
+        let violations: Family<ViolationLabels, Counter> = registered(
+            &mut registry,
             "violations",
             "Rule violations found, by phase, rule id and effect",
-            violations.clone(),
         );
         let evaluation = HistogramFamily::new_with_constructor(evaluation_histogram);
         registry.register(
@@ -184,59 +189,50 @@ impl Metrics {
             "Time to answer one runtime request, spec read from containerd included, by phase",
             requests.clone(),
         );
-        let spec_read_failures = Counter::default();
-        registry.register(
+        let spec_read_failures: Counter = registered(
+            &mut registry,
             "spec_read_failures",
             "Container OCI specs that could not be read from containerd",
-            spec_read_failures.clone(),
         );
-        let policy_generation = Gauge::default();
-        registry.register(
+        let policy_generation: Gauge = registered(
+            &mut registry,
             "policy_generation",
             "Generation of the policy in force: 1 at start, one more at every successful reload",
-            policy_generation.clone(),
         );
-        let policy_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let policy_reloads: Family<ResultLabels, Counter> = registered(
+            &mut registry,
             "policy_reloads",
             "Policy reloads attempted, by result (success, failure); a failure keeps the last good policy",
-            policy_reloads.clone(),
         );
-        let policy_last_reload_success = Gauge::default();
-        registry.register(
+        let policy_last_reload_success: Gauge = registered(
+            &mut registry,
             "policy_last_reload_success",
             "1 when the last policy (re)load succeeded, 0 when the files on disk are rejected",
-            policy_last_reload_success.clone(),
         );
-        let policy_last_reload_time = Gauge::default();
-        registry.register(
+        let policy_last_reload_time: Gauge = registered(
+            &mut registry,
             "policy_last_reload_timestamp_seconds",
             "Unix time of the last policy reload attempt",
-            policy_last_reload_time.clone(),
         );
-        let compliance_containers = Family::<ResultLabels, Gauge>::default();
-        registry.register(
+        let compliance_containers: Family<ResultLabels, Gauge> = registered(
+            &mut registry,
             "compliance_containers",
             "Containers found by the last compliance audit, by result (pass, fail, warn; skip: a rule could not be decided or evaluated)",
-            compliance_containers.clone(),
         );
-        let compliance_last_audit_time = Gauge::default();
-        registry.register(
+        let compliance_last_audit_time: Gauge = registered(
+            &mut registry,
             "compliance_last_audit_timestamp_seconds",
             "Unix time the last compliance audit finished",
-            compliance_last_audit_time.clone(),
         );
-        let remediations = Family::<RemediationLabels, Counter>::default();
-        registry.register(
+        let remediations: Family<RemediationLabels, Counter> = registered(
+            &mut registry,
             "remediations",
             "Containers nodeguard stopped (remediate: stop), by rule and result (stopped, failed)",
-            remediations.clone(),
         );
-        let report_write_failures = Counter::default();
-        registry.register(
+        let report_write_failures: Counter = registered(
+            &mut registry,
             "report_write_failures",
             "Compliance reports that could not be written",
-            report_write_failures.clone(),
         );
         registry.register_collector(Box::new(Sources(sources)));
         Metrics {
