@@ -9,10 +9,10 @@ use nodeguard::enforce::UndecidedAtStart;
 use nodeguard::report::{self, Outcome};
 use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState, plugin_service as method};
 
-use super::fake_runtime::{FakeRuntime, RegisterReply};
+use super::fake_runtime::RegisterReply;
 use super::harness::{
-    Daemon, POLICY, Plugin, compliant_spec, configure, container, container_with_image, pod,
-    privileged_spec, wait_until,
+    Daemon, POLICY, Plugin, compliant_spec, container, container_with_image, pod, privileged_spec,
+    running, start_ok, synchronize, wait_until,
 };
 
 /// [`POLICY`] with `remediate: stop` on `privileged` only.
@@ -21,26 +21,6 @@ fn remediating_policy() -> String {
         "    privileged: {}\n",
         "    privileged: {remediate: stop}\n",
     )
-}
-
-fn running(id: &str) -> nri::Container {
-    let mut c = container(id);
-    c.state = ContainerState::ContainerRunning as i32;
-    c
-}
-
-async fn synchronize(runtime: &FakeRuntime, containers: Vec<nri::Container>) {
-    let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
-    let _: nri::SynchronizeResponse = runtime
-        .call_ok(
-            method::SYNCHRONIZE,
-            &nri::SynchronizeRequest {
-                pods: vec![pod()],
-                containers,
-                more: false,
-            },
-        )
-        .await;
 }
 
 fn report_plugin(dir: &tempfile::TempDir, policy: &str, grace: Duration) -> Plugin {
@@ -75,7 +55,12 @@ async fn registration_writes_a_policy_report_of_every_running_container() {
     stopped.state = ContainerState::ContainerStopped as i32;
     let runtime = daemon.listener.accept(RegisterReply::Ok).await;
     runtime.registration().await;
-    synchronize(&runtime, vec![running("c-ok"), running("c-priv"), stopped]).await;
+    synchronize(
+        &runtime,
+        vec![pod()],
+        vec![running("c-ok"), running("c-priv"), stopped],
+    )
+    .await;
 
     let path = dir.path().join("report.json");
     wait_until("the report", || path.exists()).await;
@@ -134,17 +119,9 @@ async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_regis
         daemon.plugin.specs.insert("c-started", &compliant_spec());
         let runtime = daemon.listener.accept(RegisterReply::Ok).await;
         runtime.registration().await;
-        synchronize(&runtime, vec![running("c-old")]).await;
+        synchronize(&runtime, vec![pod()], vec![running("c-old")]).await;
         wait_until("the first report", || path.exists()).await;
-        let _: nri::StartContainerResponse = runtime
-            .call_ok(
-                method::START_CONTAINER,
-                &nri::StartContainerRequest {
-                    pod: Some(pod()),
-                    container: Some(container("c-started")),
-                },
-            )
-            .await;
+        start_ok(&runtime, "c-started").await;
         // The daemon's periodic task does this every few seconds.
         daemon.plugin.enforcer.persist_state().await;
         daemon.stop().await;
@@ -159,6 +136,7 @@ async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_regis
     runtime.registration().await;
     synchronize(
         &runtime,
+        vec![pod()],
         vec![running("c-old"), running("c-started"), running("c-new")],
     )
     .await;
@@ -201,28 +179,10 @@ async fn the_inventory_follows_starts_stops_and_removals() {
     let (daemon, runtime) = Daemon::connected().await;
     let plugin = &daemon.plugin;
     let inventory = plugin.enforcer.inventory();
-    let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
-    let _: nri::SynchronizeResponse = runtime
-        .call_ok(
-            method::SYNCHRONIZE,
-            &nri::SynchronizeRequest {
-                pods: vec![pod()],
-                containers: vec![running("a"), running("b")],
-                more: false,
-            },
-        )
-        .await;
+    synchronize(&runtime, vec![pod()], vec![running("a"), running("b")]).await;
     assert_eq!(inventory.len(), 2);
     plugin.specs.insert("c", &compliant_spec());
-    let _: nri::StartContainerResponse = runtime
-        .call_ok(
-            method::START_CONTAINER,
-            &nri::StartContainerRequest {
-                pod: Some(pod()),
-                container: Some(container("c")),
-            },
-        )
-        .await;
+    start_ok(&runtime, "c").await;
     assert_eq!(inventory.len(), 3, "a started container joins");
     let _: nri::StopContainerResponse = runtime
         .call_ok(
@@ -289,6 +249,7 @@ async fn remediation_stops_only_what_a_remediated_rule_finds_at_registration() {
     // c-latest breaks images (not remediated): reported, never stopped.
     synchronize(
         &runtime,
+        vec![pod()],
         vec![running("c-ok"), running("c-priv"), {
             let mut c = container_with_image("c-latest", "registry.corp/shop/web:latest");
             c.state = ContainerState::ContainerRunning as i32;
@@ -352,17 +313,7 @@ async fn remediation_never_stops_nodeguards_own_pod() {
     let mut own = pod();
     own.namespace = "kube-system".into();
     own.name = "nodeguard-x".into();
-    let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
-    let _: nri::SynchronizeResponse = runtime
-        .call_ok(
-            method::SYNCHRONIZE,
-            &nri::SynchronizeRequest {
-                pods: vec![own],
-                containers: vec![running("self")],
-                more: false,
-            },
-        )
-        .await;
+    synchronize(&runtime, vec![own], vec![running("self")]).await;
     let path = dir.path().join("report.json");
     wait_until("the report", || path.exists()).await;
     let r = report::read(&path).unwrap();
@@ -388,6 +339,7 @@ async fn an_audit_after_a_policy_change_judges_by_the_new_policy() {
     runtime.registration().await;
     synchronize(
         &runtime,
+        vec![pod()],
         vec![{
             let mut c = container_with_image("c1", "docker.io/library/nginx:1.27");
             c.state = ContainerState::ContainerRunning as i32;
@@ -429,14 +381,14 @@ async fn after_a_reconnection_only_containers_started_meanwhile_are_flagged() {
     }
     let first = daemon.listener.accept(RegisterReply::Ok).await;
     first.registration().await;
-    synchronize(&first, vec![running("a")]).await;
+    synchronize(&first, vec![pod()], vec![running("a")]).await;
     let path = dir.path().join("report.json");
     wait_until("the first report", || path.exists()).await;
     first.close().await;
     // containerd restarted; b started in between (as if nodeguard were bypassed).
     let second = daemon.listener.accept(RegisterReply::Ok).await;
     second.registration().await;
-    synchronize(&second, vec![running("a"), running("b")]).await;
+    synchronize(&second, vec![pod()], vec![running("a"), running("b")]).await;
     let plugin = &daemon.plugin;
     wait_until("the second audit", || {
         plugin

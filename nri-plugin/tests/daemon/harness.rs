@@ -435,6 +435,45 @@ pub fn container(id: &str) -> nri::Container {
     }
 }
 
+/// [`container`] as `Synchronize` lists it while it runs.
+pub fn running(id: &str) -> nri::Container {
+    let mut c = container(id);
+    c.state = nri::ContainerState::ContainerRunning as i32;
+    c
+}
+
+/// Configures the plugin and synchronizes `pods` and `containers` in one part.
+pub async fn synchronize(
+    runtime: &FakeRuntime,
+    pods: Vec<nri::PodSandbox>,
+    containers: Vec<nri::Container>,
+) {
+    let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
+    let _: nri::SynchronizeResponse = runtime
+        .call_ok(
+            method::SYNCHRONIZE,
+            &nri::SynchronizeRequest {
+                pods,
+                containers,
+                more: false,
+            },
+        )
+        .await;
+}
+
+/// Starts container `id` of [`pod`]; panics unless it is allowed.
+pub async fn start_ok(runtime: &FakeRuntime, id: &str) {
+    let _: nri::StartContainerResponse = runtime
+        .call_ok(
+            method::START_CONTAINER,
+            &nri::StartContainerRequest {
+                pod: Some(pod()),
+                container: Some(container(id)),
+            },
+        )
+        .await;
+}
+
 /// [`container`] running `image`.
 pub fn container_with_image(id: &str, image: &str) -> nri::Container {
     let mut c = container(id);

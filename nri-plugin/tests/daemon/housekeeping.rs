@@ -12,12 +12,11 @@ use nodeguard::http::Readiness;
 use nodeguard::policy_files;
 use nodeguard::reload::{ReloadOutcome, Reloader};
 use nodeguard::report;
-use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState, plugin_service as method};
 use tokio_util::sync::CancellationToken;
 
 use super::fake_runtime::RegisterReply;
 use super::harness::{
-    Daemon, POLICY, Plugin, compliant_spec, configure, container, pod, wait_until,
+    Daemon, POLICY, Plugin, compliant_spec, pod, running, start_ok, synchronize, wait_until,
 };
 
 #[tokio::test]
@@ -51,19 +50,7 @@ async fn periodic_audits_run_while_registered_and_keep_the_state_file_current() 
 
     let runtime = daemon.listener.accept(RegisterReply::Ok).await;
     runtime.registration().await;
-    let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
-    let mut c1 = container("c1");
-    c1.state = ContainerState::ContainerRunning as i32;
-    let _: nri::SynchronizeResponse = runtime
-        .call_ok(
-            method::SYNCHRONIZE,
-            &nri::SynchronizeRequest {
-                pods: vec![pod()],
-                containers: vec![c1],
-                more: false,
-            },
-        )
-        .await;
+    synchronize(&runtime, vec![pod()], vec![running("c1")]).await;
     wait_until("a periodic audit's report", || {
         report::read(&report_path).is_ok_and(|r| {
             r.items
@@ -74,15 +61,7 @@ async fn periodic_audits_run_while_registered_and_keep_the_state_file_current() 
     .await;
     // A container started later reaches the state file at the next tick.
     daemon.plugin.specs.insert("c2", &compliant_spec());
-    let _: nri::StartContainerResponse = runtime
-        .call_ok(
-            method::START_CONTAINER,
-            &nri::StartContainerRequest {
-                pod: Some(pod()),
-                container: Some(container("c2")),
-            },
-        )
-        .await;
+    start_ok(&runtime, "c2").await;
     wait_until("c2 in the state file", || {
         std::fs::read_to_string(&state_path).is_ok_and(|s| s.contains("\"c2\""))
     })
