@@ -112,3 +112,81 @@ pub fn policy_yaml(data: &[u8]) {
         }
     }
 }
+
+/// Nodes and content bytes of a value, counted as the YAML reader charges them: every value
+/// and every mapping key is a node; strings and keys bring their bytes.
+fn size(value: &serde_json::Value) -> (usize, usize) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => (1, s.len()),
+        Value::Array(items) => items
+            .iter()
+            .map(size)
+            .fold((1, 0), |(n, b), (n2, b2)| (n + n2, b + b2)),
+        Value::Object(map) => map.iter().fold((1, 0), |(n, b), (key, v)| {
+            let (n2, b2) = size(v);
+            (n + 1 + n2, b + key.len() + b2)
+        }),
+        _ => (1, 0),
+    }
+}
+
+/// The limits a `yaml_limits` input is read with, chosen by its first byte: small enough that
+/// short inputs reach them.
+pub fn fuzz_limits(control: u8) -> yaml::Limits {
+    let nodes = [4, 64, 1_000, 100_000][usize::from(control & 3)];
+    let bytes = [512, 4_096, 65_536, 1 << 20][usize::from((control >> 2) & 3)];
+    let total = match (control >> 4) & 3 {
+        0 => bytes,
+        1 => bytes * 2,
+        2 => bytes * 8,
+        _ => usize::MAX,
+    };
+    yaml::Limits {
+        max_depth: if control & 0x40 == 0 {
+            8
+        } else {
+            yaml::MAX_DEPTH
+        },
+        max_nodes: nodes,
+        max_document_bytes: bytes,
+        max_total_bytes: total,
+    }
+}
+
+/// `yaml_limits`: `[control][text]`. The text is read document by document with the limits
+/// the control byte chooses ([`fuzz_limits`]). Never panics; every error has a position; and
+/// the **bounds hold**: each document read has at most `max_nodes` nodes, its nodes at
+/// [`yaml::NODE_BYTES`] each plus its strings' bytes stay within `max_document_bytes`, all of
+/// them within `max_total_bytes`, and what the reader says it spent is never less than what
+/// the documents hold — however aliases nest. After an error on one document the reader goes
+/// on only when that error was the document's own.
+pub fn yaml_limits(data: &[u8]) {
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
+    let limits = fuzz_limits(control);
+    let text = String::from_utf8_lossy(rest);
+    let mut stream = yaml::Documents::new(&text, limits);
+    let mut total = 0usize;
+    while let Some(result) = stream.next() {
+        match result {
+            Ok(document) => {
+                assert!(valid(document.locations.start()));
+                let (nodes, bytes) = size(&document.value);
+                let charged = nodes * yaml::NODE_BYTES + bytes;
+                assert!(nodes <= limits.max_nodes, "{nodes} nodes over {limits:?}");
+                assert!(
+                    charged <= limits.max_document_bytes,
+                    "{charged} bytes over {limits:?}"
+                );
+                total += charged;
+                assert!(total <= limits.max_total_bytes, "{total} over {limits:?}");
+                assert!(stream.expanded_bytes() >= total, "spent less than held");
+            }
+            Err(err) => assert!(valid(err.location), "YAML error at {}: {err}", err.location),
+        }
+    }
+    // The stream is fused: once done, it stays done.
+    assert!(stream.next().is_none());
+}

@@ -747,57 +747,6 @@ impl Drop for AuditFile {
     }
 }
 
-/// A size could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SizeError {
-    /// Not a whole number followed by a known unit.
-    #[error(
-        "{0:?} is not a size: expected a whole number of bytes, optionally followed by B, KB, \
-         MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)"
-    )]
-    Invalid(String),
-    /// Over `u64::MAX` bytes.
-    #[error("{0:?} is too large")]
-    TooLarge(String),
-}
-
-/// Parses a size in bytes: `1048576`, `100MiB`, `1 GB` (units are case-insensitive:
-/// `KB`, `MB`, `GB`, `TB` are powers of 1000, `KiB`, `MiB`, `GiB`, `TiB` powers of 1024).
-///
-/// ```
-/// assert_eq!(nodeguard::audit::parse_size("100MiB"), Ok(100 * 1024 * 1024));
-/// ```
-///
-/// # Errors
-/// When `text` is not such a size or does not fit in a `u64`.
-pub fn parse_size(text: &str) -> Result<u64, SizeError> {
-    let trimmed = text.trim();
-    let digits_end = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(digits_end);
-    if digits.is_empty() {
-        return Err(SizeError::Invalid(text.to_string()));
-    }
-    let unit: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "mb" => 1000_u64.pow(2),
-        "gb" => 1000_u64.pow(3),
-        "tb" => 1000_u64.pow(4),
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        _ => return Err(SizeError::Invalid(text.to_string())),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| SizeError::TooLarge(text.to_string()))
-}
-
 /// An in-memory sink, for tests.
 #[derive(Debug, Default)]
 pub struct Memory {
@@ -828,33 +777,6 @@ impl AuditSink for Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_and_without_units() {
-        assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("1048576"), Ok(1_048_576));
-        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
-        assert_eq!(parse_size("100mib"), Ok(100 << 20));
-        assert_eq!(parse_size(" 2 GiB "), Ok(2 << 30));
-        assert_eq!(parse_size("5KB"), Ok(5000));
-        assert_eq!(parse_size("7b"), Ok(7));
-        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
-    }
-
-    #[test]
-    fn sizes_that_are_not_refuse_with_the_text() {
-        for bad in ["", "MiB", "-1", "1.5MiB", "10 parsecs", "1 M", "0x10"] {
-            assert_eq!(
-                parse_size(bad),
-                Err(SizeError::Invalid(bad.to_string())),
-                "{bad:?}"
-            );
-        }
-        for huge in ["18446744073709551616", "17179869184GiB"] {
-            assert_eq!(parse_size(huge), Err(SizeError::TooLarge(huge.to_string())));
-        }
-        assert_eq!(parse_size("18446744073709551615"), Ok(u64::MAX));
-    }
 
     #[test]
     fn failures_are_reported_once_then_once_a_minute() {

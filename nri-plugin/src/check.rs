@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use policy_core::yaml::{Documents, Limits};
 use policy_core::{Decision, Policy, Verdict, evaluate};
 use serde::Serialize;
 use serde_json::Value;
@@ -90,8 +91,24 @@ impl Report {
     }
 }
 
+/// How inputs are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The most one YAML document may expand to, in bytes (aliases counted at the size of
+    /// what they repeat). Documents are read one at a time, so a file may hold any number.
+    pub max_document_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_document_size: Limits::MANIFEST.max_document_bytes,
+        }
+    }
+}
+
 /// Judges every input against the policy.
-pub fn check_paths(policy: &Policy, paths: &[PathBuf]) -> Report {
+pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Report {
     let mut report = Report::default();
     for path in paths {
         let mut files = Vec::new();
@@ -110,7 +127,13 @@ pub fn check_paths(policy: &Policy, paths: &[PathBuf]) -> Report {
         }
         for file in files {
             match std::fs::read(&file) {
-                Ok(bytes) => check_bytes(policy, &file.display().to_string(), &bytes, &mut report),
+                Ok(bytes) => check_bytes(
+                    policy,
+                    &file.display().to_string(),
+                    &bytes,
+                    options,
+                    &mut report,
+                ),
                 Err(e) => report.errors.push(InputError {
                     file: file.display().to_string(),
                     message: e.to_string(),
@@ -145,7 +168,13 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 /// Judges the objects in one file's contents.
-pub fn check_bytes(policy: &Policy, file: &str, bytes: &[u8], report: &mut Report) {
+pub fn check_bytes(
+    policy: &Policy,
+    file: &str,
+    bytes: &[u8],
+    options: &Options,
+    report: &mut Report,
+) {
     let Ok(text) = std::str::from_utf8(bytes) else {
         report.errors.push(InputError {
             file: file.to_string(),
@@ -174,17 +203,19 @@ pub fn check_bytes(policy: &Policy, file: &str, bytes: &[u8], report: &mut Repor
         });
         return;
     }
-    let documents = match policy_core::yaml::parse_documents(text) {
-        Ok(docs) => docs,
-        Err(e) => {
-            report.errors.push(InputError {
-                file: file.to_string(),
-                message: format!("line {}: invalid YAML: {}", e.location, e.message),
-            });
-            return;
-        }
-    };
-    for doc in documents {
+    let limits = Limits::MANIFEST.with_document_bytes(options.max_document_size);
+    // One document at a time: a large dump never holds more than one expanded document.
+    for doc in Documents::new(text, limits) {
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(e) => {
+                report.errors.push(InputError {
+                    file: file.to_string(),
+                    message: format!("line {}: invalid YAML: {}", e.location, e.message),
+                });
+                continue;
+            }
+        };
         let items: Vec<&Value> = match doc.value.get("items").and_then(Value::as_array) {
             Some(items)
                 if doc.value.get("kind").and_then(Value::as_str) == Some("List")

@@ -24,5 +24,6 @@ pub mod policy_files;
 pub mod reload;
 pub mod report;
 pub mod serve;
+pub mod size;
 pub mod telemetry;
 pub mod transport;

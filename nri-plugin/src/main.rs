@@ -17,7 +17,7 @@ use nodeguard::containerd::Containerd;
 use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
 use nodeguard::metrics::{self, Metrics};
 use nodeguard::plugin::PluginService;
-use nodeguard::policy_files;
+use nodeguard::policy_files::{self, PolicyPath};
 use nodeguard::reload::{self, Reloader};
 use nodeguard::serve::{ConnectionState, Endpoint, ServeConfig};
 use nodeguard::telemetry::{self, LogFormat};
@@ -61,6 +61,10 @@ struct ServeArgs {
         default_value = "/etc/nodeguard/policy"
     )]
     policy: PathBuf,
+    /// The most the policy files may hold together (`4MiB`, `512KiB`); a change over it is
+    /// rejected and the last good policy stays in force.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+    max_policy_size: u64,
     /// The runtime's NRI socket.
     #[arg(long, default_value = "/var/run/nri/nri.sock")]
     nri_socket: PathBuf,
@@ -119,7 +123,7 @@ const DEFAULT_REPORT: &str = "/var/lib/nodeguard/report.json";
 const DEFAULT_STATE: &str = "/var/lib/nodeguard/containers.json";
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    nodeguard::audit::parse_size(text).map_err(|e| e.to_string())
+    nodeguard::size::parse_size(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,12 +153,20 @@ struct CheckArgs {
     /// Policy file, or directory of policy files.
     #[arg(long, conflicts_with = "profile", required_unless_present = "profile")]
     policy: Option<PathBuf>,
+    /// The most the policy files may hold together (`4MiB`, `512KiB`); a change over it is
+    /// rejected and the last good policy stays in force.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+    max_policy_size: u64,
     /// A Pod Security Standards level instead of a policy file.
     #[arg(long, value_enum)]
     profile: Option<Profile>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// The most one manifest document may expand to (`256MiB`); a larger one is an input
+    /// error, and the next document is read.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    max_document_size: u64,
     /// Manifests (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, ...),
     /// OCI `config.json` files, or directories of them.
     #[arg(required = true)]
@@ -176,6 +188,10 @@ enum PolicyCommand {
         /// Policy files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// The most the policy files may hold together (`4MiB`, `512KiB`); a change over it is
+        /// rejected and the last good policy stays in force.
+        #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+        max_policy_size: u64,
     },
 }
 
@@ -191,7 +207,10 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => run_check(args),
-        Command::Policy(PolicyCommand::Validate { paths }) => run_validate(&paths),
+        Command::Policy(PolicyCommand::Validate {
+            paths,
+            max_policy_size,
+        }) => run_validate(&paths, max_policy_size),
         Command::Report(args) => run_report(&args),
         Command::Serve(args) => match run_serve(*args) {
             Ok(code) => code,
@@ -221,7 +240,11 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.reload_interval.is_zero() {
         problems.push("--reload-interval must be more than 0".to_string());
     }
-    let sources = match policy_files::read(&args.policy) {
+    let policy_path = PolicyPath {
+        path: args.policy.clone(),
+        max_size: args.max_policy_size,
+    };
+    let sources = match policy_path.read() {
         Ok(sources) => match sources.compile() {
             Ok(policy) => Some((sources, policy)),
             Err(e) => {
@@ -324,7 +347,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let metrics = Arc::new(Metrics::new(sources_for_metrics));
         let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(policy));
         let reloader = Arc::new(Reloader::new(
-            &args.policy,
+            policy_path,
             Arc::clone(&policy),
             sources,
             Arc::clone(&metrics),
@@ -477,7 +500,7 @@ fn run_check(args: CheckArgs) -> ExitCode {
         (Some(Profile::Restricted), _) => {
             Policy::pod_security(PssLevel::Restricted, Effect::Enforce)
         }
-        (None, Some(path)) => match policy_files::load(path) {
+        (None, Some(path)) => match policy_files::load(path, args.max_policy_size) {
             Ok(policy) => policy,
             Err(e) => {
                 eprintln!("nodeguard: {e}");
@@ -486,7 +509,10 @@ fn run_check(args: CheckArgs) -> ExitCode {
         },
         (None, None) => unreachable!("clap requires --policy or --profile"),
     };
-    let report = check::check_paths(&policy, &args.paths);
+    let options = check::Options {
+        max_document_size: usize::try_from(args.max_document_size).unwrap_or(usize::MAX),
+    };
+    let report = check::check_paths(&policy, &args.paths, &options);
     emit(&check::render(&report, args.format));
     ExitCode::from(report.exit_code())
 }
@@ -498,10 +524,10 @@ fn emit(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-fn run_validate(paths: &[PathBuf]) -> ExitCode {
+fn run_validate(paths: &[PathBuf], max_policy_size: u64) -> ExitCode {
     let mut failed = false;
     for path in paths {
-        match policy_files::load(path) {
+        match policy_files::load(path, max_policy_size) {
             Ok(policy) => println!(
                 "{}: valid ({} polic{}: {}; {} checks)",
                 path.display(),

@@ -1,5 +1,11 @@
 //! Reading policy documents from disk: one file, or a directory such as a mounted ConfigMap.
+//!
+//! What is read is bounded: the files of a policy path may hold [`DEFAULT_MAX_SIZE`] together
+//! (`--max-policy-size`), and reading stops one byte past the bound, so an oversized or endless
+//! file never reaches memory. What their YAML may expand to is bounded by
+//! [`policy_core::yaml::Limits::POLICY`].
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use policy_core::{Policy, PolicyErrors};
@@ -14,6 +20,17 @@ pub enum LoadError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The policy files are larger than the bound.
+    #[error(
+        "{path}: larger than {}, the most the policy files may hold together (--max-policy-size)",
+        crate::size::format_size(*limit)
+    )]
+    TooLarge {
+        /// The file whose reading crossed the bound.
+        path: PathBuf,
+        /// The bound, in bytes.
+        limit: u64,
     },
     /// A directory holds no policy file.
     #[error("{0}: no .yaml or .yml policy file found")]
@@ -61,17 +78,42 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sources(pub Vec<(PathBuf, String)>);
 
-/// Reads every policy file found at `path` (see [`policy_files`]).
+/// The most the policy files of one path may hold together unless configured otherwise: far
+/// beyond any real policy (a ConfigMap holds at most 1 MiB), small enough for a node agent.
+pub const DEFAULT_MAX_SIZE: u64 = 4 << 20;
+
+/// Reads every policy file found at `path` (see [`policy_files`]), `max_size` bytes at most
+/// in all.
 ///
 /// # Errors
-/// When the path or a file cannot be read.
-pub fn read(path: &Path) -> Result<Sources, LoadError> {
+/// When the path or a file cannot be read, is not UTF-8, or the files hold more than
+/// `max_size` bytes.
+pub fn read(path: &Path, max_size: u64) -> Result<Sources, LoadError> {
     let files = policy_files(path)?;
     let mut texts = Vec::with_capacity(files.len());
+    let mut left = max_size;
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
+        let read_err = |source| LoadError::Read {
             path: file.clone(),
             source,
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(&file)
+            .and_then(|f| f.take(left.saturating_add(1)).read_to_end(&mut bytes))
+            .map_err(read_err)?;
+        let len = bytes.len() as u64;
+        if len > left {
+            return Err(LoadError::TooLarge {
+                path: file,
+                limit: max_size,
+            });
+        }
+        left -= len;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            ))
         })?;
         texts.push((file, text));
     }
@@ -98,12 +140,47 @@ impl Sources {
     }
 }
 
-/// Loads and compiles every policy document found at `path`.
+/// Where policies are read from, and the most that may be read there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyPath {
+    /// A policy file, or a directory of them.
+    pub path: PathBuf,
+    /// The most the files may hold together, in bytes.
+    pub max_size: u64,
+}
+
+impl PolicyPath {
+    /// `path`, read within [`DEFAULT_MAX_SIZE`].
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        PolicyPath {
+            path: path.into(),
+            max_size: DEFAULT_MAX_SIZE,
+        }
+    }
+
+    /// Reads the policy files (see [`read`]).
+    ///
+    /// # Errors
+    /// As [`read`].
+    pub fn read(&self) -> Result<Sources, LoadError> {
+        read(&self.path, self.max_size)
+    }
+
+    /// Loads and compiles the policy (see [`load`]).
+    ///
+    /// # Errors
+    /// As [`load`].
+    pub fn load(&self) -> Result<Policy, LoadError> {
+        load(&self.path, self.max_size)
+    }
+}
+
+/// Loads and compiles every policy document found at `path` (`max_size` bytes at most).
 ///
 /// # Errors
-/// Unreadable files, or every mistake in the documents.
-pub fn load(path: &Path) -> Result<Policy, LoadError> {
-    Ok(read(path)?.compile()?)
+/// Unreadable or oversized files, or every mistake in the documents.
+pub fn load(path: &Path, max_size: u64) -> Result<Policy, LoadError> {
+    Ok(read(path, max_size)?.compile()?)
 }
 
 #[cfg(test)]
@@ -119,7 +196,7 @@ mod tests {
         std::fs::write(dir.path().join("b.yml"), POLICY.replace("NAME", "b")).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
         std::fs::create_dir(dir.path().join("..2026_11_24")).unwrap();
-        let policy = load(dir.path()).unwrap();
+        let policy = load(dir.path(), DEFAULT_MAX_SIZE).unwrap();
         assert_eq!(policy.names().collect::<Vec<_>>(), ["a", "b"]);
     }
 
@@ -128,14 +205,49 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.yaml");
         std::fs::write(&file, POLICY.replace("privileged: {}", "privilegd: {}")).unwrap();
-        let err = load(&file).unwrap_err().to_string();
+        let err = load(&file, DEFAULT_MAX_SIZE).unwrap_err().to_string();
         assert!(err.contains("bad.yaml:4:"), "{err}");
         assert!(err.contains("unknown rule \"privilegd\""), "{err}");
     }
 
     #[test]
+    fn files_over_the_size_bound_are_rejected_without_being_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), POLICY.replace("NAME", "a")).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), POLICY.replace("NAME", "b")).unwrap();
+        let one = POLICY.replace("NAME", "a").len() as u64;
+        // Each file fits, both together do not.
+        let err = load(dir.path(), one + 10).unwrap_err();
+        assert!(matches!(&err, LoadError::TooLarge { path, .. } if path.ends_with("b.yaml")));
+        assert!(err.to_string().contains("--max-policy-size"), "{err}");
+        assert!(load(dir.path(), 2 * one + 10).is_ok());
+        // An endless file (a FIFO with a writer that never stops would do the same) is cut at
+        // the bound: /dev/zero is read 1 KiB and a byte, not forever.
+        let err = load(Path::new("/dev/zero"), 1024).unwrap_err();
+        assert!(
+            matches!(err, LoadError::TooLarge { limit: 1024, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bin.yaml");
+        std::fs::write(&file, b"kind: \xff\n").unwrap();
+        let err = load(&file, DEFAULT_MAX_SIZE).unwrap_err().to_string();
+        assert!(
+            err.contains("bin.yaml") && err.contains("not UTF-8"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn an_empty_directory_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(load(dir.path()), Err(LoadError::Empty(_))));
+        assert!(matches!(
+            load(dir.path(), DEFAULT_MAX_SIZE),
+            Err(LoadError::Empty(_))
+        ));
     }
 }

@@ -6,7 +6,6 @@
 //! which file watches on the policy files themselves miss, and the kubelet only refreshes
 //! ConfigMap volumes every minute or so anyway (docs/adr/0010-policy-reload-by-polling.md).
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -17,7 +16,7 @@ use tracing::{error, info};
 
 use crate::enforce::PolicyHandle;
 use crate::metrics::Metrics;
-use crate::policy_files::{self, LoadError, Sources};
+use crate::policy_files::{LoadError, PolicyPath, Sources};
 
 /// What one reload check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +52,7 @@ struct State {
 /// Re-reads the policy at a path and swaps it in when it changed and is valid.
 #[derive(Debug)]
 pub struct Reloader {
-    path: PathBuf,
+    path: PolicyPath,
     policy: PolicyHandle,
     generation: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
@@ -63,10 +62,15 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader for the policy at `path`, now in force in `policy`, compiled from
     /// `sources` (generation 1).
-    pub fn new(path: &Path, policy: PolicyHandle, sources: Sources, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        path: PolicyPath,
+        policy: PolicyHandle,
+        sources: Sources,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         metrics.policy_initial();
         Reloader {
-            path: path.to_path_buf(),
+            path,
             policy,
             generation: Arc::new(AtomicU64::new(1)),
             metrics,
@@ -98,7 +102,7 @@ impl Reloader {
 
     /// Reads the files; swaps in the policy when they changed and compile.
     pub fn check(&self) -> ReloadOutcome {
-        let read = policy_files::read(&self.path);
+        let read = self.path.read();
         let mut state = self.lock();
         let seen = match &read {
             Ok(sources) => Seen::Sources(sources.clone()),
@@ -126,7 +130,7 @@ impl Reloader {
             Err(e) => {
                 let errors = e.to_string();
                 error!(
-                    path = %self.path.display(),
+                    path = %self.path.path.display(),
                     generation = self.generation(),
                     "policy change rejected; the last good policy stays in force:\n{errors}"
                 );
@@ -168,6 +172,7 @@ mod tests {
     use super::*;
     use arc_swap::ArcSwap;
     use std::os::unix::fs::symlink;
+    use std::path::Path;
 
     fn policy_text(name: &str) -> String {
         format!(
@@ -177,7 +182,8 @@ mod tests {
 
     /// A reloader over `path`, loaded as the daemon loads it at start.
     fn reloader(path: &Path) -> (Reloader, PolicyHandle, Arc<Metrics>) {
-        let sources = policy_files::read(path).unwrap();
+        let path = PolicyPath::new(path);
+        let sources = path.read().unwrap();
         let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(sources.compile().unwrap()));
         let metrics = Arc::new(Metrics::default());
         (

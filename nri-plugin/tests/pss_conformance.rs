@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nodeguard::check::{Report, check_paths};
+use nodeguard::check::{Options, Report, check_paths};
 use policy_core::{Effect, Policy, PssLevel, Verdict};
 
 fn fixtures(level: &str, outcome: &str) -> Vec<PathBuf> {
@@ -62,7 +62,7 @@ fn rule_id(psa_check: &str) -> &'static str {
 
 fn judge(level: PssLevel, file: &Path) -> Report {
     let policy = Policy::pod_security(level, Effect::Enforce);
-    let report = check_paths(&policy, &[file.to_path_buf()]);
+    let report = check_paths(&policy, &[file.to_path_buf()], &Options::default());
     assert!(
         report.errors.is_empty(),
         "{}: {:?}",

@@ -4,4 +4,5 @@ mod audit_log;
 mod check_cli;
 mod daemon;
 mod fuzz_corpus;
+mod hostile_input;
 mod pss_conformance;

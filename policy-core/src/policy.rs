@@ -174,8 +174,13 @@ impl Policy {
         let mut errors = Vec::new();
         let mut documents = Vec::new();
         let mut names = BTreeSet::new();
+        // The sources share one budget: many files cannot expand further than one.
+        let mut spent = 0;
         for (source_name, text) in sources {
-            let docs = match yaml::parse_documents(text) {
+            let mut stream = yaml::Documents::new(text, yaml::Limits::POLICY).after(spent);
+            let docs: Result<Vec<_>, _> = stream.by_ref().collect();
+            spent = stream.expanded_bytes();
+            let docs = match docs {
                 Ok(docs) => docs,
                 Err(e) => {
                     errors.push(PolicyError {

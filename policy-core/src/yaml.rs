@@ -8,20 +8,82 @@
 //! value and look their errors' paths up in [`Locations`].
 //!
 //! Scalars are typed by the YAML 1.2 core schema (`true`, `null`, `12`, `1.5`; quoted
-//! scalars and `!!str` stay strings). Anchors and aliases are resolved; nesting depth and the
-//! number of nodes (aliases included) are bounded so hostile input cannot exhaust the stack or
-//! memory.
+//! scalars and `!!str` stay strings). Anchors and aliases are resolved.
+//!
+//! Hostile input is bounded by [`Limits`]: nesting depth (the stack), nodes per document, and
+//! the **bytes** a document expands to. Node counts alone do not bound memory: an alias to a
+//! 1 MiB scalar is one node, and a hundred of them are 100 MiB. So every node is charged what
+//! building it costs — a fixed [`NODE_BYTES`] plus its text, its key and its recorded path — and
+//! an alias is charged the full cost of the value it copies, so a document's charge is an
+//! upper bound of the memory it takes, however its aliases nest. The caller bounds the text
+//! itself (a file size cap) before parsing.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, StrInput};
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting of collections accepted in a document.
 pub const MAX_DEPTH: usize = 64;
-/// Most nodes (counting every alias expansion) accepted in one YAML stream.
+/// Most nodes (counting every alias expansion) accepted in one document by default.
 pub const MAX_NODES: usize = 1_000_000;
+/// What a node is charged beyond its text: its JSON value and its slot in the parent
+/// collection (a map entry with its key is about 60 bytes on 64-bit targets), its entry in the
+/// location index (about 50) and the allocator's rounding of its strings.
+pub const NODE_BYTES: usize = 128;
+
+/// Bounds on what a YAML stream may expand to; beyond them reading stops with an error that
+/// names the place where the bound was crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of collections.
+    pub max_depth: usize,
+    /// Most nodes in one document, each alias counted at the size of what it copies.
+    pub max_nodes: usize,
+    /// Most bytes one document may expand to (see [`NODE_BYTES`]).
+    pub max_document_bytes: usize,
+    /// Most bytes all the documents of the stream may expand to together (for readers that
+    /// keep every document; a reader that handles one document at a time leaves it unbounded).
+    pub max_total_bytes: usize,
+}
+
+impl Limits {
+    /// Bounds for policy files, which a node agent keeps in memory under a container memory
+    /// limit: 1,000,000 nodes and 48 MiB per document and per stream. A policy is a few KiB;
+    /// a `kubectl get constraints -o yaml` of hundreds of constraints is a few MiB.
+    pub const POLICY: Limits = Limits {
+        max_depth: MAX_DEPTH,
+        max_nodes: MAX_NODES,
+        max_document_bytes: 48 << 20,
+        max_total_bytes: 48 << 20,
+    };
+
+    /// Bounds for manifests read one document at a time (`nodeguard check`): 1,000,000 nodes
+    /// and 256 MiB per document, the stream unbounded.
+    pub const MANIFEST: Limits = Limits {
+        max_depth: MAX_DEPTH,
+        max_nodes: MAX_NODES,
+        max_document_bytes: 256 << 20,
+        max_total_bytes: usize::MAX,
+    };
+}
+
+impl Limits {
+    /// These limits with another bound on each document's expanded bytes.
+    pub const fn with_document_bytes(self, max_document_bytes: usize) -> Limits {
+        Limits {
+            max_document_bytes,
+            ..self
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::POLICY
+    }
+}
 
 /// A position in a source text: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -106,11 +168,12 @@ pub struct YamlError {
     pub message: String,
 }
 
-/// Reads every document of a YAML stream. Empty (null) documents are left out.
+/// Reads every document of a YAML stream within [`Limits::POLICY`]. Empty (null) documents
+/// are left out.
 ///
 /// # Errors
-/// Syntax errors, duplicate or non-scalar mapping keys, unknown aliases, and input beyond
-/// [`MAX_DEPTH`] or [`MAX_NODES`], each with its location.
+/// Syntax errors, duplicate or non-scalar mapping keys, unknown aliases, and input beyond the
+/// limits, each with its location.
 ///
 /// ```
 /// let docs = policy_core::yaml::parse_documents("a: [1, two]\n---\nb: true\n").unwrap();
@@ -119,18 +182,111 @@ pub struct YamlError {
 /// assert_eq!(docs[0].locations.get("a[1]").unwrap().column, 8);
 /// ```
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, YamlError> {
-    let mut builder = Builder::default();
-    for event in Parser::new_from_str(text) {
-        let (event, span) = event.map_err(|e| YamlError {
-            location: Location {
-                line: e.marker().line(),
-                column: e.marker().col() + 1,
-            },
-            message: e.info().to_string(),
-        })?;
-        builder.event(event, span)?;
+    parse_documents_with(text, Limits::POLICY)
+}
+
+/// Reads every document of a YAML stream within `limits`; the first error ends the reading.
+///
+/// # Errors
+/// As [`parse_documents`].
+pub fn parse_documents_with(text: &str, limits: Limits) -> Result<Vec<Document>, YamlError> {
+    Documents::new(text, limits).collect()
+}
+
+/// The documents of a YAML stream, one at a time, so a reader that handles each in turn never
+/// holds more than one (`nodeguard check` on a `kubectl get -A -o yaml` dump).
+///
+/// A document over the per-document limits yields its error and the reading goes on with the
+/// next document; any other error (YAML syntax, the stream's total) ends the stream.
+///
+/// ```
+/// use policy_core::yaml::{Documents, Limits};
+/// let limits = Limits { max_nodes: 3, ..Limits::MANIFEST };
+/// let results: Vec<_> = Documents::new("a: 1\n---\nb: [1, 2, 3]\n---\nc: 3\n", limits).collect();
+/// assert!(results[0].is_ok());
+/// assert!(results[1].as_ref().unwrap_err().message.contains("more than 3 nodes"));
+/// assert_eq!(results[2].as_ref().unwrap().value["c"], 3);
+/// ```
+pub struct Documents<'a> {
+    parser: Parser<'a, StrInput<'a>>,
+    builder: Builder,
+    done: bool,
+}
+
+impl fmt::Debug for Documents<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Documents")
+            .field("limits", &self.builder.limits)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
     }
-    Ok(builder.documents)
+}
+
+impl<'a> Documents<'a> {
+    /// The documents of `text`, read within `limits`.
+    pub fn new(text: &'a str, limits: Limits) -> Self {
+        Documents {
+            parser: Parser::new_from_str(text),
+            builder: Builder::new(limits),
+            done: false,
+        }
+    }
+}
+
+impl Documents<'_> {
+    /// Continues a budget: counts `expanded_bytes` as already spent on earlier streams toward
+    /// [`Limits::max_total_bytes`] (the files of one policy share one budget).
+    #[must_use]
+    pub fn after(mut self, expanded_bytes: usize) -> Self {
+        self.builder.total_bytes = expanded_bytes;
+        self
+    }
+
+    /// What the documents read so far expanded to, in bytes (see [`NODE_BYTES`]), with what
+    /// [`Documents::after`] counted as spent before.
+    pub fn expanded_bytes(&self) -> usize {
+        self.builder.total_bytes
+    }
+}
+
+impl Iterator for Documents<'_> {
+    type Item = Result<Document, YamlError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let Some(event) = self.parser.next() else {
+                self.done = true;
+                break;
+            };
+            let (event, span) = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(YamlError {
+                        location: Location {
+                            line: e.marker().line(),
+                            column: e.marker().col() + 1,
+                        },
+                        message: e.info().to_string(),
+                    }));
+                }
+            };
+            match self.builder.event(event, span) {
+                Ok(Some(document)) => return Some(Ok(document)),
+                Ok(None) => {}
+                Err(Failure::Document(e)) => {
+                    // The rest of this document is skipped, the next one read.
+                    self.builder.skip_document();
+                    return Some(Err(e));
+                }
+                Err(Failure::Stream(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// A collection being built.
@@ -139,26 +295,65 @@ enum Frame {
         path: String,
         items: Vec<Value>,
         anchor: usize,
-        nodes_before: usize,
+        cost_before: Cost,
     },
     Mapping {
         path: String,
         map: Map<String, Value>,
         pending_key: Option<String>,
         anchor: usize,
-        nodes_before: usize,
+        cost_before: Cost,
     },
 }
 
-#[derive(Default)]
+/// What a document has cost so far, or what an anchored value costs each time it is copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cost {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Cost {
+    fn node(text_bytes: usize) -> Self {
+        Cost {
+            nodes: 1,
+            bytes: NODE_BYTES.saturating_add(text_bytes),
+        }
+    }
+
+    fn since(self, before: Cost) -> Cost {
+        Cost {
+            nodes: self.nodes - before.nodes,
+            bytes: self.bytes - before.bytes,
+        }
+    }
+}
+
+/// Why building stopped: a document over its limits (the next may be read), or the stream.
+enum Failure {
+    Document(YamlError),
+    Stream(YamlError),
+}
+
+impl From<YamlError> for Failure {
+    fn from(e: YamlError) -> Self {
+        Failure::Stream(e)
+    }
+}
+
 struct Builder {
-    documents: Vec<Document>,
+    limits: Limits,
     stack: Vec<Frame>,
     root: Option<Value>,
     locations: Locations,
-    /// Anchored values with the number of nodes each holds.
-    anchors: HashMap<usize, (Value, usize)>,
-    nodes: usize,
+    /// Anchored values with what each copy of them costs.
+    anchors: HashMap<usize, (Value, Cost)>,
+    /// What the current document has cost.
+    cost: Cost,
+    /// What the documents already read have cost together.
+    total_bytes: usize,
+    /// The current document broke a limit: its remaining events are ignored.
+    skipping: bool,
 }
 
 fn child_path(parent: &str, key: &str) -> String {
@@ -170,6 +365,19 @@ fn child_path(parent: &str, key: &str) -> String {
 }
 
 impl Builder {
+    fn new(limits: Limits) -> Self {
+        Builder {
+            limits,
+            stack: Vec::new(),
+            root: None,
+            locations: Locations::default(),
+            anchors: HashMap::new(),
+            cost: Cost::default(),
+            total_bytes: 0,
+            skipping: false,
+        }
+    }
+
     fn error(span: &Span, message: impl Into<String>) -> YamlError {
         YamlError {
             location: Location::of(span),
@@ -177,13 +385,76 @@ impl Builder {
         }
     }
 
-    fn count(&mut self, n: usize, span: &Span) -> Result<(), YamlError> {
-        self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > MAX_NODES {
-            return Err(Self::error(
+    /// Drops what was built of the current document and ignores its remaining events.
+    fn skip_document(&mut self) {
+        self.stack.clear();
+        self.root = None;
+        self.anchors.clear();
+        self.locations = Locations::default();
+        self.skipping = true;
+    }
+
+    /// Charges `cost` to the document, failing when it goes over a limit.
+    fn charge(&mut self, cost: Cost, span: &Span) -> Result<(), Failure> {
+        self.cost.nodes = self.cost.nodes.saturating_add(cost.nodes);
+        self.cost.bytes = self.cost.bytes.saturating_add(cost.bytes);
+        let limits = self.limits;
+        if self.cost.nodes > limits.max_nodes {
+            return Err(Failure::Document(Self::error(
                 span,
-                format!("document too large: more than {MAX_NODES} nodes (aliases included)"),
-            ));
+                format!(
+                    "document too large: more than {} nodes (each alias counted at the size of what it repeats)",
+                    limits.max_nodes
+                ),
+            )));
+        }
+        if self.cost.bytes > limits.max_document_bytes {
+            return Err(Failure::Document(Self::error(
+                span,
+                format!(
+                    "document too large: it expands to more than {} (each alias counted at the size of what it repeats)",
+                    human_bytes(limits.max_document_bytes)
+                ),
+            )));
+        }
+        if self.total_bytes.saturating_add(self.cost.bytes) > limits.max_total_bytes {
+            return Err(Failure::Stream(Self::error(
+                span,
+                format!(
+                    "input too large: its documents expand to more than {} together",
+                    human_bytes(limits.max_total_bytes)
+                ),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Keeps a copy of an anchored value for its aliases, charging the copy.
+    fn keep_anchor(
+        &mut self,
+        anchor: usize,
+        value: &Value,
+        cost: Cost,
+        span: &Span,
+    ) -> Result<(), Failure> {
+        self.charge(
+            Cost {
+                nodes: 0,
+                bytes: cost.bytes,
+            },
+            span,
+        )?;
+        self.anchors.insert(anchor, (value.clone(), cost));
+        Ok(())
+    }
+
+    /// Records where the node at `path` starts, charging the path's bytes.
+    fn locate(&mut self, path: String, span: &Span) -> Result<(), Failure> {
+        let bytes = path.len();
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.locations.by_path.entry(path)
+        {
+            entry.insert(Location::of(span));
+            self.charge(Cost { nodes: 0, bytes }, span)?;
         }
         Ok(())
     }
@@ -199,7 +470,11 @@ impl Builder {
         }
     }
 
-    fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), YamlError> {
+    /// Takes one parser event; returns a document when one is complete and not empty.
+    fn event(&mut self, event: Event<'_>, span: Span) -> Result<Option<Document>, Failure> {
+        if self.skipping && !matches!(event, Event::DocumentEnd | Event::DocumentStart(_)) {
+            return Ok(None);
+        }
         match event {
             Event::DocumentStart(_) => {
                 self.locations = Locations {
@@ -208,16 +483,25 @@ impl Builder {
                 };
                 self.root = None;
                 self.anchors.clear();
+                self.cost = Cost::default();
+                self.skipping = false;
             }
             Event::DocumentEnd => {
                 let value = self.root.take().unwrap_or(Value::Null);
                 let locations = std::mem::take(&mut self.locations);
+                self.anchors.clear();
+                if self.skipping {
+                    self.skipping = false;
+                    return Ok(None);
+                }
+                self.total_bytes = self.total_bytes.saturating_add(self.cost.bytes);
                 if !value.is_null() {
-                    self.documents.push(Document { value, locations });
+                    return Ok(Some(Document { value, locations }));
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
-                self.count(1, &span)?;
+                let cost = Cost::node(text.len());
+                self.charge(cost, &span)?;
                 let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let value = if style == ScalarStyle::Plain && !is_str_tag {
                     plain_scalar(&text)
@@ -225,40 +509,39 @@ impl Builder {
                     Value::String(text.into_owned())
                 };
                 if anchor != 0 {
-                    self.anchors.insert(anchor, (value.clone(), 1));
+                    self.keep_anchor(anchor, &value, cost, &span)?;
                 }
                 self.node(value, &span)?;
             }
             Event::Alias(id) => {
-                let Some((value, size)) = self.anchors.get(&id).cloned() else {
-                    return Err(Self::error(&span, "alias to an unknown anchor"));
+                let Some(cost) = self.anchors.get(&id).map(|(_, cost)| *cost) else {
+                    return Err(Self::error(&span, "alias to an unknown anchor").into());
                 };
-                self.count(size, &span)?;
+                // Charged before the copy is made: a copy over the limits is never built.
+                self.charge(cost, &span)?;
+                let value = self.anchors[&id].0.clone();
                 self.node(value, &span)?;
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                self.count(1, &span)?;
-                if self.stack.len() >= MAX_DEPTH {
-                    return Err(Self::error(
+                let cost_before = self.cost;
+                self.charge(Cost::node(0), &span)?;
+                if self.stack.len() >= self.limits.max_depth {
+                    return Err(Failure::Document(Self::error(
                         &span,
-                        format!("nesting deeper than {MAX_DEPTH} levels"),
-                    ));
+                        format!("nesting deeper than {} levels", self.limits.max_depth),
+                    )));
                 }
                 let Some(path) = self.next_path() else {
-                    return Err(Self::error(&span, "mapping keys must be plain strings"));
+                    return Err(Self::error(&span, "mapping keys must be plain strings").into());
                 };
-                self.locations
-                    .by_path
-                    .entry(path.clone())
-                    .or_insert(Location::of(&span));
-                let nodes_before = self.nodes;
+                self.locate(path.clone(), &span)?;
                 self.stack
                     .push(if matches!(event, Event::SequenceStart(..)) {
                         Frame::Sequence {
                             path,
                             items: Vec::new(),
                             anchor,
-                            nodes_before,
+                            cost_before,
                         }
                     } else {
                         Frame::Mapping {
@@ -266,68 +549,67 @@ impl Builder {
                             map: Map::new(),
                             pending_key: None,
                             anchor,
-                            nodes_before,
+                            cost_before,
                         }
                     });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (value, anchor, nodes_before) = match self.stack.pop() {
+                let (value, anchor, cost_before) = match self.stack.pop() {
                     Some(Frame::Sequence {
                         items,
                         anchor,
-                        nodes_before,
+                        cost_before,
                         ..
-                    }) => (Value::Array(items), anchor, nodes_before),
+                    }) => (Value::Array(items), anchor, cost_before),
                     Some(Frame::Mapping {
                         map,
                         anchor,
-                        nodes_before,
+                        cost_before,
                         ..
-                    }) => (Value::Object(map), anchor, nodes_before),
-                    None => return Err(Self::error(&span, "unbalanced collection end")),
+                    }) => (Value::Object(map), anchor, cost_before),
+                    None => return Err(Self::error(&span, "unbalanced collection end").into()),
                 };
                 if anchor != 0 {
-                    let size = self.nodes - nodes_before + 1;
-                    self.anchors.insert(anchor, (value.clone(), size));
+                    let cost = self.cost.since(cost_before);
+                    self.keep_anchor(anchor, &value, cost, &span)?;
                 }
                 self.attach(value, &span)?;
             }
             Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Places a finished scalar or alias value, or takes it as a mapping key.
-    fn node(&mut self, value: Value, span: &Span) -> Result<(), YamlError> {
+    fn node(&mut self, value: Value, span: &Span) -> Result<(), Failure> {
         if let Some(Frame::Mapping {
             path,
             map,
-            pending_key: pending @ None,
+            pending_key: None,
             ..
-        }) = self.stack.last_mut()
+        }) = self.stack.last()
         {
             let key = match value {
                 Value::String(s) => s,
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 Value::Null => String::new(),
-                _ => return Err(Self::error(span, "mapping keys must be plain strings")),
+                _ => return Err(Self::error(span, "mapping keys must be plain strings").into()),
             };
             if map.contains_key(&key) {
-                return Err(Self::error(span, format!("duplicate key `{key}`")));
+                return Err(Self::error(span, format!("duplicate key `{key}`")).into());
             }
             let key_path = child_path(path, &key);
-            self.locations.by_path.insert(key_path, Location::of(span));
-            *pending = Some(key);
+            self.locate(key_path, span)?;
+            if let Some(Frame::Mapping { pending_key, .. }) = self.stack.last_mut() {
+                *pending_key = Some(key);
+            }
             return Ok(());
         }
         if let Some(path) = self.next_path() {
-            self.locations
-                .by_path
-                .entry(path)
-                .or_insert(Location::of(span));
+            self.locate(path, span)?;
         }
-        self.attach(value, span)
+        Ok(self.attach(value, span)?)
     }
 
     /// Places a finished value into its parent collection or as the document root.
@@ -345,6 +627,17 @@ impl Builder {
             },
         }
         Ok(())
+    }
+}
+
+/// `1 MiB`, `48 MiB`, `512 KiB`, `100 bytes`.
+fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -488,6 +781,116 @@ mod tests {
         }
         let err = parse_documents(&text).unwrap_err();
         assert!(err.message.contains("too large"), "{err}");
+    }
+
+    /// A 1 MiB scalar aliased `n` times, as in the report that took the daemon down.
+    fn long_scalar_bomb(n: usize) -> String {
+        let mut text = format!("a: &big '{}'\nb: [", "x".repeat(1 << 20));
+        for i in 0..n {
+            text.push_str(if i == 0 { "*big" } else { ", *big" });
+        }
+        text.push_str("]\n");
+        text
+    }
+
+    #[test]
+    fn an_alias_is_charged_the_bytes_it_repeats() {
+        // One copy of 1 MiB is fine; the 48th is over the 48 MiB of a policy.
+        assert!(parse_documents(&long_scalar_bomb(1)).is_ok());
+        let text = long_scalar_bomb(100);
+        let err = parse_documents(&text).unwrap_err();
+        assert!(err.message.contains("expands to more than 48 MiB"), "{err}");
+        // Located at the alias that crossed the bound, on line 2, not at the document.
+        assert_eq!(err.location.line, 2);
+        assert!(err.location.column > 40, "{err}");
+    }
+
+    #[test]
+    fn nested_aliases_are_charged_their_full_expansion() {
+        // 10 KiB, copied 10 times per level: 100 KiB, 1 MiB, 10 MiB, 100 MiB.
+        let mut text = format!("l0: &l0 '{}'\n", "y".repeat(10 << 10));
+        for level in 1..5 {
+            let prev = format!("*l{}", level - 1);
+            let items = vec![prev; 10].join(", ");
+            text.push_str(&format!("l{level}: &l{level} [{items}]\n"));
+        }
+        let err = parse_documents(&text).unwrap_err();
+        assert!(err.message.contains("expands to more than"), "{err}");
+        assert_eq!(err.location.line, 5, "{err}");
+        // Three levels (1 MiB) are fine.
+        let three: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
+        assert!(parse_documents(&three).is_ok());
+    }
+
+    #[test]
+    fn many_references_to_a_small_anchor_are_bounded_by_nodes() {
+        let limits = Limits {
+            max_nodes: 1_000,
+            ..Limits::POLICY
+        };
+        let refs = vec!["*v"; 2_000].join(", ");
+        let text = format!("v: &v 1\nrefs: [{refs}]\n");
+        let err = parse_documents_with(&text, limits).unwrap_err();
+        assert!(err.message.contains("more than 1000 nodes"), "{err}");
+    }
+
+    #[test]
+    fn limits_are_per_document_and_the_total_per_stream() {
+        let doc = format!("a: '{}'\n", "z".repeat(600));
+        let per_doc = Limits {
+            max_document_bytes: 1_000,
+            max_total_bytes: usize::MAX,
+            ..Limits::POLICY
+        };
+        // Each document is within its own bound, however many there are.
+        let stream = vec![doc.clone(); 50].join("---\n");
+        assert_eq!(parse_documents_with(&stream, per_doc).unwrap().len(), 50);
+        // Together they may not exceed the stream's.
+        let total = Limits {
+            max_total_bytes: 5_000,
+            ..per_doc
+        };
+        let err = parse_documents_with(&stream, total).unwrap_err();
+        assert!(err.message.contains("together"), "{err}");
+    }
+
+    #[test]
+    fn a_document_over_its_limits_is_skipped_and_the_next_read() {
+        let text = format!("{}---\nnext: 1\n", long_scalar_bomb(60));
+        let results: Vec<_> =
+            Documents::new(&text, Limits::MANIFEST.with_document_bytes(1 << 24)).collect();
+        assert_eq!(results.len(), 2, "{results:?}");
+        assert!(results[0].is_err());
+        let next = results[1].as_ref().unwrap();
+        assert_eq!(next.value["next"], 1);
+        assert_eq!(next.locations.get("next").unwrap().line, 4);
+    }
+
+    #[test]
+    fn a_syntax_error_ends_the_stream() {
+        let results: Vec<_> = Documents::new("a: [1\n---\nb: 2\n", Limits::MANIFEST).collect();
+        assert_eq!(results.len(), 1);
+        assert!(results[0].is_err());
+    }
+
+    #[test]
+    fn long_paths_are_charged() {
+        // A long key nested deep makes every path long, without aliases.
+        let key = "k".repeat(1_000);
+        let mut text = String::new();
+        for depth in 0..50 {
+            text.push_str(&format!("{}{key}{depth}:\n", "  ".repeat(depth)));
+        }
+        text.push_str(&format!("{}- 1\n", "  ".repeat(50)).repeat(2_000));
+        let err = parse_documents_with(
+            &text,
+            Limits {
+                max_document_bytes: 16 << 20,
+                ..Limits::POLICY
+            },
+        )
+        .unwrap_err();
+        assert!(err.message.contains("expands to more than 16 MiB"), "{err}");
     }
 
     #[test]

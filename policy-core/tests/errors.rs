@@ -733,3 +733,59 @@ fn lines_are_counted_as_yaml_counts_them_with_crlf_or_lone_cr() {
         );
     }
 }
+
+/// A policy document with a 1 MiB anchored annotation copied into `copies` more annotations
+/// (`copies` MiB expanded; nodeguard does not read annotations).
+fn aliasing_policy(name: &str, copies: usize) -> String {
+    let mut text = format!(
+        "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata:\n  name: {name}\n  annotations:\n    big: &big '{}'\n",
+        "x".repeat(1 << 20)
+    );
+    for i in 0..copies {
+        text.push_str(&format!("    copy{i}: *big\n"));
+    }
+    text.push_str("spec:\n  rules:\n    privileged: {}\n");
+    text
+}
+
+#[test]
+fn an_alias_bomb_is_an_error_at_the_alias_not_an_allocation() {
+    let text = aliasing_policy("bomb", 1_000);
+    let errors = Policy::parse("bomb.yaml", &text).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    let e = &errors.0[0];
+    assert!(
+        e.message.contains("expands to more than 48 MiB"),
+        "{errors}"
+    );
+    // At the first copy that would cross the bound: about the 46th.
+    let line = text.lines().nth(e.location.line - 1).unwrap();
+    assert!(line.ends_with(": *big"), "{errors}");
+    assert!((40..50).contains(&(e.location.line - 7)), "{errors}");
+    assert!(
+        errors
+            .to_string()
+            .contains(&format!("bomb.yaml:{}:", e.location.line)),
+        "{errors}"
+    );
+}
+
+#[test]
+fn policy_files_share_one_expansion_budget() {
+    // 11 MiB each (the anchored MiB, its kept copy, 9 copies) is fine alone and four
+    // together, but five together are over 48 MiB.
+    let texts: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("p{i}.yaml"), aliasing_policy(&format!("p{i}"), 9)))
+        .collect();
+    if let Err(e) = Policy::parse("p0.yaml", &texts[0].1) {
+        panic!("{e}");
+    }
+    let errors =
+        Policy::parse_many(texts.iter().map(|(n, t)| (n.as_str(), t.as_str()))).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].source_name, "p4.yaml", "{errors}");
+    assert!(
+        errors.0[0].message.contains("more than 48 MiB together"),
+        "{errors}"
+    );
+}

@@ -1,7 +1,7 @@
-//! Replays the committed fuzz corpus of the `policy_yaml` target (`fuzz/corpus/policy_yaml/`)
-//! and the inputs of past findings (`fuzz/regressions/policy_yaml/`) through the target's own
-//! check, included here from `fuzz/src/documents.rs` by path, so CI runs every committed input
-//! on stable without cargo-fuzz (see docs/fuzzing.md).
+//! Replays the committed fuzz corpora of the `policy_yaml` and `yaml_limits` targets
+//! (`fuzz/corpus/<target>/`) and the inputs of past findings (`fuzz/regressions/<target>/`)
+//! through the targets' own checks, included here from `fuzz/src/documents.rs` by path, so CI
+//! runs every committed input on stable without cargo-fuzz (see docs/fuzzing.md).
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
@@ -27,13 +27,23 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     files
 }
 
-#[test]
-fn policy_yaml_corpus() {
-    for path in inputs("policy_yaml") {
+/// Runs every committed input of `target` through `check`, naming the input that fails.
+fn replay(target: &str, check: fn(&[u8])) {
+    for path in inputs(target) {
         let bytes = std::fs::read(&path).expect("corpus file");
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| documents::policy_yaml(&bytes))) {
-            eprintln!("fuzz target policy_yaml fails on {}", path.display());
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| check(&bytes))) {
+            eprintln!("fuzz target {target} fails on {}", path.display());
             resume_unwind(panic);
         }
     }
+}
+
+#[test]
+fn policy_yaml_corpus() {
+    replay("policy_yaml", documents::policy_yaml);
+}
+
+#[test]
+fn yaml_limits_corpus() {
+    replay("yaml_limits", documents::yaml_limits);
 }

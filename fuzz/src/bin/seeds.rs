@@ -438,8 +438,50 @@ fn oci_variants() {
     }
 }
 
+/// Alias bombs and other inputs that expand far beyond their size, each behind control bytes
+/// that choose small and large limits (see `nodeguard_fuzz::documents::fuzz_limits`).
+fn yaml_limit_seeds() {
+    let long_scalar = format!(
+        "a: &big '{}'\nb: [{}]\n",
+        "x".repeat(300),
+        vec!["*big"; 20].join(", ")
+    );
+    let mut laughs = String::from("l0: &l0 [lol, lol, lol, lol, lol]\n");
+    for level in 1..6 {
+        let prev = format!("*l{}", level - 1);
+        laughs.push_str(&format!("l{level}: &l{level} [{}]\n", vec![prev; 5].join(", ")));
+    }
+    let many_refs = format!("v: &v 1\nrefs: [{}]\n", vec!["*v"; 200].join(", "));
+    let mut long_paths = String::new();
+    for depth in 0..6 {
+        long_paths.push_str(&format!("{}{}{depth}:\n", "  ".repeat(depth), "k".repeat(60)));
+    }
+    long_paths.push_str(&format!("{}- 1\n", "  ".repeat(6)).repeat(20));
+    let mapping_alias = "base: &base {a: 1, b: [x, y], c: {d: e}}\ncopy1: *base\ncopy2: *base\n";
+    let documents = format!("{long_scalar}---\nnext: 1\n---\n{many_refs}---\nlast: [1, 2]\n");
+    let float_keys = "{1e300: a, 0x1F: b, 1.5: c, true: d, null: e}\n";
+    for (name, text) in [
+        ("long-scalar", long_scalar.as_str()),
+        ("laughs", laughs.as_str()),
+        ("many-refs", many_refs.as_str()),
+        ("long-paths", long_paths.as_str()),
+        ("mapping-alias", mapping_alias),
+        ("documents", documents.as_str()),
+        ("float-keys", float_keys),
+    ] {
+        // Small limits (4 nodes, 512 bytes), middling (1,000 nodes, 64 KiB, total 2x), and
+        // large with a deep stack (100,000 nodes, 1 MiB, stream unbounded).
+        for control in [0x00_u8, 0x1a, 0x7f] {
+            let mut input = vec![control];
+            input.extend_from_slice(text.as_bytes());
+            write("yaml_limits", &format!("{name}-{control:02x}"), &input);
+        }
+    }
+}
+
 fn main() {
     transport_seeds();
+    yaml_limit_seeds();
     for (name, payload) in nri_payloads() {
         write("nri_requests", name, &payload);
     }

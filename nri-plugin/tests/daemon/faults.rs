@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use nodeguard::audit::{AuditFile, Rotation};
 use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
 use nodeguard::metrics::{self, Metrics};
-use nodeguard::policy_files;
+use nodeguard::policy_files::PolicyPath;
 use nodeguard::reload::{ReloadOutcome, Reloader};
 use nodeguard::transport::status::Code;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
@@ -90,16 +90,17 @@ async fn an_unwritable_audit_log_never_changes_a_verdict_and_loses_nothing() {
 }
 
 #[tokio::test]
-async fn policy_files_replaced_by_garbage_emptied_or_deleted_leave_the_last_good_policy_enforcing()
-{
+async fn policy_files_replaced_by_garbage_emptied_deleted_bombs_or_oversized_leave_the_last_good_policy_enforcing()
+ {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.yaml");
     std::fs::write(&file, POLICY).unwrap();
-    let sources = policy_files::read(&file).unwrap();
+    let path = PolicyPath::new(&file);
+    let sources = path.read().unwrap();
     let plugin = Plugin::new();
     let metrics = Arc::clone(&plugin.metrics);
     let reloader = Reloader::new(
-        &file,
+        path,
         Arc::clone(&plugin.policy),
         sources,
         Arc::clone(&metrics),
@@ -112,10 +113,19 @@ async fn policy_files_replaced_by_garbage_emptied_or_deleted_leave_the_last_good
         let runtime = &runtime;
         async move { create(runtime, &id, image).await }
     };
+    // A 1 MiB scalar aliased 100 times (100 MiB expanded) and a file over --max-policy-size.
+    let alias_bomb = format!(
+        "{POLICY}  bomb: &b '{}'\n  copies: [{}]\n",
+        "x".repeat(1 << 20),
+        vec!["*b"; 100].join(", ")
+    );
+    let oversized = format!("{POLICY}# {}\n", "x".repeat(5 << 20));
     for (what, content) in [
         ("garbage", Some("\u{0}\u{1}}}} not yaml: [")),
         ("empty", Some("")),
         ("deleted", None),
+        ("an alias bomb", Some(alias_bomb.as_str())),
+        ("an oversized file", Some(oversized.as_str())),
     ] {
         match content {
             Some(text) => std::fs::write(&file, text).unwrap(),
@@ -134,7 +144,7 @@ async fn policy_files_replaced_by_garbage_emptied_or_deleted_leave_the_last_good
     }
     let text = metrics.encode();
     assert!(
-        text.contains(r#"nodeguard_policy_reloads_total{result="failure"} 3"#),
+        text.contains(r#"nodeguard_policy_reloads_total{result="failure"} 5"#),
         "{text}"
     );
     assert!(text.contains("nodeguard_policy_generation 1"), "{text}");

@@ -9,7 +9,7 @@ use nodeguard::compliance::ComplianceConfig;
 use nodeguard::enforce::UndecidedAtStart;
 use nodeguard::housekeeping::{DaemonReadiness, periodic};
 use nodeguard::http::Readiness;
-use nodeguard::policy_files;
+use nodeguard::policy_files::PolicyPath;
 use nodeguard::reload::{ReloadOutcome, Reloader};
 use nodeguard::report;
 use tokio_util::sync::CancellationToken;
@@ -77,10 +77,11 @@ async fn readiness_follows_the_registration_and_says_when_the_policy_files_are_r
     let file = dir.path().join("policy.yaml");
     std::fs::write(&file, POLICY).unwrap();
     let plugin = Plugin::new();
+    let path = PolicyPath::new(&file);
     let reloader = Arc::new(Reloader::new(
-        &file,
+        path.clone(),
         Arc::clone(&plugin.policy),
-        policy_files::read(&file).unwrap(),
+        path.read().unwrap(),
         Arc::clone(&plugin.metrics),
     ));
     let daemon = Daemon::start(plugin);
