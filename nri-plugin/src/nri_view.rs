@@ -110,15 +110,20 @@ pub fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> Contain
                 .map(Bytes),
         }
     });
-    let seccomp =
-        linux.and_then(|l| l.seccomp_profile.as_ref()).map(|p| {
-            match ProfileType::try_from(p.profile_type) {
-                Ok(ProfileType::RuntimeDefault) => Layered::effective_only(Seccomp::RuntimeDefault),
-                Ok(ProfileType::Localhost) => {
-                    Layered::effective_only(Seccomp::Localhost(p.localhost_ref.clone()))
-                }
-                _ => Layered::effective_only(Seccomp::Unconfined),
-            }
+    // containerd 2.2.1+ passes the profile the kubelet sent. A kubelet without
+    // `seccompDefault: true` sends Unconfined for a pod that sets no profile, so Unconfined
+    // here cannot tell "not set" from a declared Unconfined: it reads as not set, as "no
+    // filter" in the OCI spec does at start (baseline allows it, a required profile refuses
+    // it). Before 2.2.1 the field is absent, and a type this version does not know is no
+    // better: unknown until start.
+    let seccomp = linux
+        .and_then(|l| l.seccomp_profile.as_ref())
+        .and_then(|p| match ProfileType::try_from(p.profile_type).ok()? {
+            ProfileType::RuntimeDefault => Some(Layered::effective_only(Seccomp::RuntimeDefault)),
+            ProfileType::Localhost => Some(Layered::effective_only(Seccomp::Localhost(
+                p.localhost_ref.clone(),
+            ))),
+            ProfileType::Unconfined => Some(Layered::default()),
         });
     let sysctls = linux.map(|l| &l.sysctl).filter(|s| !s.is_empty()).map(|s| {
         let mut v: Vec<(String, String)> = s.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -305,5 +310,36 @@ mod tests {
             create_view(&pod, &container).image.unwrap().as_str(),
             "registry.local/other:2"
         );
+    }
+
+    #[test]
+    fn seccomp_at_create_reads_unconfined_as_not_set_and_an_absent_profile_as_unknown() {
+        use nri::security_profile::ProfileType;
+        let with = |profile: Option<i32>| {
+            let (pod, mut container) = sample();
+            container.linux.get_or_insert_default().seccomp_profile =
+                profile.map(|profile_type| nri::SecurityProfile {
+                    profile_type,
+                    localhost_ref: "p.json".into(),
+                });
+            create_view(&pod, &container).security.seccomp
+        };
+        // containerd before 2.2.1 sends none: start decides.
+        assert_eq!(with(None), None);
+        // The kubelet's Unconfined for a pod that sets nothing, like "no filter" at start.
+        assert_eq!(
+            with(Some(ProfileType::Unconfined as i32)),
+            Some(Layered::default())
+        );
+        assert_eq!(
+            with(Some(ProfileType::RuntimeDefault as i32)),
+            Some(Layered::effective_only(Seccomp::RuntimeDefault))
+        );
+        assert_eq!(
+            with(Some(ProfileType::Localhost as i32)),
+            Some(Layered::effective_only(Seccomp::Localhost("p.json".into())))
+        );
+        // A type a later NRI may add: unknown, not guessed.
+        assert_eq!(with(Some(9)), None);
     }
 }
