@@ -15,7 +15,7 @@ use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
 use nodeguard::oci::RuntimeSpec;
 use nodeguard::plugin::{EVENTS, PluginService};
 use nodeguard::transport::status::{self, Code, RpcError};
-use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
+use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
 use nodeguard_proto::ttrpc::Response;
 use policy_core::Policy;
 use prost::Message as _;
@@ -65,21 +65,45 @@ impl Default for Harness {
     }
 }
 
-/// Decodes `payload` as `M`, as the service does.
+/// Decodes `payload` as `M`, as the service does, and checks what the service requires of it.
+fn valid<M: prost::Message + Default>(payload: &[u8], check: impl Fn(&M) -> bool) -> bool {
+    M::decode(payload).is_ok_and(|m| check(&m))
+}
+
+/// Decodes `payload` as `M`; nothing more is required of it.
 fn decodes<M: prost::Message + Default>(payload: &[u8]) -> bool {
     M::decode(payload).is_ok()
 }
 
-/// Whether the service decodes the payload of `name` and the request decodes.
-fn request_decodes(name: &str, payload: &[u8]) -> Option<bool> {
+/// Whether a request names the pod and the container it concerns, ids included.
+fn names_subject(pod: Option<&nri::PodSandbox>, container: Option<&nri::Container>) -> bool {
+    pod.is_some_and(|p| !p.id.is_empty()) && container.is_some_and(|c| !c.id.is_empty())
+}
+
+/// Whether the service takes the payload of `name` as a valid request: it decodes, and a
+/// request about a container names the pod and the container (the service refuses it as
+/// malformed otherwise, never judging an empty container). `None` for methods whose payload
+/// the service does not read.
+fn request_valid(name: &str, payload: &[u8]) -> Option<bool> {
     Some(match name {
         method::CONFIGURE => decodes::<nri::ConfigureRequest>(payload),
         method::SYNCHRONIZE => decodes::<nri::SynchronizeRequest>(payload),
-        method::CREATE_CONTAINER => decodes::<nri::CreateContainerRequest>(payload),
-        method::START_CONTAINER => decodes::<nri::StartContainerRequest>(payload),
-        method::STATE_CHANGE => decodes::<nri::StateChangeEvent>(payload),
-        method::UPDATE_CONTAINER => decodes::<nri::UpdateContainerRequest>(payload),
-        method::STOP_CONTAINER => decodes::<nri::StopContainerRequest>(payload),
+        method::CREATE_CONTAINER => valid(payload, |r: &nri::CreateContainerRequest| {
+            names_subject(r.pod.as_ref(), r.container.as_ref())
+        }),
+        method::START_CONTAINER => valid(payload, |r: &nri::StartContainerRequest| {
+            names_subject(r.pod.as_ref(), r.container.as_ref())
+        }),
+        method::STATE_CHANGE => valid(payload, |r: &nri::StateChangeEvent| {
+            r.event != Event::StartContainer as i32
+                || names_subject(r.pod.as_ref(), r.container.as_ref())
+        }),
+        method::UPDATE_CONTAINER => valid(payload, |r: &nri::UpdateContainerRequest| {
+            names_subject(r.pod.as_ref(), r.container.as_ref())
+        }),
+        method::STOP_CONTAINER => valid(payload, |r: &nri::StopContainerRequest| {
+            names_subject(r.pod.as_ref(), r.container.as_ref())
+        }),
         method::REMOVE_CONTAINER => decodes::<nri::RemoveContainerRequest>(payload),
         method::REMOVE_POD_SANDBOX => decodes::<nri::RemovePodSandboxRequest>(payload),
         _ => return None,
@@ -138,8 +162,9 @@ impl Harness {
 
     /// `nri_requests`: `payload` to every method of the `Plugin` service (and to an unknown
     /// method and service). Each call returns a reply of the method's response type or an
-    /// [`RpcError`]: `InvalidArgument` exactly when the request does not decode, otherwise
-    /// only `PermissionDenied` (a refusal); unknown calls are `Unimplemented`.
+    /// [`RpcError`]: `InvalidArgument` exactly when the request does not decode or does not
+    /// name the pod and container it concerns, otherwise only `PermissionDenied` (a refusal);
+    /// unknown calls are `Unimplemented`.
     pub fn nri_requests(&self, payload: &[u8]) {
         let enforcer = Enforcer::new(
             Arc::clone(&self.policy),
@@ -152,7 +177,7 @@ impl Harness {
         self.runtime.block_on(async {
             for name in method::METHODS {
                 let result = service.call(method::NAME, name, payload).await;
-                match (request_decodes(name, payload), &result) {
+                match (request_valid(name, payload), &result) {
                     (_, Ok(reply)) => check_reply(name, reply),
                     (Some(false), Err(err)) => assert_eq!(err.code, Code::INVALID_ARGUMENT),
                     (Some(true), Err(err)) => assert_eq!(

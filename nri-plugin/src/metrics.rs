@@ -42,6 +42,11 @@ struct PhaseLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -155,6 +160,7 @@ pub struct Metrics {
     compliance_last_audit_time: Gauge,
     remediations: Family<RemediationLabels, Counter>,
     report_write_failures: Counter,
+    malformed_requests: Family<MethodLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -234,6 +240,11 @@ impl Metrics {
             "report_write_failures",
             "Compliance reports that could not be written",
         );
+        let malformed_requests: Family<MethodLabels, Counter> = registered(
+            &mut registry,
+            "malformed_requests",
+            "Runtime requests refused as malformed (undecodable, or without the pod or container they concern), by NRI method",
+        );
         registry.register_collector(Box::new(Sources(sources)));
         Metrics {
             registry,
@@ -250,7 +261,17 @@ impl Metrics {
             compliance_last_audit_time,
             remediations,
             report_write_failures,
+            malformed_requests,
         }
+    }
+
+    /// Counts a malformed request to NRI method `method` (a method nodeguard serves).
+    pub fn malformed_request(&self, method: &str) {
+        self.malformed_requests
+            .get_or_create(&MethodLabels {
+                method: method.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one decision and its violations. A `stopped` record repeats the violations of

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
 use prost::Message as _;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::compliance::Trigger;
 use crate::containerd::ContainerdApi;
@@ -65,6 +65,28 @@ fn decode<M: prost::Message + Default>(payload: &[u8]) -> Result<M, RpcError> {
     })
 }
 
+/// The pod and container a request is about; a request without them (or without their ids)
+/// is a protocol error, never judged as an empty container.
+fn subject(
+    call: &str,
+    pod: Option<nri::PodSandbox>,
+    container: Option<nri::Container>,
+) -> Result<(nri::PodSandbox, nri::Container), RpcError> {
+    let missing = match (pod, container) {
+        (Some(pod), Some(container)) if !pod.id.is_empty() && !container.id.is_empty() => {
+            return Ok((pod, container));
+        }
+        (None, _) => "no pod",
+        (_, None) => "no container",
+        (Some(pod), _) if pod.id.is_empty() => "a pod without an id",
+        _ => "a container without an id",
+    };
+    Err(RpcError::new(
+        Code::INVALID_ARGUMENT,
+        format!("nodeguard: malformed {call} request: {missing}"),
+    ))
+}
+
 fn span_for(
     pod: Option<&nri::PodSandbox>,
     container: Option<&nri::Container>,
@@ -100,13 +122,26 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
     /// Handles one call of the `Plugin` service; returns the encoded reply.
     ///
     /// # Errors
-    /// A refusal, a malformed request, or an unknown method (Unimplemented).
+    /// A refusal (PermissionDenied), a request that does not decode or lacks the pod or
+    /// container it is about (InvalidArgument: logged and counted, never judged), or an
+    /// unknown method (Unimplemented).
     pub async fn call(
         &self,
         service: &str,
         name: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, RpcError> {
+        let result = self.handle(service, name, payload).await;
+        if let Err(err) = &result
+            && err.code == Code::INVALID_ARGUMENT
+        {
+            warn!(method = name, error = %err.message, "malformed request from the runtime");
+            self.enforcer.metrics.malformed_request(name);
+        }
+        result
+    }
+
+    async fn handle(&self, service: &str, name: &str, payload: &[u8]) -> Result<Vec<u8>, RpcError> {
         if service != method::NAME {
             return Err(RpcError::unimplemented(service, name));
         }
@@ -166,20 +201,14 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
             }
             method::CREATE_CONTAINER => {
                 let req: nri::CreateContainerRequest = decode(payload)?;
-                let (pod, container) = (
-                    req.pod.unwrap_or_default(),
-                    req.container.unwrap_or_default(),
-                );
+                let (pod, container) = subject("CreateContainer", req.pod, req.container)?;
                 let _span = span_for(Some(&pod), Some(&container), "CreateContainer").entered();
                 self.enforcer.create(&pod, &container)?;
                 Ok(nri::CreateContainerResponse::default().encode_to_vec())
             }
             method::START_CONTAINER => {
                 let req: nri::StartContainerRequest = decode(payload)?;
-                let (pod, container) = (
-                    req.pod.unwrap_or_default(),
-                    req.container.unwrap_or_default(),
-                );
+                let (pod, container) = subject("StartContainer", req.pod, req.container)?;
                 let span = span_for(Some(&pod), Some(&container), "StartContainer");
                 self.enforcer
                     .start(&pod, &container)
@@ -198,10 +227,8 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
                         self.enforcer.inventory().pod_removed(&p.id);
                     }
                 } else if req.event == Event::StartContainer as i32 {
-                    let (pod, container) = (
-                        req.pod.unwrap_or_default(),
-                        req.container.unwrap_or_default(),
-                    );
+                    let (pod, container) =
+                        subject("StateChange(StartContainer)", req.pod, req.container)?;
                     let span =
                         span_for(Some(&pod), Some(&container), "StateChange(StartContainer)");
                     self.enforcer
@@ -213,10 +240,7 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
             }
             method::UPDATE_CONTAINER => {
                 let req: nri::UpdateContainerRequest = decode(payload)?;
-                let (pod, container) = (
-                    req.pod.unwrap_or_default(),
-                    req.container.unwrap_or_default(),
-                );
+                let (pod, container) = subject("UpdateContainer", req.pod, req.container)?;
                 let _span = span_for(Some(&pod), Some(&container), "UpdateContainer").entered();
                 self.enforcer
                     .update(&pod, &container, req.linux_resources.as_ref())?;
@@ -226,9 +250,8 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
             // StopContainer and friends): an empty reply of the right type.
             method::STOP_CONTAINER => {
                 let req: nri::StopContainerRequest = decode(payload)?;
-                if let Some(c) = &req.container {
-                    self.enforcer.inventory().stopped(&c.id);
-                }
+                let (_, container) = subject("StopContainer", req.pod, req.container)?;
+                self.enforcer.inventory().stopped(&container.id);
                 Ok(nri::StopContainerResponse::default().encode_to_vec())
             }
             method::REMOVE_CONTAINER => {

@@ -164,3 +164,112 @@ async fn unknown_method_and_unknown_service_are_unimplemented() {
     assert!(daemon.state.is_registered());
     daemon.stop().await;
 }
+
+/// The requests about one container, each without `pod` or `container` when told so.
+fn requests_about_a_container(
+    pod: Option<nri::PodSandbox>,
+    container: Option<nri::Container>,
+) -> [(&'static str, &'static str, Vec<u8>); 5] {
+    [
+        (
+            method::CREATE_CONTAINER,
+            "CreateContainer",
+            nri::CreateContainerRequest {
+                pod: pod.clone(),
+                container: container.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            method::START_CONTAINER,
+            "StartContainer",
+            nri::StartContainerRequest {
+                pod: pod.clone(),
+                container: container.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            method::STATE_CHANGE,
+            "StateChange(StartContainer)",
+            nri::StateChangeEvent {
+                event: nri::Event::StartContainer as i32,
+                pod: pod.clone(),
+                container: container.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            method::UPDATE_CONTAINER,
+            "UpdateContainer",
+            nri::UpdateContainerRequest {
+                pod: pod.clone(),
+                container: container.clone(),
+                linux_resources: None,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            method::STOP_CONTAINER,
+            "StopContainer",
+            nri::StopContainerRequest { pod, container }.encode_to_vec(),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_request_without_its_pod_or_container_is_a_protocol_error_never_a_verdict() {
+    let (daemon, runtime) = Daemon::connected().await;
+    let nameless = nri::Container {
+        id: String::new(),
+        ..container("c1")
+    };
+    let cases = [
+        (None, Some(container("c1")), "no pod"),
+        (Some(pod()), None, "no container"),
+        (None, None, "no pod"),
+        (Some(pod()), Some(nameless), "a container without an id"),
+    ];
+    for (pod, container, missing) in cases {
+        for (name, call, payload) in requests_about_a_container(pod.clone(), container.clone()) {
+            let err = runtime
+                .call_raw(method::NAME, name, payload)
+                .await
+                .expect_err("a protocol error");
+            assert_eq!(err.code, Code::INVALID_ARGUMENT, "{name}: {err}");
+            assert_eq!(
+                err.message,
+                format!("nodeguard: malformed {call} request: {missing}"),
+                "{name}"
+            );
+        }
+    }
+    // Nothing was judged: no audit record, no decision counted; every one counted as malformed.
+    assert_eq!(
+        daemon.plugin.audit.records(),
+        Vec::<serde_json::Value>::new()
+    );
+    let metrics = daemon.plugin.metrics.encode();
+    assert!(!metrics.contains("nodeguard_decisions_total{"), "{metrics}");
+    for name in [
+        method::CREATE_CONTAINER,
+        method::START_CONTAINER,
+        method::STATE_CHANGE,
+        method::UPDATE_CONTAINER,
+        method::STOP_CONTAINER,
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "nodeguard_malformed_requests_total{{method=\"{name}\"}} 4"
+            )),
+            "{name}: {metrics}"
+        );
+    }
+    // The connection stays up: the next well-formed request is judged.
+    let (name, _, payload) = requests_about_a_container(Some(pod()), Some(container("c2")))
+        .into_iter()
+        .next()
+        .unwrap();
+    assert!(runtime.call_raw(method::NAME, name, payload).await.is_ok());
+    daemon.stop().await;
+}
