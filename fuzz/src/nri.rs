@@ -9,12 +9,12 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use nodeguard::audit::Discard;
-use nodeguard::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
-use nodeguard::oci::RuntimeSpec;
-use nodeguard::plugin::{EVENTS, PluginService};
-use nodeguard::transport::status::{self, Code, RpcError};
+use nodeguard::nri::service::{EVENTS, PluginService};
+use nodeguard::nri::transport::status::{self, Code, RpcError};
+use nodeguard::ops::audit::Discard;
+use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
+use nodeguard::views::oci::RuntimeSpec;
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
 use nodeguard_proto::ttrpc::Response;
 use policy_core::Policy;

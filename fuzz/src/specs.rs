@@ -3,8 +3,8 @@
 //! ([`manifest::pod_from_document`]), each view then judged by the restricted Pod Security
 //! Standards preset (the most rules that read a view).
 
-use nodeguard::manifest;
-use nodeguard::oci::RuntimeSpec;
+use nodeguard::views::manifest;
+use nodeguard::views::oci::RuntimeSpec;
 use policy_core::{Decision, Effect, Policy, PssLevel, Verdict, evaluate, yaml};
 
 /// The restricted preset, enforced.

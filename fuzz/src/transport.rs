@@ -5,12 +5,12 @@
 //! input's chunks, and both runs must return the same frames, messages and errors.
 
 use bytes::BytesMut;
-use nodeguard::transport::demux::{Demux, DemuxError};
-use nodeguard::transport::mux::{
+use nodeguard::nri::transport::demux::{Demux, DemuxError};
+use nodeguard::nri::transport::mux::{
     self, ConnId, DEFAULT_MAX_FRAME_PAYLOAD, FRAME_HEADER_LEN, Frame, MuxDecoder, MuxError,
     PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN,
 };
-use nodeguard::transport::ttrpc::{
+use nodeguard::nri::transport::ttrpc::{
     HEADER_LEN, Header, MAX_MESSAGE_LEN, MAX_SEND_FRAME_LEN, Message, MessageType, Reassembler,
     TtrpcError,
 };

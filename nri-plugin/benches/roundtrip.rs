@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use fake_runtime::{FakeRuntime, RegisterReply};
-use nodeguard::audit::{AuditFile, Rotation};
-use nodeguard::connection::{self, Registration};
-use nodeguard::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::enforce::{Enforcer, UndecidedAtStart};
-use nodeguard::oci::RuntimeSpec;
-use nodeguard::plugin::PluginService;
+use nodeguard::nri::connection::{self, Registration};
+use nodeguard::nri::service::PluginService;
+use nodeguard::ops::audit::{AuditFile, Rotation};
+use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
+use nodeguard::views::oci::RuntimeSpec;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service};
 
 const POLICY: &str = include_str!("../../policy-core/benches/policies/twelve-rules.yaml");

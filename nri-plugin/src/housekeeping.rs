@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::AuditFile;
 use crate::compliance::Trigger;
-use crate::containerd::ContainerdApi;
 use crate::enforce::Enforcer;
-use crate::http::Readiness;
-use crate::reload::Reloader;
-use crate::serve::ConnectionState;
+use crate::nri::serve::ConnectionState;
+use crate::ops::audit::AuditFile;
+use crate::ops::http::Readiness;
+use crate::ops::reload::Reloader;
+use crate::runtime::containerd::ContainerdApi;
 
 /// How often the daemon retries the audit log's backlog and brings the state file up to
 /// date; the compliance audit's interval is counted in these steps.

@@ -9,18 +9,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
-use nodeguard::audit::{AuditFile, AuditSink, Discard, Rotation};
-use nodeguard::check::{self, Format};
+use nodeguard::cli::check::{self, Format};
 use nodeguard::compliance::{ComplianceConfig, Trigger};
-use nodeguard::connection::Registration;
-use nodeguard::containerd::Containerd;
 use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
-use nodeguard::metrics::{self, Metrics};
-use nodeguard::plugin::PluginService;
-use nodeguard::policy_files::{self, PolicyPath};
-use nodeguard::reload::{self, Reloader};
-use nodeguard::serve::{ConnectionState, Endpoint, ServeConfig};
-use nodeguard::telemetry::{self, LogFormat};
+use nodeguard::nri::connection::Registration;
+use nodeguard::nri::serve::{ConnectionState, Endpoint, ServeConfig};
+use nodeguard::nri::service::PluginService;
+use nodeguard::ops::audit::{AuditFile, AuditSink, Discard, Rotation};
+use nodeguard::ops::metrics::{self, Metrics};
+use nodeguard::ops::policy_files::{self, PolicyPath};
+use nodeguard::ops::reload::{self, Reloader};
+use nodeguard::ops::telemetry::{self, LogFormat};
+use nodeguard::runtime::containerd::Containerd;
 use policy_core::{Effect, Policy, PssLevel};
 use tokio_util::sync::CancellationToken;
 
@@ -123,7 +123,7 @@ const DEFAULT_REPORT: &str = "/var/lib/nodeguard/report.json";
 const DEFAULT_STATE: &str = "/var/lib/nodeguard/containers.json";
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    nodeguard::size::parse_size(text).map_err(|e| e.to_string())
+    nodeguard::ops::size::parse_size(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -199,7 +199,7 @@ fn main() -> ExitCode {
     // Launched by containerd as a pre-installed plugin (no arguments, an inherited socket):
     // serve, configured by the environment.
     let cli = if std::env::args_os().len() == 1
-        && std::env::var_os(nodeguard::inherited::SOCKET_ENV).is_some()
+        && std::env::var_os(nodeguard::nri::inherited::SOCKET_ENV).is_some()
     {
         Cli::parse_from(["nodeguard", "serve"])
     } else {
@@ -298,8 +298,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     // containerd launched us and handed over a connected socket, or we connect to its socket.
-    let endpoint = match std::env::var(nodeguard::inherited::SOCKET_ENV) {
-        Ok(value) => match nodeguard::inherited::take(&value) {
+    let endpoint = match std::env::var(nodeguard::nri::inherited::SOCKET_ENV) {
+        Ok(value) => match nodeguard::nri::inherited::take(&value) {
             Ok(stream) => Some(Endpoint::Inherited(stream)),
             Err(e) => {
                 problems.push(e.to_string());
@@ -381,7 +381,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 state: Arc::clone(&state),
                 reloader: Arc::clone(&reloader),
             });
-            tokio::spawn(nodeguard::http::serve(
+            tokio::spawn(nodeguard::ops::http::serve(
                 listener,
                 Arc::clone(&metrics),
                 readiness,
@@ -424,7 +424,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         };
-        nodeguard::serve::run(
+        nodeguard::nri::serve::run(
             config,
             || Arc::new(PluginService::new(Arc::clone(&enforcer))),
             state,
@@ -465,19 +465,21 @@ fn spawn_signal_handlers(
 }
 
 fn run_report(args: &ReportArgs) -> ExitCode {
-    let report = match nodeguard::report::read(&args.file) {
+    let report = match nodeguard::compliance::report::read(&args.file) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("nodeguard: {e}");
             return ExitCode::from(2);
         }
     };
-    let filter = nodeguard::report::Filter {
+    let filter = nodeguard::compliance::report::Filter {
         namespace: args.namespace.clone(),
         all: args.all,
     };
     match args.format {
-        ReportFormat::Table => emit(&nodeguard::report::render_table(&report, &filter)),
+        ReportFormat::Table => emit(&nodeguard::compliance::report::render_table(
+            &report, &filter,
+        )),
         ReportFormat::Json => match serde_json::to_string_pretty(&filter.apply(&report)) {
             Ok(json) => emit(&format!("{json}\n")),
             Err(e) => {
@@ -486,12 +488,14 @@ fn run_report(args: &ReportArgs) -> ExitCode {
             }
         },
     }
-    let scoped = nodeguard::report::Filter {
+    let scoped = nodeguard::compliance::report::Filter {
         namespace: args.namespace.clone(),
         all: true,
     }
     .apply(&report);
-    ExitCode::from(u8::from(nodeguard::report::total(&scoped).fail > 0))
+    ExitCode::from(u8::from(
+        nodeguard::compliance::report::total(&scoped).fail > 0,
+    ))
 }
 
 fn run_check(args: CheckArgs) -> ExitCode {

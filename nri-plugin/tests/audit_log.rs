@@ -11,7 +11,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use nodeguard::audit::{
+use nodeguard::ops::audit::{
     AuditFile, AuditSink, AuditStats, BacklogLimit, ContainerRef, Outcome, Phase, PodRef, Record,
     Rotation, SCHEMA,
 };

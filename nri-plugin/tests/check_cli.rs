@@ -237,7 +237,7 @@ fn serve_refuses_an_inherited_socket_that_is_not_one() {
 
 #[test]
 fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() {
-    use nodeguard::report::{ContainerFindings, Outcome, ReportContext, build, write};
+    use nodeguard::compliance::report::{ContainerFindings, Outcome, ReportContext, build, write};
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("report.json");
     let findings = |ns: &str, id: &str, outcome: Outcome| ContainerFindings {

@@ -77,8 +77,8 @@ fn manifest_corpus() {
 /// huge limit could pass `resources.maxLimits`. Now exact, saturating at `u64::MAX`.
 #[test]
 fn cpu_shares_and_quota_overflow() {
-    use nodeguard::kubernetes::{quota_to_millicores, shares_to_millicores};
-    use nodeguard::oci::RuntimeSpec;
+    use nodeguard::views::kubernetes::{quota_to_millicores, shares_to_millicores};
+    use nodeguard::views::oci::RuntimeSpec;
     use policy_core::quantity::Millicores;
 
     assert_eq!(

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nodeguard::check::{Options, Report, check_paths};
+use nodeguard::cli::check::{Options, Report, check_paths};
 use policy_core::{Effect, Policy, PssLevel, Verdict};
 
 fn fixtures(level: &str, outcome: &str) -> Vec<PathBuf> {

@@ -7,9 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
-use nodeguard::transport::mux::{self, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
-use nodeguard::transport::status;
-use nodeguard::transport::ttrpc::{self, Message, MessageType, flags};
+use nodeguard::nri::transport::mux::{self, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
+use nodeguard::nri::transport::status;
+use nodeguard::nri::transport::ttrpc::{self, Message, MessageType, flags};
 use nodeguard_fuzz::nri::SPEC_ID;
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
 use prost::Message as _;

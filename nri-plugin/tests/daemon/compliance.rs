@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use nodeguard::compliance::report::{self, Outcome};
 use nodeguard::compliance::{ComplianceConfig, Trigger};
 use nodeguard::enforce::UndecidedAtStart;
-use nodeguard::report::{self, Outcome};
 use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState, plugin_service as method};
 
 use super::fake_runtime::RegisterReply;

@@ -2,7 +2,7 @@
 //! an error naming the container, its pod and the rule, with the audit record written before
 //! the reply leaves.
 
-use nodeguard::transport::status::{Code, RpcError};
+use nodeguard::nri::transport::status::{Code, RpcError};
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 use prost::Message as _;
 use serde_json::Value;
@@ -136,7 +136,7 @@ async fn every_violation_is_named_in_one_refusal() {
     let (daemon, runtime) = Daemon::connected().await;
     let mut c = container_without_limits("c1");
     c.annotations.insert(
-        nodeguard::nri_view::IMAGE_ANNOTATION.into(),
+        nodeguard::views::nri_view::IMAGE_ANNOTATION.into(),
         "docker.io/library/nginx:latest".into(),
     );
     let err = create(&daemon, &runtime, host_pid_pod(), c)

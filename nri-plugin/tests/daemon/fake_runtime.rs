@@ -17,10 +17,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use nodeguard::transport::Demux;
-use nodeguard::transport::mux::{ConnId, MuxDecoder, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
-use nodeguard::transport::status::{Code, RpcError, error_response, ok_response, response_result};
-use nodeguard::transport::ttrpc::{Message, MessageType, StreamIds, request_envelope};
+use nodeguard::nri::transport::Demux;
+use nodeguard::nri::transport::mux::{
+    ConnId, MuxDecoder, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN,
+};
+use nodeguard::nri::transport::status::{
+    Code, RpcError, error_response, ok_response, response_result,
+};
+use nodeguard::nri::transport::ttrpc::{Message, MessageType, StreamIds, request_envelope};
 use nodeguard_proto::nri::v1alpha1::{
     Empty, RegisterPluginRequest, plugin_service, runtime_service,
 };

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use nodeguard::audit::{AuditFile, Rotation};
 use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
-use nodeguard::metrics::{self, Metrics};
-use nodeguard::policy_files::PolicyPath;
-use nodeguard::reload::{ReloadOutcome, Reloader};
-use nodeguard::transport::status::Code;
+use nodeguard::nri::transport::status::Code;
+use nodeguard::ops::audit::{AuditFile, Rotation};
+use nodeguard::ops::metrics::{self, Metrics};
+use nodeguard::ops::policy_files::PolicyPath;
+use nodeguard::ops::reload::{ReloadOutcome, Reloader};
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 
 use super::fake_runtime::FakeRuntime;
@@ -42,7 +42,7 @@ async fn an_unwritable_audit_log_never_changes_a_verdict_and_loses_nothing() {
     let enforcer = Enforcer::new(
         handle,
         MemorySpecs::default(),
-        Arc::clone(&file) as Arc<dyn nodeguard::audit::AuditSink>,
+        Arc::clone(&file) as Arc<dyn nodeguard::ops::audit::AuditSink>,
         "node-1".into(),
         UndecidedAtStart::Deny,
     )

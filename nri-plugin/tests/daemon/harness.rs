@@ -7,16 +7,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use nodeguard::audit::Memory;
-use nodeguard::connection::Registration;
-use nodeguard::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
-use nodeguard::metrics::Metrics;
-use nodeguard::nri_view::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
-use nodeguard::oci::RuntimeSpec;
-use nodeguard::plugin::PluginService;
-use nodeguard::serve::{ConnectionState, Endpoint, ServeConfig};
-use nodeguard::transport::status::RpcError;
+use nodeguard::nri::connection::Registration;
+use nodeguard::nri::serve::{ConnectionState, Endpoint, ServeConfig};
+use nodeguard::nri::service::PluginService;
+use nodeguard::nri::transport::status::RpcError;
+use nodeguard::ops::audit::Memory;
+use nodeguard::ops::metrics::Metrics;
+use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
+use nodeguard::views::nri_view::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
+use nodeguard::views::oci::RuntimeSpec;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 use policy_core::Policy;
 use serde_json::{Value, json};
@@ -309,7 +309,7 @@ impl Daemon {
         let state = Arc::new(ConnectionState::default());
         let shutdown = CancellationToken::new();
         let enforcer = Arc::clone(&plugin.enforcer);
-        let task = tokio::spawn(nodeguard::serve::run(
+        let task = tokio::spawn(nodeguard::nri::serve::run(
             config,
             move || Arc::new(PluginService::new(Arc::clone(&enforcer))),
             Arc::clone(&state),

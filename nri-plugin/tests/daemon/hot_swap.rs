@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use nodeguard::transport::status::Code;
+use nodeguard::nri::transport::status::Code;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 
 use super::fake_runtime::FakeRuntime;

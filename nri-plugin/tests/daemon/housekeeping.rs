@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nodeguard::compliance::ComplianceConfig;
+use nodeguard::compliance::report;
 use nodeguard::enforce::UndecidedAtStart;
 use nodeguard::housekeeping::{DaemonReadiness, periodic};
-use nodeguard::http::Readiness;
-use nodeguard::policy_files::PolicyPath;
-use nodeguard::reload::{ReloadOutcome, Reloader};
-use nodeguard::report;
+use nodeguard::ops::http::Readiness;
+use nodeguard::ops::policy_files::PolicyPath;
+use nodeguard::ops::reload::{ReloadOutcome, Reloader};
 use tokio_util::sync::CancellationToken;
 
 use super::fake_runtime::RegisterReply;

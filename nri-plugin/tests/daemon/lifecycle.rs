@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nodeguard::connection::{self, ConnectionError, Ended};
-use nodeguard::serve::{ConnectionState, Endpoint, ServeConfig};
-use nodeguard::transport::demux::DemuxError;
-use nodeguard::transport::io::IoError;
-use nodeguard::transport::mux::{MuxError, RUNTIME_SERVICE_CONN, frame_header};
+use nodeguard::nri::connection::{self, ConnectionError, Ended};
+use nodeguard::nri::serve::{ConnectionState, Endpoint, ServeConfig};
+use nodeguard::nri::transport::demux::DemuxError;
+use nodeguard::nri::transport::io::IoError;
+use nodeguard::nri::transport::mux::{MuxError, RUNTIME_SERVICE_CONN, frame_header};
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 use tokio_util::sync::CancellationToken;
 
@@ -220,7 +220,7 @@ async fn shutdown_interrupts_the_reconnection_backoff() {
     let plugin = Plugin::new();
     let state = Arc::new(ConnectionState::default());
     let shutdown = CancellationToken::new();
-    let run = tokio::spawn(nodeguard::serve::run(
+    let run = tokio::spawn(nodeguard::nri::serve::run(
         config,
         move || plugin.service(),
         Arc::clone(&state),
@@ -282,7 +282,7 @@ async fn inherited_connection_ends_the_daemon_when_the_runtime_closes_it() {
     };
     let plugin = Plugin::new();
     let state = Arc::new(ConnectionState::default());
-    let run = tokio::spawn(nodeguard::serve::run(
+    let run = tokio::spawn(nodeguard::nri::serve::run(
         config,
         move || plugin.service(),
         Arc::clone(&state),

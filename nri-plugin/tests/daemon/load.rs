@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use nodeguard::transport::status::Code;
+use nodeguard::nri::transport::status::Code;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 
 use super::harness::{Daemon, container, container_with_image, pod};

@@ -1,7 +1,7 @@
 //! Which calls get Unimplemented: never a method of NRI's `Plugin` service (Unimplemented
 //! fails StopContainer and friends in containerd), always an unknown method or service.
 
-use nodeguard::transport::status::Code;
+use nodeguard::nri::transport::status::Code;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 use prost::Message as _;
 

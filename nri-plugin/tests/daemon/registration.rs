@@ -1,9 +1,9 @@
 //! Registration: RegisterPlugin first, on connection 2; the Configure reply; Configure served
 //! while the registration is still unanswered, as containerd sends it.
 
-use nodeguard::plugin::EVENTS;
-use nodeguard::transport::mux::{PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
-use nodeguard::transport::ttrpc::MessageType;
+use nodeguard::nri::service::EVENTS;
+use nodeguard::nri::transport::mux::{PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
+use nodeguard::nri::transport::ttrpc::MessageType;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method, runtime_service};
 
 use super::fake_runtime::RegisterReply;

@@ -8,7 +8,7 @@
 //! into the OCI spec for `Unconfined`, and its default filter for `RuntimeDefault`.
 
 use nodeguard::enforce::UndecidedAtStart;
-use nodeguard::transport::status::Code;
+use nodeguard::nri::transport::status::Code;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 use serde_json::{Value, json};
 

@@ -3,7 +3,7 @@
 //! `StartContainer` RPC (2.3+) alike; what happens when the spec cannot be read.
 
 use nodeguard::enforce::UndecidedAtStart;
-use nodeguard::transport::status::{Code, RpcError};
+use nodeguard::nri::transport::status::{Code, RpcError};
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
 use prost::Message as _;
 use serde_json::Value;

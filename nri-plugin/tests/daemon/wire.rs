@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use nodeguard::connection::{self, ConnectionError};
-use nodeguard::plugin::EVENTS;
-use nodeguard::transport::demux::DemuxError;
-use nodeguard::transport::io::IoError;
-use nodeguard::transport::mux::{
+use nodeguard::nri::connection::{self, ConnectionError};
+use nodeguard::nri::service::EVENTS;
+use nodeguard::nri::transport::demux::DemuxError;
+use nodeguard::nri::transport::io::IoError;
+use nodeguard::nri::transport::mux::{
     MuxError, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN, encode_frame, frame_header,
 };
-use nodeguard::transport::status::Code;
-use nodeguard::transport::ttrpc::{
+use nodeguard::nri::transport::status::Code;
+use nodeguard::nri::transport::ttrpc::{
     Header, MAX_MESSAGE_LEN, MAX_SEND_FRAME_LEN, Message, MessageType, request_envelope,
 };
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
@@ -131,7 +131,7 @@ async fn large_replies_are_cut_into_frames_go_can_read() {
     let mut c = container_without_limits("c1");
     c.name.clone_from(&name);
     c.annotations.insert(
-        nodeguard::nri_view::IMAGE_ANNOTATION.into(),
+        nodeguard::views::nri_view::IMAGE_ANNOTATION.into(),
         format!("docker.io/library/{}:latest", "x".repeat(5000)),
     );
     let err = runtime

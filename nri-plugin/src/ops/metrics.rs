@@ -1,5 +1,5 @@
 //! Prometheus metrics: what nodeguard decided, how fast, and the health of its connection,
-//! policy and audit log. Served in the OpenMetrics text format by [`crate::http`].
+//! policy and audit log. Served in the OpenMetrics text format by [`crate::ops::http`].
 //!
 //! Counters and histograms are updated where things happen; values that already live
 //! elsewhere (the connection state, the audit log's counters) are read at scrape time by a
@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
-use crate::audit::{Outcome, Phase};
+use crate::ops::audit::{Outcome, Phase};
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -380,7 +380,7 @@ impl Metrics {
     }
 }
 
-impl Source for crate::serve::ConnectionState {
+impl Source for crate::nri::serve::ConnectionState {
     fn samples(&self, out: &mut Vec<Sample>) {
         out.push(Sample {
             name: "nri_connected",
@@ -395,7 +395,7 @@ impl Source for crate::serve::ConnectionState {
     }
 }
 
-impl Source for crate::audit::AuditFile {
+impl Source for crate::ops::audit::AuditFile {
     fn samples(&self, out: &mut Vec<Sample>) {
         let s = self.stats();
         let gauge = |v: u64| SampleValue::Gauge(i64::try_from(v).unwrap_or(i64::MAX));

@@ -2,8 +2,10 @@
 //! `Synchronize` hands over what exists, including what started while nodeguard was away),
 //! periodically, and after every policy reload. Each container is judged on its full OCI spec
 //! from containerd; every decision goes to the audit log (phase `sync`); the results go to the
-//! PolicyReport file ([`crate::report`]); and, for rules that say `remediate: stop`, containers
-//! found breaking them at registration are stopped through containerd's tasks API.
+//! PolicyReport file ([`report`]); and, for rules that say `remediate: stop`, containers found
+//! breaking them at registration are stopped through containerd's tasks API.
+
+pub mod report;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -14,10 +16,10 @@ use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState};
 use policy_core::{Effect, Remediation, applicable_checks};
 use tracing::{error, info, warn};
 
-use crate::audit::{self, Phase};
-use crate::containerd::ContainerdApi;
 use crate::enforce::{Enforcer, NODE_INVISIBLE};
-use crate::report::{self, ContainerFindings, Outcome, ReportContext};
+use crate::ops::audit::{self, Phase};
+use crate::runtime::containerd::ContainerdApi;
+use report::{ContainerFindings, Outcome, ReportContext};
 
 /// SIGTERM.
 const SIGTERM: i32 = 15;

@@ -7,9 +7,9 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use nodeguard::transport::demux::Demux;
-//! use nodeguard::transport::mux::RUNTIME_SERVICE_CONN;
-//! use nodeguard::transport::ttrpc::{Message, MessageType};
+//! use nodeguard::nri::transport::demux::Demux;
+//! use nodeguard::nri::transport::mux::RUNTIME_SERVICE_CONN;
+//! use nodeguard::nri::transport::ttrpc::{Message, MessageType};
 //!
 //! let reply = Message::new(1, MessageType::Response, 0, vec![0u8; 6000]);
 //! let mut wire = BytesMut::new();
@@ -123,8 +123,8 @@ impl Demux {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::mux::{encode_frame, frame_header};
-    use crate::transport::ttrpc::{HEADER_LEN, Header, MessageType};
+    use crate::nri::transport::mux::{encode_frame, frame_header};
+    use crate::nri::transport::ttrpc::{HEADER_LEN, Header, MessageType};
     use bytes::BytesMut;
     use proptest::prelude::*;
 

@@ -11,8 +11,8 @@ use policy_core::view::{
     Resources, Seccomp, Security,
 };
 
-use crate::kubernetes;
-use crate::oci::{RuntimeSpec, volumes_of};
+use crate::views::kubernetes;
+use crate::views::oci::{RuntimeSpec, volumes_of};
 
 /// containerd's annotation naming the image a CRI container runs.
 pub const IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::metrics::{self, Metrics};
+use crate::ops::metrics::{self, Metrics};
 
 /// Whether the daemon can do its job right now.
 pub trait Readiness: Send + Sync + 'static {

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::enforce::PolicyHandle;
-use crate::metrics::Metrics;
-use crate::policy_files::{LoadError, PolicyPath, Sources};
+use crate::ops::metrics::Metrics;
+use crate::ops::policy_files::{LoadError, PolicyPath, Sources};
 
 /// What one reload check found.
 #[derive(Debug, Clone, PartialEq, Eq)]

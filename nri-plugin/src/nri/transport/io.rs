@@ -3,10 +3,10 @@
 //! All parsing happens in the sans-I/O [`Demux`]; this module only moves bytes.
 //!
 //! ```
-//! # async fn demo() -> Result<(), nodeguard::transport::io::IoError> {
-//! use nodeguard::transport::io::{MessageReader, write_message};
-//! use nodeguard::transport::mux::PLUGIN_SERVICE_CONN;
-//! use nodeguard::transport::ttrpc::{Message, MessageType};
+//! # async fn demo() -> Result<(), nodeguard::nri::transport::io::IoError> {
+//! use nodeguard::nri::transport::io::{MessageReader, write_message};
+//! use nodeguard::nri::transport::mux::PLUGIN_SERVICE_CONN;
+//! use nodeguard::nri::transport::ttrpc::{Message, MessageType};
 //!
 //! let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
 //! let message = Message::new(1, MessageType::Request, 0, vec![1u8; 10_000]);
@@ -113,8 +113,8 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::mux::{PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN, frame_header};
-    use crate::transport::ttrpc::{MAX_MESSAGE_LEN, MessageType};
+    use crate::nri::transport::mux::{PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN, frame_header};
+    use crate::nri::transport::ttrpc::{MAX_MESSAGE_LEN, MessageType};
 
     #[tokio::test]
     async fn messages_cross_a_small_pipe() {

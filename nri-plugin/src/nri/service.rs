@@ -8,9 +8,9 @@ use prost::Message as _;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::compliance::Trigger;
-use crate::containerd::ContainerdApi;
 use crate::enforce::{Enforcer, Refusal};
-use crate::transport::status::{Code, RpcError};
+use crate::nri::transport::status::{Code, RpcError};
+use crate::runtime::containerd::ContainerdApi;
 
 /// The events nodeguard subscribes to: the three it judges, and the three that keep its
 /// inventory of running containers (for compliance audits) current. Every bit is below 0x800,

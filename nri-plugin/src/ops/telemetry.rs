@@ -1,7 +1,7 @@
 //! Logging: one place that sets up `tracing` as text or JSON, level from `RUST_LOG`.
 //!
 //! This is the daemon's diagnostic log; decisions go to the separate audit log
-//! ([`crate::audit`]), whose format is stable.
+//! ([`crate::ops::audit`]), whose format is stable.
 
 /// Log output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,7 +6,7 @@
 //! turns a reply back into the payload or the error.
 //!
 //! ```
-//! use nodeguard::transport::status::{Code, RpcError, error_response, response_result};
+//! use nodeguard::nri::transport::status::{Code, RpcError, error_response, response_result};
 //!
 //! let reply = error_response(&RpcError::new(Code::UNIMPLEMENTED, "method Foo"));
 //! let err = response_result(reply).unwrap_err();

@@ -262,7 +262,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(60);
 ///   rather than records going to a file nobody can see.
 ///
 /// ```no_run
-/// use nodeguard::audit::{AuditFile, Rotation};
+/// use nodeguard::ops::audit::{AuditFile, Rotation};
 ///
 /// let log = AuditFile::open("/var/log/nodeguard/audit.jsonl".as_ref(), Rotation::default())?;
 /// // Hand it to the enforcer as an `Arc<dyn AuditSink>`; then, periodically:

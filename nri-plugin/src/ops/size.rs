@@ -18,7 +18,7 @@ pub enum SizeError {
 /// `KB`, `MB`, `GB`, `TB` are powers of 1000, `KiB`, `MiB`, `GiB`, `TiB` powers of 1024).
 ///
 /// ```
-/// assert_eq!(nodeguard::size::parse_size("100MiB"), Ok(100 * 1024 * 1024));
+/// assert_eq!(nodeguard::ops::size::parse_size("100MiB"), Ok(100 * 1024 * 1024));
 /// ```
 ///
 /// # Errors
@@ -54,8 +54,8 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
 /// A size as a person reads it: `4 MiB`, `512 KiB`, `100 MB`, or bytes when no unit divides it.
 ///
 /// ```
-/// assert_eq!(nodeguard::size::format_size(4 << 20), "4 MiB");
-/// assert_eq!(nodeguard::size::format_size(1500), "1500 bytes");
+/// assert_eq!(nodeguard::ops::size::format_size(4 << 20), "4 MiB");
+/// assert_eq!(nodeguard::ops::size::format_size(1500), "1500 bytes");
 /// ```
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 8] = [

@@ -2,7 +2,7 @@
 //! containerd.
 //!
 //! This is the daemon's policy-facing core. It knows NRI's messages but no sockets: the
-//! plugin service ([`crate::plugin`]) calls it, and tests call it directly.
+//! plugin service ([`crate::nri::service`]) calls it, and tests call it directly.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,11 +15,11 @@ use policy_core::view::ContainerView;
 use policy_core::{Decision, Effect, Policy, evaluate};
 use tracing::{info, warn};
 
-use crate::audit::{AuditSink, ContainerRef, Outcome, Phase, PodRef, Record};
 use crate::compliance::{ComplianceConfig, Inventory};
-use crate::containerd::ContainerdApi;
-use crate::metrics::Metrics;
-use crate::nri_view;
+use crate::ops::audit::{AuditSink, ContainerRef, Outcome, Phase, PodRef, Record};
+use crate::ops::metrics::Metrics;
+use crate::runtime::containerd::ContainerdApi;
+use crate::views::nri_view;
 
 /// Fields no node ever sees (they live only in the pod spec): rules that need them stay
 /// undecided on the node, are recorded as such, and never refuse a container.
@@ -191,7 +191,7 @@ impl<S: ContainerdApi> Enforcer<S> {
     ) {
         self.metrics.decision(phase, outcome, decision);
         self.audit.record(&Record {
-            schema: crate::audit::SCHEMA,
+            schema: crate::ops::audit::SCHEMA,
             time: Record::now(),
             node: &self.node,
             phase,

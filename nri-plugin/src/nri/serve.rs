@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::connection::{self, Ended, Registration};
-use crate::containerd::ContainerdApi;
-use crate::plugin::PluginService;
+use crate::nri::connection::{self, Ended, Registration};
+use crate::nri::service::PluginService;
+use crate::runtime::containerd::ContainerdApi;
 
 /// Where the runtime's NRI endpoint is.
 #[derive(Debug)]

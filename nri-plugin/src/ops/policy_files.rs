@@ -24,7 +24,7 @@ pub enum LoadError {
     /// The policy files are larger than the bound.
     #[error(
         "{path}: larger than {}, the most the policy files may hold together (--max-policy-size)",
-        crate::size::format_size(*limit)
+        crate::ops::size::format_size(*limit)
     )]
     TooLarge {
         /// The file whose reading crossed the bound.

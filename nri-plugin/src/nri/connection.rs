@@ -1,6 +1,6 @@
 //! One NRI connection: register with the runtime, then serve its calls until it goes away.
 //!
-//! The socket carries two logical connections (see [`crate::transport`]): containerd calls
+//! The socket carries two logical connections (see [`crate::nri::transport`]): containerd calls
 //! our `Plugin` service on connection 1, and we call its `Runtime` service (only
 //! `RegisterPlugin`) on connection 2. A reader task demultiplexes, each call is served on its
 //! own task, and a single writer task owns the write half so replies never interleave.
@@ -15,13 +15,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::containerd::ContainerdApi;
-use crate::plugin::PluginService;
-use crate::transport::demux::DemuxError;
-use crate::transport::io::{IoError, MessageReader, write_message};
-use crate::transport::mux::{ConnId, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
-use crate::transport::status::{Code, RpcError, error_response, ok_response, response_result};
-use crate::transport::ttrpc::{Message, MessageType, StreamIds, TtrpcError, request_envelope};
+use crate::nri::service::PluginService;
+use crate::nri::transport::demux::DemuxError;
+use crate::nri::transport::io::{IoError, MessageReader, write_message};
+use crate::nri::transport::mux::{ConnId, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
+use crate::nri::transport::status::{Code, RpcError, error_response, ok_response, response_result};
+use crate::nri::transport::ttrpc::{Message, MessageType, StreamIds, TtrpcError, request_envelope};
+use crate::runtime::containerd::ContainerdApi;
 
 /// How nodeguard introduces itself to the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]

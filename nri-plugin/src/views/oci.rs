@@ -15,7 +15,7 @@ use policy_core::view::{
 };
 use serde::Deserialize;
 
-use crate::kubernetes;
+use crate::views::kubernetes;
 
 /// The subset of an OCI runtime spec that nodeguard reads.
 #[derive(Debug, Default, Deserialize)]

@@ -12,8 +12,8 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use nodeguard::transport::mux::{MuxDecoder, PLUGIN_SERVICE_CONN};
-//! use nodeguard::transport::ttrpc::{Message, MessageType, Reassembler};
+//! use nodeguard::nri::transport::mux::{MuxDecoder, PLUGIN_SERVICE_CONN};
+//! use nodeguard::nri::transport::ttrpc::{Message, MessageType, Reassembler};
 //!
 //! let message = Message::new(1, MessageType::Request, 0, vec![7u8; 10_000]);
 //! let mut wire = BytesMut::new();
@@ -460,7 +460,7 @@ impl StreamIds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::mux::{MuxDecoder, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
+    use crate::nri::transport::mux::{MuxDecoder, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
     use proptest::prelude::*;
     use std::collections::VecDeque;
 

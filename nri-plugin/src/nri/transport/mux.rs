@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use nodeguard::transport::mux::{encode_frame, MuxDecoder, PLUGIN_SERVICE_CONN};
+//! use nodeguard::nri::transport::mux::{encode_frame, MuxDecoder, PLUGIN_SERVICE_CONN};
 //!
 //! let mut wire = BytesMut::new();
 //! encode_frame(PLUGIN_SERVICE_CONN, b"hello", &mut wire).unwrap();

@@ -13,8 +13,8 @@ use policy_core::{Decision, Policy, Verdict, evaluate};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::manifest::{self, PodManifest};
-use crate::oci::RuntimeSpec;
+use crate::views::manifest::{self, PodManifest};
+use crate::views::oci::RuntimeSpec;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,0 +1,15 @@
+//! Operations: what makes nodeguard run well on a node, independent of NRI and containerd.
+//!
+//! - [`audit`]: the audit log of decisions;
+//! - [`metrics`] and [`http`]: Prometheus metrics, health and readiness endpoints;
+//! - [`policy_files`] and [`reload`]: the policy from disk, and its hot reload;
+//! - [`telemetry`]: the diagnostic log;
+//! - [`size`]: sizes as flags and messages write them.
+
+pub mod audit;
+pub mod http;
+pub mod metrics;
+pub mod policy_files;
+pub mod reload;
+pub mod size;
+pub mod telemetry;
