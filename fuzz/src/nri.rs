@@ -9,10 +9,12 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
+use nodeguard::compliance::{Auditor, ComplianceConfig};
+use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::service::{EVENTS, PluginService};
 use nodeguard::nri::transport::status::{self, Code, RpcError};
 use nodeguard::ops::audit::Discard;
+use nodeguard::ops::reload::PolicyHandle;
 use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::views::oci::RuntimeSpec;
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
@@ -173,7 +175,8 @@ impl Harness {
             "fuzz-node".to_string(),
             UndecidedAtStart::Deny,
         );
-        let service = PluginService::new(Arc::new(enforcer));
+        let auditor = Auditor::new(Arc::new(enforcer), ComplianceConfig::default());
+        let service = PluginService::new(Arc::new(auditor));
         self.runtime.block_on(async {
             for name in method::METHODS {
                 let result = service.call(method::NAME, name, payload).await;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use fake_runtime::{FakeRuntime, RegisterReply};
+use nodeguard::compliance::{Auditor, ComplianceConfig};
 use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::connection::{self, Registration};
 use nodeguard::nri::service::PluginService;
@@ -131,7 +132,8 @@ async fn main() {
         UndecidedAtStart::Deny,
     ));
     let (ours, theirs) = tokio::net::UnixStream::pair().expect("socket pair");
-    let service = Arc::new(PluginService::new(enforcer));
+    let auditor = Arc::new(Auditor::new(enforcer, ComplianceConfig::default()));
+    let service = Arc::new(PluginService::new(auditor));
     tokio::spawn(async move {
         let registration = Registration {
             name: "nodeguard".into(),

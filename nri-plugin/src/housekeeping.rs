@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::compliance::Trigger;
-use crate::enforce::Enforcer;
+use crate::compliance::{Auditor, Trigger};
 use crate::nri::serve::ConnectionState;
 use crate::ops::audit::AuditFile;
 use crate::ops::http::Readiness;
@@ -22,7 +21,7 @@ pub const TICK: Duration = Duration::from_secs(5);
 /// the disk and updates the state file; every `interval` (0: never), a compliance audit, while
 /// registered (the inventory is current only then).
 pub async fn periodic<S: ContainerdApi + 'static>(
-    enforcer: Arc<Enforcer<S>>,
+    auditor: Arc<Auditor<S>>,
     state: Arc<ConnectionState>,
     audit_file: Option<Arc<AuditFile>>,
     tick: Duration,
@@ -39,12 +38,12 @@ pub async fn periodic<S: ContainerdApi + 'static>(
             let file = Arc::clone(file);
             let _ = tokio::task::spawn_blocking(move || file.retry()).await;
         }
-        enforcer.persist_state().await;
+        auditor.persist_state().await;
         since_audit += tick;
         if !interval.is_zero() && since_audit >= interval {
             since_audit = Duration::ZERO;
             if state.is_registered() {
-                enforcer.compliance_audit(Trigger::Periodic).await;
+                auditor.compliance_audit(Trigger::Periodic).await;
             }
         }
     }

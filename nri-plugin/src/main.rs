@@ -10,14 +10,15 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use nodeguard::cli::check::{self, Format};
-use nodeguard::compliance::{ComplianceConfig, Trigger};
-use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
+use nodeguard::compliance::{Auditor, ComplianceConfig, Trigger};
+use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::connection::Registration;
 use nodeguard::nri::serve::{ConnectionState, Endpoint, ServeConfig};
 use nodeguard::nri::service::PluginService;
 use nodeguard::ops::audit::{AuditFile, AuditSink, Discard, Rotation};
 use nodeguard::ops::metrics::{self, Metrics};
 use nodeguard::ops::policy_files::{self, PolicyPath};
+use nodeguard::ops::reload::PolicyHandle;
 use nodeguard::ops::reload::{self, Reloader};
 use nodeguard::ops::telemetry::{self, LogFormat};
 use nodeguard::runtime::containerd::Containerd;
@@ -359,14 +360,17 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let enforcer = Arc::new(
             Enforcer::new(policy, containerd, audit, node, args.undecided_at_start)
                 .with_metrics(Arc::clone(&metrics))
-                .with_generation(reloader.generation_handle())
-                .with_compliance(ComplianceConfig {
-                    report_path: report_file,
-                    remediation_grace: args.remediation_grace,
-                    own_pod,
-                    state_path: state_file,
-                }),
+                .with_generation(reloader.generation_handle()),
         );
+        let auditor = Arc::new(Auditor::new(
+            enforcer,
+            ComplianceConfig {
+                report_path: report_file,
+                remediation_grace: args.remediation_grace,
+                own_pod,
+                state_path: state_file,
+            },
+        ));
         let shutdown = CancellationToken::new();
         let reload_now = Arc::new(tokio::sync::Notify::new());
         spawn_signal_handlers(shutdown.clone(), Arc::clone(&reload_now))?;
@@ -389,7 +393,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ));
         }
         {
-            let enforcer = Arc::clone(&enforcer);
+            let auditor = Arc::clone(&auditor);
             let state = Arc::clone(&state);
             tokio::spawn(reload::watch(
                 Arc::clone(&reloader),
@@ -398,16 +402,16 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 shutdown.clone(),
                 move |_| {
                     if state.is_registered() {
-                        let enforcer = Arc::clone(&enforcer);
+                        let auditor = Arc::clone(&auditor);
                         tokio::spawn(async move {
-                            enforcer.compliance_audit(Trigger::PolicyReload).await;
+                            auditor.compliance_audit(Trigger::PolicyReload).await;
                         });
                     }
                 },
             ));
         }
         tokio::spawn(nodeguard::housekeeping::periodic(
-            Arc::clone(&enforcer),
+            Arc::clone(&auditor),
             Arc::clone(&state),
             audit_file.clone(),
             nodeguard::housekeeping::TICK,
@@ -426,12 +430,12 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         nodeguard::nri::serve::run(
             config,
-            || Arc::new(PluginService::new(Arc::clone(&enforcer))),
+            || Arc::new(PluginService::new(Arc::clone(&auditor))),
             state,
             shutdown,
         )
         .await;
-        enforcer.persist_state().await;
+        auditor.persist_state().await;
         if let Some(file) = &audit_file
             && let Err(e) = file.sync()
         {

@@ -5,20 +5,22 @@
 //! PolicyReport file ([`report`]); and, for rules that say `remediate: stop`, containers found
 //! breaking them at registration are stopped through containerd's tasks API.
 
+mod inventory;
 pub mod report;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState};
+use nodeguard_proto::nri::v1alpha1 as nri;
 use policy_core::{Effect, Remediation, applicable_checks};
-use tracing::{error, info, warn};
+use tracing::{Instrument as _, error, info, info_span, warn};
 
-use crate::enforce::{Enforcer, NODE_INVISIBLE};
+use crate::enforce::{Enforcement, Enforcer, NODE_INVISIBLE, Refusal};
 use crate::ops::audit::{self, Phase};
 use crate::runtime::containerd::ContainerdApi;
+pub use inventory::{Inventory, read_state, write_state};
 use report::{ContainerFindings, Outcome, ReportContext};
 
 /// SIGTERM.
@@ -78,167 +80,6 @@ impl Trigger {
     }
 }
 
-#[derive(Debug, Default)]
-struct Known {
-    pods: HashMap<String, nri::PodSandbox>,
-    containers: HashMap<String, nri::Container>,
-    /// Bumped at every change, so a writer knows whether the state file is behind.
-    changes: u64,
-    /// Whether a `Synchronize` has filled it since the process started.
-    synchronized: bool,
-}
-
-/// The containers running on the node, as NRI told nodeguard: replaced at every
-/// `Synchronize`, added to when a container starts, removed from when it stops or goes away.
-#[derive(Debug, Default)]
-pub struct Inventory {
-    known: Mutex<Known>,
-}
-
-impl Inventory {
-    fn lock(&self) -> MutexGuard<'_, Known> {
-        self.known.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Replaces everything with what `Synchronize` delivered, stopped containers left out.
-    /// Returns the ids known to run before, when this process has synchronized before (after
-    /// a reconnection); `None` at the first registration.
-    pub fn replace(
-        &self,
-        pods: &[nri::PodSandbox],
-        containers: &[nri::Container],
-    ) -> Option<HashSet<String>> {
-        let mut known = self.lock();
-        let before = known
-            .synchronized
-            .then(|| known.containers.keys().cloned().collect());
-        known.synchronized = true;
-        known.changes += 1;
-        known.pods = pods.iter().map(|p| (p.id.clone(), p.clone())).collect();
-        known.containers = containers
-            .iter()
-            .filter(|c| c.state != ContainerState::ContainerStopped as i32)
-            .map(|c| (c.id.clone(), c.clone()))
-            .collect();
-        before
-    }
-
-    /// A container started.
-    pub fn started(&self, pod: &nri::PodSandbox, container: &nri::Container) {
-        let mut known = self.lock();
-        known.changes += 1;
-        known.pods.insert(pod.id.clone(), pod.clone());
-        known
-            .containers
-            .insert(container.id.clone(), container.clone());
-    }
-
-    /// A container stopped or was removed.
-    pub fn stopped(&self, container_id: &str) {
-        let mut known = self.lock();
-        if known.containers.remove(container_id).is_some() {
-            known.changes += 1;
-        }
-    }
-
-    /// A pod was removed, with its containers.
-    pub fn pod_removed(&self, pod_id: &str) {
-        let mut known = self.lock();
-        known.changes += 1;
-        known.pods.remove(pod_id);
-        known.containers.retain(|_, c| c.pod_sandbox_id != pod_id);
-    }
-
-    /// Every running container with its pod, sorted by container id.
-    pub fn snapshot(&self) -> Vec<(nri::PodSandbox, nri::Container)> {
-        let known = self.lock();
-        let mut all: Vec<_> = known
-            .containers
-            .values()
-            .filter_map(|c| {
-                known
-                    .pods
-                    .get(&c.pod_sandbox_id)
-                    .map(|p| (p.clone(), c.clone()))
-            })
-            .collect();
-        all.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-        all
-    }
-
-    /// How many running containers are known.
-    pub fn len(&self) -> usize {
-        self.lock().containers.len()
-    }
-
-    /// Whether no running container is known.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The ids of the running containers, sorted, and the change count they are from; `None`
-    /// until a `Synchronize` has filled the inventory (before, it knows nothing, and must not
-    /// overwrite what a previous nodeguard left).
-    pub fn ids(&self) -> Option<(Vec<String>, u64)> {
-        let known = self.lock();
-        if !known.synchronized {
-            return None;
-        }
-        let mut ids: Vec<String> = known.containers.keys().cloned().collect();
-        ids.sort();
-        Some((ids, known.changes))
-    }
-}
-
-/// The state file: the ids of the containers nodeguard knows to run, so that a restarted
-/// nodeguard can tell which ones started while it was away.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct StateFile {
-    /// `nodeguard.io/state/v1`.
-    schema: String,
-    /// Running container ids.
-    containers: Vec<String>,
-}
-
-const STATE_SCHEMA: &str = "nodeguard.io/state/v1";
-
-/// Reads the container ids of a state file; `None` when there is none (a first start) or it
-/// cannot be read (logged).
-pub fn read_state(path: &std::path::Path) -> Option<HashSet<String>> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            warn!(path = %path.display(), error = %e, "cannot read the state file");
-            return None;
-        }
-    };
-    match serde_json::from_slice::<StateFile>(&bytes) {
-        Ok(state) if state.schema == STATE_SCHEMA => Some(state.containers.into_iter().collect()),
-        Ok(state) => {
-            warn!(path = %path.display(), schema = %state.schema, "unknown state file schema; ignored");
-            None
-        }
-        Err(e) => {
-            warn!(path = %path.display(), error = %e, "unreadable state file; ignored");
-            None
-        }
-    }
-}
-
-/// Writes `ids` to the state file atomically.
-///
-/// # Errors
-/// When the file cannot be written.
-pub fn write_state(path: &std::path::Path, ids: Vec<String>) -> std::io::Result<()> {
-    let state = StateFile {
-        schema: STATE_SCHEMA.to_string(),
-        containers: ids,
-    };
-    let json = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
-    report::write_atomically(path, &json)
-}
-
 /// What a compliance audit found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditSummary {
@@ -259,29 +100,67 @@ pub struct AuditSummary {
     pub stopping: Vec<String>,
 }
 
-impl<S: ContainerdApi + 'static> Enforcer<S> {
+/// Keeps track of what runs and audits it: the enforcer's judgement applied to the inventory,
+/// with the report, the state file and remediation. It is what the NRI service talks to
+/// ([`Enforcement`]): requests to judge go to the enforcer, news of what runs to the inventory.
+pub struct Auditor<S> {
+    enforcer: Arc<Enforcer<S>>,
+    /// The containers running on the node, as NRI told.
+    inventory: Inventory,
+    config: ComplianceConfig,
+    /// Held while a compliance audit runs: audits never overlap.
+    auditing: tokio::sync::Mutex<()>,
+    /// The inventory change count last written to the state file.
+    state_written: tokio::sync::Mutex<Option<u64>>,
+}
+
+impl<S: ContainerdApi + 'static> Auditor<S> {
+    /// An auditor of what `enforcer` judges, reporting and remediating as `config` says.
+    pub fn new(enforcer: Arc<Enforcer<S>>, config: ComplianceConfig) -> Self {
+        Auditor {
+            enforcer,
+            inventory: Inventory::default(),
+            config,
+            auditing: tokio::sync::Mutex::new(()),
+            state_written: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The enforcer whose judgement audits apply.
+    pub fn enforcer(&self) -> &Arc<Enforcer<S>> {
+        &self.enforcer
+    }
+
+    /// The running containers nodeguard knows of.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
     /// Audits every running container nodeguard knows of against the policy in force. Audits
     /// never overlap: a second one waits for the first.
     pub async fn compliance_audit(self: &Arc<Self>, trigger: Trigger) -> AuditSummary {
         let _running = self.auditing.lock().await;
+        let enforcer = &self.enforcer;
         let containers = self.inventory.snapshot();
         let known = match &trigger {
             Trigger::Registration { known } => known.as_ref(),
             _ => None,
         };
-        let generation = self.policy_generation();
+        let generation = enforcer.policy_generation();
         let mut summary = AuditSummary {
             containers: containers.len(),
             ..AuditSummary::default()
         };
         let mut all = Vec::with_capacity(containers.len());
         for (pod, container) in &containers {
-            let (view, failure) = self.full_view(pod, container).await;
+            let (view, failure) = enforcer.full_view(pod, container).await;
             // One snapshot of the policy for the decision and the list of checks applied.
-            let policy = self.policy.load_full();
+            let policy = enforcer.policy().load_full();
             let started = std::time::Instant::now();
             let decision = policy_core::evaluate(&policy, &view);
-            self.metrics.evaluation(Phase::Sync, started.elapsed());
+            enforcer
+                .metrics()
+                .evaluation(Phase::Sync, started.elapsed());
             let mut results = Vec::new();
             for check in applicable_checks(&policy, &view) {
                 let violations: Vec<_> = decision
@@ -337,7 +216,7 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
                 }
             }
             let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));
-            self.write_record(
+            enforcer.write_record(
                 Phase::Sync,
                 audit::Outcome::of(&decision, false),
                 &view,
@@ -396,13 +275,14 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
                 Outcome::Error | Outcome::Skip => summary.skip += 1,
             }
         }
-        self.metrics
+        enforcer
+            .metrics()
             .compliance(summary.pass, summary.fail, summary.warn, summary.skip);
         self.persist_state().await;
-        if let Some(path) = &self.compliance.report_path {
+        if let Some(path) = &self.config.report_path {
             let file = report::build(
                 &ReportContext {
-                    node: &self.node,
+                    node: enforcer.node(),
                     generated: SystemTime::now(),
                     trigger: trigger.as_str(),
                     policy_generation: generation,
@@ -412,9 +292,9 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
             let path = path.clone();
             let written = tokio::task::spawn_blocking(move || report::write(&path, &file)).await;
             if !matches!(written, Ok(Ok(()))) {
-                self.metrics.report_write_failure();
+                enforcer.metrics().report_write_failure();
                 error!(
-                    path = %self.compliance.report_path.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(),
+                    path = %self.config.report_path.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(),
                     error = ?written,
                     "cannot write the compliance report"
                 );
@@ -434,23 +314,23 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
         summary
     }
 
-    /// What nodeguard knew to run before a registration: the inventory before it is replaced
-    /// (after a reconnection), else the state file a previous nodeguard left. Then replaces
-    /// the inventory with what `Synchronize` delivered.
-    pub fn synchronized(
+    /// Replaces the inventory with what `Synchronize` delivered; returns what nodeguard knew
+    /// to run before: the inventory before it is replaced (after a reconnection), else the
+    /// state file a previous nodeguard left.
+    pub fn take_inventory(
         &self,
         pods: &[nri::PodSandbox],
         containers: &[nri::Container],
     ) -> Option<HashSet<String>> {
         let before = self.inventory.replace(pods, containers);
-        before.or_else(|| self.compliance.state_path.as_deref().and_then(read_state))
+        before.or_else(|| self.config.state_path.as_deref().and_then(read_state))
     }
 
     /// Writes the running containers' ids to the state file when they changed since the last
     /// write, once a `Synchronize` has filled the inventory. Called after every audit,
     /// periodically and at shutdown; failures are logged and retried.
     pub async fn persist_state(&self) {
-        let Some(path) = self.compliance.state_path.clone() else {
+        let Some(path) = self.config.state_path.clone() else {
             return;
         };
         let Some((ids, changes)) = self.inventory.ids() else {
@@ -468,7 +348,7 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
     }
 
     fn is_own_pod(&self, pod: &nri::PodSandbox) -> bool {
-        self.compliance
+        self.config
             .own_pod
             .as_ref()
             .is_some_and(|(ns, name)| *ns == pod.namespace && *name == pod.name)
@@ -491,14 +371,15 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
         tokio::spawn(async move {
             warn!(rules = rules.join(","), "remediation: stopping {what}");
             let rule = rules.first().copied().unwrap_or("");
-            match this.specs.kill(&id, SIGTERM).await {
+            let enforcer = &this.enforcer;
+            match enforcer.specs().kill(&id, SIGTERM).await {
                 Ok(true) => {
-                    tokio::time::sleep(this.compliance.remediation_grace).await;
-                    match this.specs.kill(&id, SIGKILL).await {
+                    tokio::time::sleep(this.config.remediation_grace).await;
+                    match enforcer.specs().kill(&id, SIGKILL).await {
                         Ok(_) => {
                             info!("remediation: stopped {what}");
-                            this.metrics.remediation(rule, true);
-                            this.write_record(
+                            enforcer.metrics().remediation(rule, true);
+                            enforcer.write_record(
                                 Phase::Sync,
                                 audit::Outcome::Stopped,
                                 &view,
@@ -509,7 +390,7 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
                         }
                         Err(e) => {
                             error!(error = %e, "remediation: cannot kill {what}");
-                            this.metrics.remediation(rule, false);
+                            enforcer.metrics().remediation(rule, false);
                         }
                     }
                 }
@@ -518,10 +399,60 @@ impl<S: ContainerdApi + 'static> Enforcer<S> {
                 }
                 Err(e) => {
                     error!(error = %e, "remediation: cannot stop {what}");
-                    this.metrics.remediation(rule, false);
+                    enforcer.metrics().remediation(rule, false);
                 }
             }
             this.inventory.stopped(&id);
         });
+    }
+}
+
+impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
+    fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal> {
+        self.enforcer.create(pod, container)
+    }
+
+    async fn start(
+        &self,
+        pod: &nri::PodSandbox,
+        container: &nri::Container,
+    ) -> Result<(), Refusal> {
+        self.enforcer.start(pod, container).await?;
+        self.inventory.started(pod, container);
+        Ok(())
+    }
+
+    fn update(
+        &self,
+        pod: &nri::PodSandbox,
+        container: &nri::Container,
+        resources: Option<&nri::LinuxResources>,
+    ) -> Result<(), Refusal> {
+        self.enforcer.update(pod, container, resources)
+    }
+
+    fn synchronized(self: &Arc<Self>, pods: &[nri::PodSandbox], containers: &[nri::Container]) {
+        let known = self.take_inventory(pods, containers);
+        // Audit what already runs after replying: reading specs takes longer than the
+        // runtime's request timeout allows.
+        let this = Arc::clone(self);
+        tokio::spawn(
+            async move {
+                this.compliance_audit(Trigger::Registration { known }).await;
+            }
+            .instrument(info_span!("compliance-audit")),
+        );
+    }
+
+    fn stopped(&self, container_id: &str) {
+        self.inventory.stopped(container_id);
+    }
+
+    fn pod_removed(&self, pod_id: &str) {
+        self.inventory.pod_removed(pod_id);
+    }
+
+    fn malformed_request(&self, method: &str) {
+        self.enforcer.metrics().malformed_request(method);
     }
 }

@@ -1,23 +1,25 @@
 //! Enforcement: judging containers at create, start, update and sync, and what to tell
 //! containerd.
 //!
-//! This is the daemon's policy-facing core. It knows NRI's messages but no sockets: the
-//! plugin service ([`crate::nri::service`]) calls it, and tests call it directly.
+//! This is the daemon's policy-facing core. It knows NRI's messages but no sockets. The NRI
+//! service is written against [`Enforcement`], what the runtime's requests ask of nodeguard;
+//! the compliance layer implements it around an [`Enforcer`], adding what runs to its
+//! inventory.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use nodeguard_proto::nri::v1alpha1 as nri;
 use policy_core::view::ContainerView;
-use policy_core::{Decision, Effect, Policy, evaluate};
+use policy_core::{Decision, Effect, evaluate};
 use tracing::{info, warn};
 
-use crate::compliance::{ComplianceConfig, Inventory};
 use crate::ops::audit::{AuditSink, ContainerRef, Outcome, Phase, PodRef, Record};
 use crate::ops::metrics::Metrics;
+use crate::ops::reload::PolicyHandle;
 use crate::runtime::containerd::ContainerdApi;
 use crate::views::nri_view;
 
@@ -40,28 +42,61 @@ pub enum UndecidedAtStart {
 #[error("{0}")]
 pub struct Refusal(pub String);
 
-/// The shared, atomically replaceable policy in force.
-pub type PolicyHandle = Arc<ArcSwap<Policy>>;
+/// What the runtime's requests ask of nodeguard: judge a container about to be created,
+/// started or updated, and keep track of what runs. The NRI service calls nothing else.
+pub trait Enforcement: Send + Sync + 'static {
+    /// Judges a container about to be created.
+    ///
+    /// # Errors
+    /// The refusal when an enforced rule is violated.
+    fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal>;
+
+    /// Judges a container about to start; an allowed one now runs.
+    ///
+    /// # Errors
+    /// The refusal when an enforced rule is violated or cannot be decided.
+    fn start(
+        &self,
+        pod: &nri::PodSandbox,
+        container: &nri::Container,
+    ) -> impl Future<Output = Result<(), Refusal>> + Send;
+
+    /// Judges a change of a running container's resources.
+    ///
+    /// # Errors
+    /// The refusal when an enforced `resources` rule is violated.
+    fn update(
+        &self,
+        pod: &nri::PodSandbox,
+        container: &nri::Container,
+        resources: Option<&nri::LinuxResources>,
+    ) -> Result<(), Refusal>;
+
+    /// `Synchronize` delivered everything that exists (all its parts together).
+    fn synchronized(self: &Arc<Self>, pods: &[nri::PodSandbox], containers: &[nri::Container]);
+
+    /// A container stopped or was removed.
+    fn stopped(&self, container_id: &str);
+
+    /// A pod was removed, with its containers.
+    fn pod_removed(&self, pod_id: &str);
+
+    /// A request to `method` was malformed (counted; it was never judged).
+    fn malformed_request(&self, method: &str);
+}
 
 /// Judges containers and records every decision.
 pub struct Enforcer<S> {
-    pub(crate) policy: PolicyHandle,
-    pub(crate) specs: S,
+    policy: PolicyHandle,
+    specs: S,
     audit: Arc<dyn AuditSink>,
-    pub(crate) node: String,
+    node: String,
     undecided_at_start: UndecidedAtStart,
     /// Pod sysctls by sandbox id: a sandbox's spec never changes, so it is read once per pod.
     pod_sysctls: Mutex<HashMap<String, Vec<(String, String)>>>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// The containers running on the node, as NRI told (for compliance audits).
-    pub(crate) inventory: Inventory,
-    pub(crate) compliance: ComplianceConfig,
-    /// Held while a compliance audit runs: audits never overlap.
-    pub(crate) auditing: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
     /// The generation of the policy in force (shared with the reloader).
     generation: Arc<AtomicU64>,
-    /// The inventory change count last written to the state file.
-    pub(crate) state_written: tokio::sync::Mutex<Option<u64>>,
 }
 
 /// Sandboxes whose sysctls are remembered at most (the cache is emptied when full).
@@ -109,11 +144,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             undecided_at_start,
             pod_sysctls: Mutex::new(HashMap::new()),
             metrics: Arc::new(Metrics::default()),
-            inventory: Inventory::default(),
-            compliance: ComplianceConfig::default(),
-            auditing: tokio::sync::Mutex::new(()),
             generation: Arc::new(AtomicU64::new(1)),
-            state_written: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -136,21 +167,24 @@ impl<S: ContainerdApi> Enforcer<S> {
         self
     }
 
-    /// Compliance audits write their report, and remediate, as `config` says.
-    #[must_use]
-    pub fn with_compliance(mut self, config: ComplianceConfig) -> Self {
-        self.compliance = config;
-        self
-    }
-
     /// The policy handle (for reloads).
     pub fn policy(&self) -> &PolicyHandle {
         &self.policy
     }
 
-    /// The running containers nodeguard knows of.
-    pub fn inventory(&self) -> &Inventory {
-        &self.inventory
+    /// Where decisions are counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The node name written in audit records.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The containerd API specs are read from (and containers stopped through).
+    pub fn specs(&self) -> &S {
+        &self.specs
     }
 
     /// Evaluates the policy in force for `view`, timing it.
@@ -180,7 +214,7 @@ impl<S: ContainerdApi> Enforcer<S> {
     }
 
     /// Writes one audit record, counts it and logs it.
-    pub(crate) fn write_record(
+    pub fn write_record(
         &self,
         phase: Phase,
         outcome: Outcome,
@@ -278,13 +312,12 @@ impl<S: ContainerdApi> Enforcer<S> {
                 failure.map(|f| format!(" ({f})")).unwrap_or_default()
             )));
         }
-        self.inventory.started(pod, container);
         Ok(())
     }
 
     /// The view of a container on its full OCI spec from containerd (and its pod's sysctls),
     /// or, when the spec cannot be read, on what NRI tells, with the reason.
-    pub(crate) async fn full_view(
+    pub async fn full_view(
         &self,
         pod: &nri::PodSandbox,
         container: &nri::Container,

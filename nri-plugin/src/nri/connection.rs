@@ -15,13 +15,23 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::nri::service::PluginService;
 use crate::nri::transport::demux::DemuxError;
 use crate::nri::transport::io::{IoError, MessageReader, write_message};
 use crate::nri::transport::mux::{ConnId, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
 use crate::nri::transport::status::{Code, RpcError, error_response, ok_response, response_result};
 use crate::nri::transport::ttrpc::{Message, MessageType, StreamIds, TtrpcError, request_envelope};
-use crate::runtime::containerd::ContainerdApi;
+
+/// What answers the runtime's calls on connection 1: the `Plugin` service, or a test's stand-in.
+/// The connection knows nothing else of what is behind it.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one call with the encoded reply, or an error sent back as its status.
+    fn call(
+        &self,
+        service: &str,
+        method: &str,
+        payload: &[u8],
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, RpcError>> + Send;
+}
 
 /// How nodeguard introduces itself to the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,16 +75,16 @@ type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Message>>>>;
 ///
 /// # Errors
 /// A broken socket, a protocol violation by the runtime, or a refused registration.
-pub async fn serve<S, T>(
+pub async fn serve<H, T>(
     stream: T,
-    service: Arc<PluginService<S>>,
+    service: Arc<H>,
     registration: &Registration,
     registration_timeout: Duration,
     shutdown: impl std::future::Future<Output = ()>,
     registered: impl FnOnce(),
 ) -> Result<Ended, ConnectionError>
 where
-    S: ContainerdApi + 'static,
+    H: Handler,
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read_half, mut write_half) = tokio::io::split(stream);
@@ -171,14 +181,14 @@ async fn register(
 }
 
 /// Reads messages until the socket closes; serves calls and routes replies.
-async fn read_loop<S, R>(
+async fn read_loop<H, R>(
     mut reader: MessageReader<R>,
-    service: Arc<PluginService<S>>,
+    service: Arc<H>,
     tx: mpsc::Sender<(ConnId, Message)>,
     pending: Pending,
 ) -> Result<(), IoError>
 where
-    S: ContainerdApi + 'static,
+    H: Handler,
     R: AsyncRead + Unpin,
 {
     loop {

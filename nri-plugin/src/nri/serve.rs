@@ -9,9 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::nri::connection::{self, Ended, Registration};
-use crate::nri::service::PluginService;
-use crate::runtime::containerd::ContainerdApi;
+use crate::nri::connection::{self, Ended, Handler, Registration};
+use crate::ops::metrics::{Sample, SampleValue, Source};
 
 /// Where the runtime's NRI endpoint is.
 #[derive(Debug)]
@@ -57,16 +56,31 @@ impl ConnectionState {
     }
 }
 
+impl Source for ConnectionState {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        out.push(Sample {
+            name: "nri_connected",
+            help: "1 while nodeguard is registered with the runtime over NRI",
+            value: SampleValue::Gauge(i64::from(self.is_registered())),
+        });
+        out.push(Sample {
+            name: "nri_registrations",
+            help: "Registrations with the runtime since nodeguard started (one more after each reconnection)",
+            value: SampleValue::Counter(self.registrations()),
+        });
+    }
+}
+
 /// Serves the runtime until `shutdown` is cancelled (or, for an inherited connection, until it
-/// closes). Each connection gets a fresh [`PluginService`] from `make_service`.
-pub async fn run<S, F>(
+/// closes). Each connection gets a fresh handler (the `Plugin` service) from `make_service`.
+pub async fn run<H, F>(
     config: ServeConfig,
     make_service: F,
     state: Arc<ConnectionState>,
     shutdown: CancellationToken,
 ) where
-    S: ContainerdApi + 'static,
-    F: Fn() -> Arc<PluginService<S>>,
+    H: Handler,
+    F: Fn() -> Arc<H>,
 {
     let mut backoff = config.initial_backoff;
     let path = match config.endpoint {
@@ -129,11 +143,11 @@ pub async fn run<S, F>(
     }
 }
 
-async fn serve_one<S: ContainerdApi + 'static>(
+async fn serve_one<H: Handler>(
     stream: tokio::net::UnixStream,
     registration: &Registration,
     registration_timeout: Duration,
-    service: Arc<PluginService<S>>,
+    service: Arc<H>,
     state: &Arc<ConnectionState>,
     shutdown: &CancellationToken,
 ) -> Option<Ended> {

@@ -1,5 +1,5 @@
-//! The NRI `Plugin` service: decodes each call containerd makes, hands it to the
-//! [`Enforcer`], and encodes the reply. Refusals become errors here, in one place.
+//! The NRI `Plugin` service: decodes each call containerd makes, hands it to
+//! [`Enforcement`], and encodes the reply. Refusals become errors here, in one place.
 
 use std::sync::{Arc, Mutex};
 
@@ -7,10 +7,9 @@ use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as metho
 use prost::Message as _;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::compliance::Trigger;
-use crate::enforce::{Enforcer, Refusal};
+use crate::enforce::{Enforcement, Refusal};
+use crate::nri::connection::Handler;
 use crate::nri::transport::status::{Code, RpcError};
-use crate::runtime::containerd::ContainerdApi;
 
 /// The events nodeguard subscribes to: the three it judges, and the three that keep its
 /// inventory of running containers (for compliance audits) current. Every bit is below 0x800,
@@ -33,15 +32,6 @@ impl From<Refusal> for RpcError {
     }
 }
 
-/// The runtime a connection talks to, as `Configure` named it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuntimeInfo {
-    /// Runtime name (`containerd`).
-    pub name: String,
-    /// Runtime version.
-    pub version: String,
-}
-
 /// Parts of a split `Synchronize` received so far.
 #[derive(Debug, Default)]
 struct SyncParts {
@@ -50,10 +40,9 @@ struct SyncParts {
 }
 
 /// One connection's plugin service.
-pub struct PluginService<S> {
-    enforcer: Arc<Enforcer<S>>,
+pub struct PluginService<E> {
+    node: Arc<E>,
     sync: Mutex<SyncParts>,
-    runtime: Mutex<RuntimeInfo>,
 }
 
 fn decode<M: prost::Message + Default>(payload: &[u8]) -> Result<M, RpcError> {
@@ -101,22 +90,13 @@ fn span_for(
     )
 }
 
-impl<S: ContainerdApi + 'static> PluginService<S> {
-    /// A service judging with `enforcer`.
-    pub fn new(enforcer: Arc<Enforcer<S>>) -> Self {
+impl<E: Enforcement> PluginService<E> {
+    /// A service answering with `node`.
+    pub fn new(node: Arc<E>) -> Self {
         PluginService {
-            enforcer,
+            node,
             sync: Mutex::new(SyncParts::default()),
-            runtime: Mutex::new(RuntimeInfo::default()),
         }
-    }
-
-    /// The runtime that configured this connection.
-    pub fn runtime(&self) -> RuntimeInfo {
-        self.runtime
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     /// Handles one call of the `Plugin` service; returns the encoded reply.
@@ -136,7 +116,7 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
             && err.code == Code::INVALID_ARGUMENT
         {
             warn!(method = name, error = %err.message, "malformed request from the runtime");
-            self.enforcer.metrics.malformed_request(name);
+            self.node.malformed_request(name);
         }
         result
     }
@@ -154,13 +134,6 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
                     request_timeout_ms = req.request_timeout,
                     "configured by the runtime"
                 );
-                *self
-                    .runtime
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = RuntimeInfo {
-                    name: req.runtime_name,
-                    version: req.runtime_version,
-                };
                 Ok(nri::ConfigureResponse { events: EVENTS }.encode_to_vec())
             }
             method::SYNCHRONIZE => {
@@ -185,56 +158,39 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
                     containers = containers.len(),
                     "synchronized"
                 );
-                let known = self.enforcer.synchronized(&pods, &containers);
-                // Audit what already runs after replying: reading specs takes longer than
-                // the runtime's request timeout allows.
-                let enforcer = Arc::clone(&self.enforcer);
-                tokio::spawn(
-                    async move {
-                        enforcer
-                            .compliance_audit(Trigger::Registration { known })
-                            .await;
-                    }
-                    .instrument(info_span!("compliance-audit")),
-                );
+                self.node.synchronized(&pods, &containers);
                 Ok(nri::SynchronizeResponse::default().encode_to_vec())
             }
             method::CREATE_CONTAINER => {
                 let req: nri::CreateContainerRequest = decode(payload)?;
                 let (pod, container) = subject("CreateContainer", req.pod, req.container)?;
                 let _span = span_for(Some(&pod), Some(&container), "CreateContainer").entered();
-                self.enforcer.create(&pod, &container)?;
+                self.node.create(&pod, &container)?;
                 Ok(nri::CreateContainerResponse::default().encode_to_vec())
             }
             method::START_CONTAINER => {
                 let req: nri::StartContainerRequest = decode(payload)?;
                 let (pod, container) = subject("StartContainer", req.pod, req.container)?;
                 let span = span_for(Some(&pod), Some(&container), "StartContainer");
-                self.enforcer
-                    .start(&pod, &container)
-                    .instrument(span)
-                    .await?;
+                self.node.start(&pod, &container).instrument(span).await?;
                 Ok(nri::StartContainerResponse::default().encode_to_vec())
             }
             method::STATE_CHANGE => {
                 let req: nri::StateChangeEvent = decode(payload)?;
                 if req.event == Event::RemoveContainer as i32 {
                     if let Some(c) = &req.container {
-                        self.enforcer.inventory().stopped(&c.id);
+                        self.node.stopped(&c.id);
                     }
                 } else if req.event == Event::RemovePodSandbox as i32 {
                     if let Some(p) = &req.pod {
-                        self.enforcer.inventory().pod_removed(&p.id);
+                        self.node.pod_removed(&p.id);
                     }
                 } else if req.event == Event::StartContainer as i32 {
                     let (pod, container) =
                         subject("StateChange(StartContainer)", req.pod, req.container)?;
                     let span =
                         span_for(Some(&pod), Some(&container), "StateChange(StartContainer)");
-                    self.enforcer
-                        .start(&pod, &container)
-                        .instrument(span)
-                        .await?;
+                    self.node.start(&pod, &container).instrument(span).await?;
                 }
                 Ok(nri::Empty::default().encode_to_vec())
             }
@@ -242,7 +198,7 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
                 let req: nri::UpdateContainerRequest = decode(payload)?;
                 let (pod, container) = subject("UpdateContainer", req.pod, req.container)?;
                 let _span = span_for(Some(&pod), Some(&container), "UpdateContainer").entered();
-                self.enforcer
+                self.node
                     .update(&pod, &container, req.linux_resources.as_ref())?;
                 Ok(nri::UpdateContainerResponse::default().encode_to_vec())
             }
@@ -251,20 +207,20 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
             method::STOP_CONTAINER => {
                 let req: nri::StopContainerRequest = decode(payload)?;
                 let (_, container) = subject("StopContainer", req.pod, req.container)?;
-                self.enforcer.inventory().stopped(&container.id);
+                self.node.stopped(&container.id);
                 Ok(nri::StopContainerResponse::default().encode_to_vec())
             }
             method::REMOVE_CONTAINER => {
                 let req: nri::RemoveContainerRequest = decode(payload)?;
                 if let Some(c) = &req.container {
-                    self.enforcer.inventory().stopped(&c.id);
+                    self.node.stopped(&c.id);
                 }
                 Ok(nri::RemoveContainerResponse::default().encode_to_vec())
             }
             method::REMOVE_POD_SANDBOX => {
                 let req: nri::RemovePodSandboxRequest = decode(payload)?;
                 if let Some(p) = &req.pod {
-                    self.enforcer.inventory().pod_removed(&p.id);
+                    self.node.pod_removed(&p.id);
                 }
                 Ok(nri::RemovePodSandboxResponse::default().encode_to_vec())
             }
@@ -282,5 +238,11 @@ impl<S: ContainerdApi + 'static> PluginService<S> {
             | method::VALIDATE_CONTAINER_ADJUSTMENT => Ok(Vec::new()),
             _ => Err(RpcError::unimplemented(service, name)),
         }
+    }
+}
+
+impl<E: Enforcement> Handler for PluginService<E> {
+    async fn call(&self, service: &str, method: &str, payload: &[u8]) -> Result<Vec<u8>, RpcError> {
+        PluginService::call(self, service, method, payload).await
     }
 }

@@ -380,21 +380,6 @@ impl Metrics {
     }
 }
 
-impl Source for crate::nri::serve::ConnectionState {
-    fn samples(&self, out: &mut Vec<Sample>) {
-        out.push(Sample {
-            name: "nri_connected",
-            help: "1 while nodeguard is registered with the runtime over NRI",
-            value: SampleValue::Gauge(i64::from(self.is_registered())),
-        });
-        out.push(Sample {
-            name: "nri_registrations",
-            help: "Registrations with the runtime since nodeguard started (one more after each reconnection)",
-            value: SampleValue::Counter(self.registrations()),
-        });
-    }
-}
-
 impl Source for crate::ops::audit::AuditFile {
     fn samples(&self, out: &mut Vec<Sample>) {
         let s = self.stats();

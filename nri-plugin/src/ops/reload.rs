@@ -10,13 +10,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use policy_core::Policy;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::enforce::PolicyHandle;
 use crate::ops::metrics::Metrics;
 use crate::ops::policy_files::{LoadError, PolicyPath, Sources};
+
+/// The shared, atomically replaceable policy in force.
+pub type PolicyHandle = Arc<ArcSwap<Policy>>;
 
 /// What one reload check found.
 #[derive(Debug, Clone, PartialEq, Eq)]

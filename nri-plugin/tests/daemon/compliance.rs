@@ -26,14 +26,16 @@ fn remediating_policy() -> String {
 fn report_plugin(dir: &tempfile::TempDir, policy: &str, grace: Duration) -> Plugin {
     let path = dir.path().join("report.json");
     let state = dir.path().join("containers.json");
-    Plugin::configured(policy, UndecidedAtStart::Deny, move |e| {
-        e.with_compliance(ComplianceConfig {
+    Plugin::configured(
+        policy,
+        UndecidedAtStart::Deny,
+        ComplianceConfig {
             report_path: Some(path),
             remediation_grace: grace,
             own_pod: Some(("kube-system".into(), "nodeguard-x".into())),
             state_path: Some(state),
-        })
-    })
+        },
+    )
 }
 
 fn results_of<'r>(r: &'r report::ReportFile, id: &str) -> Vec<&'r report::ReportResult> {
@@ -123,7 +125,7 @@ async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_regis
         wait_until("the first report", || path.exists()).await;
         start_ok(&runtime, "c-started").await;
         // The daemon's periodic task does this every few seconds.
-        daemon.plugin.enforcer.persist_state().await;
+        daemon.plugin.auditor.persist_state().await;
         daemon.stop().await;
     }
     // nodeguard was down; c-new started meanwhile. A new nodeguard registers.
@@ -178,7 +180,7 @@ async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_regis
 async fn the_inventory_follows_starts_stops_and_removals() {
     let (daemon, runtime) = Daemon::connected().await;
     let plugin = &daemon.plugin;
-    let inventory = plugin.enforcer.inventory();
+    let inventory = plugin.auditor.inventory();
     synchronize(&runtime, vec![pod()], vec![running("a"), running("b")]).await;
     assert_eq!(inventory.len(), 2);
     plugin.specs.insert("c", &compliant_spec());
@@ -296,7 +298,7 @@ async fn remediation_stops_only_what_a_remediated_rule_finds_at_registration() {
     assert_eq!(remediated.len(), 1, "{:#?}", stopped[0]);
     assert_eq!(remediated[0]["rule"], "privileged");
     // A periodic audit reports but never stops.
-    let summary = plugin.enforcer.compliance_audit(Trigger::Periodic).await;
+    let summary = plugin.auditor.compliance_audit(Trigger::Periodic).await;
     assert!(summary.stopping.is_empty());
     assert_eq!(plugin.specs.kills().len(), 2);
     daemon.stop().await;
@@ -349,7 +351,7 @@ async fn an_audit_after_a_policy_change_judges_by_the_new_policy() {
     .await;
     let path = dir.path().join("report.json");
     wait_until("the report", || path.exists()).await;
-    let before = plugin.enforcer.compliance_audit(Trigger::Periodic).await;
+    let before = plugin.auditor.compliance_audit(Trigger::Periodic).await;
     assert_eq!(before.fail, 1, "docker.io is not allowed");
     plugin
         .policy
@@ -359,10 +361,7 @@ async fn an_audit_after_a_policy_change_judges_by_the_new_policy() {
                 r"allowed: ['^docker\.io/']",
             ),
         )));
-    let after = plugin
-        .enforcer
-        .compliance_audit(Trigger::PolicyReload)
-        .await;
+    let after = plugin.auditor.compliance_audit(Trigger::PolicyReload).await;
     assert_eq!((after.fail, after.pass), (0, 1));
     let r = report::read(&path).unwrap();
     assert_eq!(
@@ -415,13 +414,13 @@ async fn the_state_file_is_left_alone_until_the_first_synchronize() {
     std::fs::write(&state, previous).unwrap();
     let plugin = report_plugin(&dir, POLICY, Duration::ZERO);
     // Not registered yet (containerd slow to come up): nothing known, nothing written.
-    plugin.enforcer.persist_state().await;
+    plugin.auditor.persist_state().await;
     assert_eq!(std::fs::read_to_string(&state).unwrap(), previous);
     let known = plugin
-        .enforcer
-        .synchronized(&[pod()], &[running("c-old"), running("c-new")]);
+        .auditor
+        .take_inventory(&[pod()], &[running("c-old"), running("c-new")]);
     assert_eq!(known, Some(["c-old".to_string()].into()));
-    plugin.enforcer.persist_state().await;
+    plugin.auditor.persist_state().await;
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(written["containers"], serde_json::json!(["c-new", "c-old"]));

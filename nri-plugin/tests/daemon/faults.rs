@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
+use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::transport::status::Code;
 use nodeguard::ops::audit::{AuditFile, Rotation};
 use nodeguard::ops::metrics::{self, Metrics};
 use nodeguard::ops::policy_files::PolicyPath;
+use nodeguard::ops::reload::PolicyHandle;
 use nodeguard::ops::reload::{ReloadOutcome, Reloader};
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 

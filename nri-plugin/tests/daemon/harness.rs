@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use nodeguard::enforce::{Enforcer, PolicyHandle, UndecidedAtStart};
+use nodeguard::compliance::{Auditor, ComplianceConfig};
+use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::connection::Registration;
 use nodeguard::nri::serve::{ConnectionState, Endpoint, ServeConfig};
 use nodeguard::nri::service::PluginService;
 use nodeguard::nri::transport::status::RpcError;
 use nodeguard::ops::audit::Memory;
 use nodeguard::ops::metrics::Metrics;
+use nodeguard::ops::reload::PolicyHandle;
 use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::views::nri_view::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
 use nodeguard::views::oci::RuntimeSpec;
@@ -136,7 +138,8 @@ impl ContainerdApi for MemorySpecs {
     }
 }
 
-/// The plugin's state: policy handle, specs, audit sink and the enforcer over them.
+/// The plugin's state: policy handle, specs, audit sink, and the enforcer and auditor over
+/// them.
 pub struct Plugin {
     /// The policy in force (swap it to reload).
     pub policy: PolicyHandle,
@@ -144,8 +147,8 @@ pub struct Plugin {
     pub specs: MemorySpecs,
     /// The audit log.
     pub audit: Arc<Memory>,
-    /// The enforcer every connection's service shares.
-    pub enforcer: Arc<Enforcer<MemorySpecs>>,
+    /// The auditor (with its enforcer) every connection's service shares.
+    pub auditor: Arc<Auditor<MemorySpecs>>,
     /// Its metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -158,7 +161,7 @@ impl Plugin {
 
     /// A plugin enforcing `policy_yaml`.
     pub fn with(policy_yaml: &str, undecided: UndecidedAtStart) -> Self {
-        Self::configured(policy_yaml, undecided, |e| e)
+        Self::configured(policy_yaml, undecided, ComplianceConfig::default())
     }
 
     /// A plugin around an enforcer built elsewhere (its own audit sink and metrics); `audit`
@@ -168,22 +171,25 @@ impl Plugin {
             policy: Arc::clone(enforcer.policy()),
             specs: MemorySpecs::default(),
             audit: Arc::new(Memory::default()),
-            enforcer: Arc::new(enforcer),
+            auditor: Arc::new(Auditor::new(
+                Arc::new(enforcer),
+                ComplianceConfig::default(),
+            )),
             metrics: Arc::new(Metrics::default()),
         }
     }
 
-    /// A plugin enforcing `policy_yaml`, its enforcer set up further by `configure`.
+    /// A plugin enforcing `policy_yaml`, auditing as `compliance` says.
     pub fn configured(
         policy_yaml: &str,
         undecided: UndecidedAtStart,
-        configure: impl FnOnce(Enforcer<MemorySpecs>) -> Enforcer<MemorySpecs>,
+        compliance: ComplianceConfig,
     ) -> Self {
         let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(policy(policy_yaml)));
         let specs = MemorySpecs::default();
         let audit = Arc::new(Memory::default());
         let metrics = Arc::new(Metrics::default());
-        let enforcer = Arc::new(configure(
+        let enforcer = Arc::new(
             Enforcer::new(
                 Arc::clone(&policy),
                 specs.clone(),
@@ -192,19 +198,19 @@ impl Plugin {
                 undecided,
             )
             .with_metrics(Arc::clone(&metrics)),
-        ));
+        );
         Plugin {
             policy,
             specs,
             audit,
-            enforcer,
+            auditor: Arc::new(Auditor::new(enforcer, compliance)),
             metrics,
         }
     }
 
     /// A fresh service for one connection.
-    pub fn service(&self) -> Arc<PluginService<MemorySpecs>> {
-        Arc::new(PluginService::new(Arc::clone(&self.enforcer)))
+    pub fn service(&self) -> Arc<PluginService<Auditor<MemorySpecs>>> {
+        Arc::new(PluginService::new(Arc::clone(&self.auditor)))
     }
 
     /// Audit records of `phase` (`create`, `start`, `update`, `sync`).
@@ -308,10 +314,10 @@ impl Daemon {
         };
         let state = Arc::new(ConnectionState::default());
         let shutdown = CancellationToken::new();
-        let enforcer = Arc::clone(&plugin.enforcer);
+        let auditor = Arc::clone(&plugin.auditor);
         let task = tokio::spawn(nodeguard::nri::serve::run(
             config,
-            move || Arc::new(PluginService::new(Arc::clone(&enforcer))),
+            move || Arc::new(PluginService::new(Arc::clone(&auditor))),
             Arc::clone(&state),
             shutdown.clone(),
         ));

@@ -31,13 +31,11 @@ async fn periodic_audits_run_while_registered_and_keep_the_state_file_current() 
         state_path: Some(state_path.clone()),
         ..ComplianceConfig::default()
     };
-    let daemon = Daemon::start(Plugin::configured(POLICY, UndecidedAtStart::Deny, |e| {
-        e.with_compliance(config)
-    }));
+    let daemon = Daemon::start(Plugin::configured(POLICY, UndecidedAtStart::Deny, config));
     daemon.plugin.specs.insert("c1", &compliant_spec());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(periodic(
-        Arc::clone(&daemon.plugin.enforcer),
+        Arc::clone(&daemon.plugin.auditor),
         Arc::clone(&daemon.state),
         None,
         Duration::from_millis(10),
