@@ -13,6 +13,8 @@ use policy_core::{Decision, Policy, Verdict, evaluate};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::ops::policy_files;
+use crate::ops::size;
 use crate::views::manifest::{self, PodManifest};
 use crate::views::oci::RuntimeSpec;
 
@@ -371,4 +373,62 @@ fn render_text(report: &Report) -> String {
         if report.errors.len() == 1 { "" } else { "s" }
     );
     out
+}
+
+/// The arguments of `nodeguard check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Policy file, or directory of policy files.
+    #[arg(long, conflicts_with = "profile", required_unless_present = "profile")]
+    pub policy: Option<PathBuf>,
+    /// The most the policy files may hold together (`4MiB`, `512KiB`); a change over it is
+    /// rejected and the last good policy stays in force.
+    #[arg(long, default_value = "4MiB", value_parser = size::parse_size)]
+    pub max_policy_size: u64,
+    /// A Pod Security Standards level instead of a policy file.
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The most one manifest document may expand to (`256MiB`); a larger one is an input
+    /// error, and the next document is read.
+    #[arg(long, default_value = "256MiB", value_parser = size::parse_size)]
+    pub max_document_size: u64,
+    /// Manifests (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, ...),
+    /// OCI `config.json` files, or directories of them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// A Pod Security Standards level.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Profile {
+    /// `baseline`.
+    Baseline,
+    /// `restricted`.
+    Restricted,
+}
+
+/// Runs `nodeguard check`. Exit status: 0 all compliant, 1 an enforced rule is violated, 2
+/// unusable input.
+pub fn run(args: &CheckArgs) -> std::process::ExitCode {
+    use policy_core::{Effect, PssLevel};
+    let policy = match (args.profile, &args.policy) {
+        (Some(Profile::Baseline), _) => Policy::pod_security(PssLevel::Baseline, Effect::Enforce),
+        (Some(Profile::Restricted), _) => {
+            Policy::pod_security(PssLevel::Restricted, Effect::Enforce)
+        }
+        (None, Some(path)) => match policy_files::load(path, args.max_policy_size) {
+            Ok(policy) => policy,
+            Err(e) => return super::unusable(e),
+        },
+        (None, None) => unreachable!("clap requires --policy or --profile"),
+    };
+    let options = Options {
+        max_document_size: usize::try_from(args.max_document_size).unwrap_or(usize::MAX),
+    };
+    let report = check_paths(&policy, &args.paths, &options);
+    super::emit(&render(&report, args.format));
+    std::process::ExitCode::from(report.exit_code())
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use nodeguard::compliance::ComplianceConfig;
 use nodeguard::compliance::report;
+use nodeguard::daemon::{DaemonReadiness, periodic};
 use nodeguard::enforce::UndecidedAtStart;
-use nodeguard::housekeeping::{DaemonReadiness, periodic};
 use nodeguard::ops::http::Readiness;
 use nodeguard::ops::policy_files::PolicyPath;
 use nodeguard::ops::reload::{ReloadOutcome, Reloader};
@@ -33,6 +33,8 @@ async fn periodic_audits_run_while_registered_and_keep_the_state_file_current() 
     };
     let daemon = Daemon::start(Plugin::configured(POLICY, UndecidedAtStart::Deny, config));
     daemon.plugin.specs.insert("c1", &compliant_spec());
+    // The clock stands still while unregistered ticks go by; it runs again for the sockets.
+    tokio::time::pause();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(periodic(
         Arc::clone(&daemon.plugin.auditor),
@@ -42,9 +44,14 @@ async fn periodic_audits_run_while_registered_and_keep_the_state_file_current() 
         Duration::from_millis(20),
         shutdown.clone(),
     ));
-    // Not registered: ticks go by, nothing is audited, no state file is written.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Not registered: ten ticks and five audit intervals go by, nothing is audited, no state
+    // file is written.
+    for _ in 0..10 {
+        tokio::time::advance(Duration::from_millis(10)).await;
+        tokio::task::yield_now().await;
+    }
     assert!(!report_path.exists() && !state_path.exists());
+    tokio::time::resume();
 
     let runtime = daemon.listener.accept(RegisterReply::Ok).await;
     runtime.registration().await;

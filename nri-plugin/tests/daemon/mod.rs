@@ -17,6 +17,7 @@ mod lifecycle;
 mod load;
 mod methods;
 mod registration;
+mod run;
 mod runtime_versions;
 mod start;
 mod sync;

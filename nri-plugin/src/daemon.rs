@@ -1,0 +1,471 @@
+//! `nodeguard serve`: the daemon put together. The one module that names every other.
+//!
+//! [`DaemonConfig::validate`] checks every flag and the policy before any socket is touched and
+//! reports every problem at once; [`run`] wires the enforcer, the auditor, the reloader, the
+//! HTTP endpoint and the periodic duties around the NRI connection, and serves until
+//! [`Control::shutdown`]. I/O that tests replace comes in as arguments: the runtime's endpoint,
+//! containerd's API, and the control signals (`main` forwards SIGTERM and SIGHUP to them).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use policy_core::Policy;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::compliance::{Auditor, ComplianceConfig, Trigger};
+use crate::enforce::{Enforcer, UndecidedAtStart};
+use crate::nri::connection::Registration;
+use crate::nri::serve::{ConnectionState, Endpoint, ServeConfig};
+use crate::nri::service::PluginService;
+use crate::ops::audit::{AuditFile, AuditSink, Discard, Rotation};
+use crate::ops::http::Readiness;
+use crate::ops::metrics::{self, Metrics};
+use crate::ops::policy_files::{PolicyPath, Sources};
+use crate::ops::reload::{self, PolicyHandle, Reloader};
+use crate::ops::size;
+use crate::ops::telemetry::LogFormat;
+use crate::runtime::containerd::ContainerdApi;
+
+/// How often the daemon retries the audit log's backlog and brings the state file up to
+/// date; the compliance audit's interval is counted in these steps.
+pub const TICK: Duration = Duration::from_secs(5);
+
+/// Where `serve` writes the compliance report and `report` reads it.
+pub const DEFAULT_REPORT: &str = "/var/lib/nodeguard/report.json";
+/// Where `serve` keeps the ids of the containers it knows to run.
+pub const DEFAULT_STATE: &str = "/var/lib/nodeguard/containers.json";
+
+/// The flags of `nodeguard serve`, as given.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeFlags {
+    /// Policy file, or directory of policy files (a mounted ConfigMap).
+    #[arg(
+        long,
+        env = "NODEGUARD_POLICY",
+        default_value = "/etc/nodeguard/policy"
+    )]
+    pub policy: PathBuf,
+    /// The most the policy files may hold together (`4MiB`, `512KiB`); a change over it is
+    /// rejected and the last good policy stays in force.
+    #[arg(long, default_value = "4MiB", value_parser = size::parse_size)]
+    pub max_policy_size: u64,
+    /// The runtime's NRI socket.
+    #[arg(long, default_value = "/var/run/nri/nri.sock")]
+    pub nri_socket: PathBuf,
+    /// containerd's gRPC socket (read at container start for the full OCI spec).
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    pub containerd_socket: PathBuf,
+    /// Name nodeguard registers under.
+    #[arg(long, env = "NRI_PLUGIN_NAME", default_value = "nodeguard")]
+    pub plugin_name: String,
+    /// Two-digit index nodeguard registers with; lower indices are called first.
+    #[arg(long, env = "NRI_PLUGIN_IDX", default_value = "10")]
+    pub plugin_index: String,
+    /// Append one JSON line per decision to this file.
+    #[arg(long, env = "NODEGUARD_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+    /// Rotate the audit log when it would grow past this size (`100MiB`, `1GB`; 0: never).
+    #[arg(long, default_value = "100MiB", value_parser = size::parse_size)]
+    pub audit_log_max_size: u64,
+    /// Rotated audit log files kept (`audit.jsonl.1` ... `.N`).
+    #[arg(long, default_value_t = 5)]
+    pub audit_log_max_files: usize,
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. `0.0.0.0:9400`).
+    #[arg(long, env = "NODEGUARD_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Write the compliance report (PolicyReport, JSON) here; empty: do not write one.
+    #[arg(long, env = "NODEGUARD_REPORT", default_value = DEFAULT_REPORT)]
+    pub report_file: PathBuf,
+    /// Keep the ids of the running containers here, to name after a restart those that
+    /// started while nodeguard was away; empty: do not keep them.
+    #[arg(long, env = "NODEGUARD_STATE", default_value = DEFAULT_STATE)]
+    pub state_file: PathBuf,
+    /// Re-audit running containers this often (`10m`, `1h`; 0: only at registration and
+    /// policy reloads).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub audit_interval: Duration,
+    /// Re-read the policy this often (also on SIGHUP).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+    /// Time a container stopped by `remediate: stop` has between SIGTERM and SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub remediation_grace: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Node name written in audit records (default: $NODE_NAME, else the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// What to do at container start when an enforced rule still cannot decide.
+    #[arg(long, value_enum, default_value_t = UndecidedAtStart::Deny)]
+    pub undecided_at_start: UndecidedAtStart,
+}
+
+/// Everything `serve` needs, validated: the policy compiled, files opened, the listener bound.
+#[derive(Debug)]
+pub struct DaemonConfig {
+    /// Where the policy is read from (and re-read).
+    pub policy_path: PolicyPath,
+    /// The policy files as read at start.
+    pub sources: Sources,
+    /// The policy compiled from them.
+    pub policy: Policy,
+    /// The audit log, when one was asked for.
+    pub audit_file: Option<Arc<AuditFile>>,
+    /// The bound listener of `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_listener: Option<std::net::TcpListener>,
+    /// containerd's gRPC socket.
+    pub containerd_socket: PathBuf,
+    /// How nodeguard registers with the runtime.
+    pub registration: Registration,
+    /// Reports, the state file and remediation.
+    pub compliance: ComplianceConfig,
+    /// The node name written in audit records and reports.
+    pub node: String,
+    /// How often the running containers are re-audited (0: never periodically).
+    pub audit_interval: Duration,
+    /// How often the policy files are re-read.
+    pub reload_interval: Duration,
+    /// What an enforced rule that cannot decide at start does.
+    pub undecided_at_start: UndecidedAtStart,
+    /// The log format.
+    pub log_format: LogFormat,
+}
+
+impl DaemonConfig {
+    /// Checks every flag and the policy, opening and binding what they name, and reports every
+    /// problem at once. Nothing here touches the runtime's sockets. `env` reads the process
+    /// environment (`NODE_NAME`, `POD_NAMESPACE`, `POD_NAME`, and `NRI_PLUGIN_SOCKET` for an
+    /// inherited connection); `hostname` is the fallback node name.
+    ///
+    /// # Errors
+    /// Every problem found, one line each, naming its flag.
+    pub fn validate(
+        flags: ServeFlags,
+        env: impl Fn(&str) -> Option<String>,
+        hostname: impl FnOnce() -> Option<String>,
+    ) -> Result<(DaemonConfig, Endpoint), Vec<String>> {
+        let mut problems = Vec::new();
+        if flags.plugin_index.len() != 2 || !flags.plugin_index.bytes().all(|b| b.is_ascii_digit())
+        {
+            problems.push(format!(
+                "--plugin-index must be exactly two digits, not {:?}",
+                flags.plugin_index
+            ));
+        }
+        if flags.plugin_name.is_empty() || flags.plugin_name.contains(['/', ' ']) {
+            problems.push(format!(
+                "--plugin-name {:?} is not a valid plugin name",
+                flags.plugin_name
+            ));
+        }
+        if flags.reload_interval.is_zero() {
+            problems.push("--reload-interval must be more than 0".to_string());
+        }
+        let policy_path = PolicyPath {
+            path: flags.policy.clone(),
+            max_size: flags.max_policy_size,
+        };
+        let policy = match policy_path.read() {
+            Ok(sources) => match sources.compile() {
+                Ok(policy) => Some((sources, policy)),
+                Err(e) => {
+                    problems.push(format!("--policy: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                problems.push(format!("--policy: {e}"));
+                None
+            }
+        };
+        let audit_file = flags.audit_log.as_ref().and_then(|path| {
+            let rotation = Rotation {
+                max_bytes: flags.audit_log_max_size,
+                max_files: flags.audit_log_max_files,
+            };
+            AuditFile::open(path, rotation)
+                .map(Arc::new)
+                .map_err(|e| problems.push(format!("--audit-log {}: {e}", path.display())))
+                .ok()
+        });
+        let report_file = (!flags.report_file.as_os_str().is_empty()).then_some(flags.report_file);
+        let state_file = (!flags.state_file.as_os_str().is_empty()).then_some(flags.state_file);
+        for (flag, file) in [
+            ("--report-file", &report_file),
+            ("--state-file", &state_file),
+        ] {
+            if let Some(dir) = file.as_deref().and_then(std::path::Path::parent)
+                && !dir.as_os_str().is_empty()
+                && dir.exists()
+                && !dir.is_dir()
+            {
+                problems.push(format!("{flag}: {} is not a directory", dir.display()));
+            }
+        }
+        let metrics_listener = flags.metrics_addr.and_then(|addr| {
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| problems.push(format!("--metrics-addr {addr}: {e}")))
+                .ok()
+        });
+        // containerd launched us and handed over a connected socket, or we connect to its socket.
+        let endpoint = match env(crate::nri::inherited::SOCKET_ENV) {
+            Some(value) => crate::nri::inherited::take(&value)
+                .map(Endpoint::Inherited)
+                .map_err(|e| problems.push(e.to_string()))
+                .ok(),
+            None => Some(Endpoint::Socket(flags.nri_socket)),
+        };
+        let (Some((sources, policy)), Some(endpoint), true) =
+            (policy, endpoint, problems.is_empty())
+        else {
+            return Err(problems);
+        };
+        let node = flags
+            .node_name
+            .or_else(|| env("NODE_NAME"))
+            .or_else(hostname)
+            .unwrap_or_default();
+        let own_pod = match (env("POD_NAMESPACE"), env("POD_NAME")) {
+            (Some(ns), Some(name)) if !ns.is_empty() && !name.is_empty() => Some((ns, name)),
+            _ => None,
+        };
+        let config = DaemonConfig {
+            policy_path,
+            sources,
+            policy,
+            audit_file,
+            metrics_listener,
+            containerd_socket: flags.containerd_socket,
+            registration: Registration {
+                name: flags.plugin_name,
+                index: flags.plugin_index,
+            },
+            compliance: ComplianceConfig {
+                report_path: report_file,
+                remediation_grace: flags.remediation_grace,
+                own_pod,
+                state_path: state_file,
+            },
+            node,
+            audit_interval: flags.audit_interval,
+            reload_interval: flags.reload_interval,
+            undecided_at_start: flags.undecided_at_start,
+            log_format: flags.log_format,
+        };
+        Ok((config, endpoint))
+    }
+}
+
+/// What stops the daemon and what makes it re-read its policy at once.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Cancelled to shut down (SIGTERM, SIGINT).
+    pub shutdown: CancellationToken,
+    /// Notified to re-read the policy now (SIGHUP).
+    pub reload: Arc<Notify>,
+}
+
+impl Control {
+    /// Forwards SIGTERM and SIGINT to [`Control::shutdown`] and SIGHUP to [`Control::reload`].
+    ///
+    /// # Errors
+    /// When a signal handler cannot be installed.
+    pub fn forward_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let (shutdown, reload) = (self.shutdown.clone(), Arc::clone(&self.reload));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                    _ = hup.recv() => reload.notify_one(),
+                }
+            }
+            info!("shutting down");
+            shutdown.cancel();
+        });
+        Ok(())
+    }
+}
+
+/// Serves until `control.shutdown`: registers with the runtime at `endpoint` (reconnecting
+/// when it goes away), judges what it asks, audits what runs, reloads the policy, answers
+/// `/metrics` and `/readyz`; at shutdown, writes the state file and flushes the audit log.
+pub async fn run<S: ContainerdApi + 'static>(
+    config: DaemonConfig,
+    endpoint: Endpoint,
+    containerd: S,
+    control: Control,
+) {
+    info!(
+        policies = config.policy.names().collect::<Vec<_>>().join(","),
+        checks = config.policy.check_count(),
+        "policy loaded"
+    );
+    let state = Arc::new(ConnectionState::default());
+    let mut sources: Vec<Arc<dyn metrics::Source>> =
+        vec![Arc::clone(&state) as Arc<dyn metrics::Source>];
+    if let Some(file) = &config.audit_file {
+        sources.push(Arc::clone(file) as Arc<dyn metrics::Source>);
+    }
+    let metrics = Arc::new(Metrics::new(sources));
+    let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(config.policy));
+    let reloader = Arc::new(Reloader::new(
+        config.policy_path,
+        Arc::clone(&policy),
+        config.sources,
+        Arc::clone(&metrics),
+    ));
+    let audit: Arc<dyn AuditSink> = match &config.audit_file {
+        Some(file) => Arc::clone(file) as Arc<dyn AuditSink>,
+        None => Arc::new(Discard),
+    };
+    let enforcer = Arc::new(
+        Enforcer::new(
+            policy,
+            containerd,
+            audit,
+            config.node,
+            config.undecided_at_start,
+        )
+        .with_metrics(Arc::clone(&metrics))
+        .with_generation(reloader.generation_handle()),
+    );
+    let auditor = Arc::new(Auditor::new(enforcer, config.compliance));
+    let shutdown = control.shutdown;
+    if let Some(listener) = config.metrics_listener {
+        match listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        {
+            Ok(listener) => {
+                info!(addr = ?listener.local_addr().ok(), "serving /metrics, /healthz, /readyz");
+                let readiness = Arc::new(DaemonReadiness {
+                    state: Arc::clone(&state),
+                    reloader: Arc::clone(&reloader),
+                });
+                tokio::spawn(crate::ops::http::serve(
+                    listener,
+                    Arc::clone(&metrics),
+                    readiness,
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => error!(error = %e, "cannot serve /metrics, /healthz, /readyz"),
+        }
+    }
+    {
+        let auditor = Arc::clone(&auditor);
+        let state = Arc::clone(&state);
+        tokio::spawn(reload::watch(
+            Arc::clone(&reloader),
+            config.reload_interval,
+            control.reload,
+            shutdown.clone(),
+            move |_| {
+                if state.is_registered() {
+                    let auditor = Arc::clone(&auditor);
+                    tokio::spawn(async move {
+                        auditor.compliance_audit(Trigger::PolicyReload).await;
+                    });
+                }
+            },
+        ));
+    }
+    tokio::spawn(periodic(
+        Arc::clone(&auditor),
+        Arc::clone(&state),
+        config.audit_file.clone(),
+        TICK,
+        config.audit_interval,
+        shutdown.clone(),
+    ));
+    let serve = ServeConfig {
+        endpoint,
+        registration: config.registration,
+        registration_timeout: Duration::from_secs(5),
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(5),
+    };
+    crate::nri::serve::run(
+        serve,
+        || Arc::new(PluginService::new(Arc::clone(&auditor))),
+        state,
+        shutdown,
+    )
+    .await;
+    auditor.persist_state().await;
+    if let Some(file) = &config.audit_file
+        && let Err(e) = file.sync()
+    {
+        error!(error = %e, "cannot flush the audit log at shutdown");
+    }
+}
+
+/// Until `shutdown`, every `tick` ([`TICK`] in the daemon): retries audit records waiting for
+/// the disk and updates the state file; every `interval` (0: never), a compliance audit, while
+/// registered (the inventory is current only then).
+pub async fn periodic<S: ContainerdApi + 'static>(
+    auditor: Arc<Auditor<S>>,
+    state: Arc<ConnectionState>,
+    audit_file: Option<Arc<AuditFile>>,
+    tick: Duration,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut since_audit = Duration::ZERO;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Some(file) = &audit_file {
+            let file = Arc::clone(file);
+            let _ = tokio::task::spawn_blocking(move || file.retry()).await;
+        }
+        auditor.persist_state().await;
+        since_audit += tick;
+        if !interval.is_zero() && since_audit >= interval {
+            since_audit = Duration::ZERO;
+            if state.is_registered() {
+                auditor.compliance_audit(Trigger::Periodic).await;
+            }
+        }
+    }
+}
+
+/// Ready while registered with the runtime (a policy is always in force: the daemon does not
+/// start without one, and a rejected reload keeps the last good one).
+#[derive(Debug)]
+pub struct DaemonReadiness {
+    /// The NRI connection.
+    pub state: Arc<ConnectionState>,
+    /// The policy's reloader (generation, last error).
+    pub reloader: Arc<Reloader>,
+}
+
+impl Readiness for DaemonReadiness {
+    fn ready(&self) -> Result<String, String> {
+        if !self.state.is_registered() {
+            return Err("not registered with the runtime over NRI".to_string());
+        }
+        let mut detail = format!(
+            "registered with the runtime; policy generation {}",
+            self.reloader.generation()
+        );
+        if self.reloader.last_error().is_some() {
+            detail.push_str(
+                " (the policy files on disk are rejected; the last good policy is in force)",
+            );
+        }
+        Ok(detail)
+    }
+}
