@@ -8,13 +8,12 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use nodeguard::compliance::{Auditor, ComplianceConfig};
 use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::service::{EVENTS, PluginService};
 use nodeguard::nri::transport::status::{self, Code, RpcError};
 use nodeguard::ops::audit::Discard;
-use nodeguard::ops::reload::PolicyHandle;
+use nodeguard::ops::reload::{Loaded, PolicyHandle};
 use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::views::oci::RuntimeSpec;
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
@@ -158,7 +157,7 @@ impl Harness {
         let policy = Policy::parse_many(POLICIES).expect("the fixture policies parse");
         Harness {
             runtime,
-            policy: Arc::new(ArcSwap::from_pointee(policy)),
+            policy: Loaded::first(policy),
         }
     }
 

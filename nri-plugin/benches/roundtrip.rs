@@ -15,13 +15,13 @@ mod fake_runtime;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use fake_runtime::{FakeRuntime, RegisterReply};
 use nodeguard::compliance::{Auditor, ComplianceConfig};
 use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::connection::{self, Registration};
 use nodeguard::nri::service::PluginService;
 use nodeguard::ops::audit::{AuditFile, Rotation};
+use nodeguard::ops::reload::Loaded;
 use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::views::oci::RuntimeSpec;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service};
@@ -125,7 +125,7 @@ async fn main() {
     );
     let policy = policy_core::Policy::parse("twelve-rules.yaml", POLICY).expect("policy");
     let enforcer = Arc::new(Enforcer::new(
-        Arc::new(ArcSwap::from_pointee(policy)),
+        Loaded::first(policy),
         NoSpecs,
         audit,
         "bench".into(),

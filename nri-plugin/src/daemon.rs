@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use policy_core::Policy;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,7 @@ use crate::ops::audit::{AuditFile, AuditSink, Discard, Rotation};
 use crate::ops::http::Readiness;
 use crate::ops::metrics::{self, Metrics};
 use crate::ops::policy_files::{PolicyPath, Sources};
-use crate::ops::reload::{self, PolicyHandle, Reloader};
+use crate::ops::reload::{self, Loaded, PolicyHandle, Reloader};
 use crate::ops::size;
 use crate::ops::telemetry::LogFormat;
 use crate::runtime::containerd::ContainerdApi;
@@ -317,7 +316,7 @@ pub async fn run<S: ContainerdApi + 'static>(
         sources.push(Arc::clone(file) as Arc<dyn metrics::Source>);
     }
     let metrics = Arc::new(Metrics::new(sources));
-    let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(config.policy));
+    let policy: PolicyHandle = Loaded::first(config.policy);
     let reloader = Arc::new(Reloader::new(
         config.policy_path,
         Arc::clone(&policy),
@@ -336,8 +335,7 @@ pub async fn run<S: ContainerdApi + 'static>(
             config.node,
             config.undecided_at_start,
         )
-        .with_metrics(Arc::clone(&metrics))
-        .with_generation(reloader.generation_handle()),
+        .with_metrics(Arc::clone(&metrics)),
     );
     let auditor = Arc::new(Auditor::new(enforcer, config.compliance));
     let shutdown = control.shutdown;

@@ -146,23 +146,25 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
             Trigger::Registration { known } => known.as_ref(),
             _ => None,
         };
-        let generation = enforcer.policy_generation();
         let mut summary = AuditSummary {
             containers: containers.len(),
             ..AuditSummary::default()
         };
+        // One policy for the whole audit, and the generation the report names is its own.
+        let loaded = enforcer.policy().load_full();
+        let generation = loaded.generation;
         let mut all = Vec::with_capacity(containers.len());
         for (pod, container) in &containers {
             let (view, failure) = enforcer.full_view(pod, container).await;
             // One snapshot of the policy for the decision and the list of checks applied.
-            let policy = enforcer.policy().load_full();
+            let policy = &loaded.policy;
             let started = std::time::Instant::now();
-            let decision = policy_core::evaluate(&policy, &view);
+            let decision = policy_core::evaluate(policy, &view);
             enforcer
                 .metrics()
                 .evaluation(Phase::Sync, started.elapsed());
             let mut results = Vec::new();
-            for check in applicable_checks(&policy, &view) {
+            for check in applicable_checks(policy, &view) {
                 let violations: Vec<_> = decision
                     .violations
                     .iter()

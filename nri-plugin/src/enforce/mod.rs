@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -95,8 +94,6 @@ pub struct Enforcer<S> {
     /// Pod sysctls by sandbox id: a sandbox's spec never changes, so it is read once per pod.
     pod_sysctls: Mutex<HashMap<String, Vec<(String, String)>>>,
     metrics: Arc<Metrics>,
-    /// The generation of the policy in force (shared with the reloader).
-    generation: Arc<AtomicU64>,
 }
 
 /// Sandboxes whose sysctls are remembered at most (the cache is emptied when full).
@@ -144,20 +141,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             undecided_at_start,
             pod_sysctls: Mutex::new(HashMap::new()),
             metrics: Arc::new(Metrics::default()),
-            generation: Arc::new(AtomicU64::new(1)),
         }
-    }
-
-    /// Reads the policy's generation from `generation` (the reloader updates it).
-    #[must_use]
-    pub fn with_generation(mut self, generation: Arc<AtomicU64>) -> Self {
-        self.generation = generation;
-        self
-    }
-
-    /// The generation of the policy in force: 1 at start, one more per reload.
-    pub fn policy_generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
     }
 
     /// Counts decisions and latencies in `metrics`.
@@ -190,7 +174,7 @@ impl<S: ContainerdApi> Enforcer<S> {
     /// Evaluates the policy in force for `view`, timing it.
     pub(crate) fn evaluate(&self, phase: Phase, view: &ContainerView) -> Decision {
         let started = Instant::now();
-        let decision = evaluate(&self.policy.load(), view);
+        let decision = evaluate(&self.policy.load().policy, view);
         self.metrics.evaluation(phase, started.elapsed());
         decision
     }

@@ -6,7 +6,6 @@
 //! which file watches on the policy files themselves miss, and the kubelet only refreshes
 //! ConfigMap volumes every minute or so anyway (docs/adr/0010-policy-reload-by-polling.md).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,8 +18,28 @@ use tracing::{error, info};
 use crate::ops::metrics::Metrics;
 use crate::ops::policy_files::{LoadError, PolicyPath, Sources};
 
-/// The shared, atomically replaceable policy in force.
-pub type PolicyHandle = Arc<ArcSwap<Policy>>;
+/// A policy and its generation (1 at start, one more per successful reload), swapped
+/// together so that nothing can pair a policy with another's generation.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The generation.
+    pub generation: u64,
+    /// The compiled policy.
+    pub policy: Policy,
+}
+
+impl Loaded {
+    /// A handle to `policy` as generation 1, the policy a daemon starts with.
+    pub fn first(policy: Policy) -> PolicyHandle {
+        Arc::new(ArcSwap::from_pointee(Loaded {
+            generation: 1,
+            policy,
+        }))
+    }
+}
+
+/// The shared, atomically replaceable policy in force, with its generation.
+pub type PolicyHandle = Arc<ArcSwap<Loaded>>;
 
 /// What one reload check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,14 +77,13 @@ struct State {
 pub struct Reloader {
     path: PolicyPath,
     policy: PolicyHandle,
-    generation: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
 }
 
 impl Reloader {
     /// A reloader for the policy at `path`, now in force in `policy`, compiled from
-    /// `sources` (generation 1).
+    /// `sources`.
     pub fn new(
         path: PolicyPath,
         policy: PolicyHandle,
@@ -76,7 +94,6 @@ impl Reloader {
         Reloader {
             path,
             policy,
-            generation: Arc::new(AtomicU64::new(1)),
             metrics,
             state: Mutex::new(State {
                 seen: Seen::Sources(sources),
@@ -87,12 +104,7 @@ impl Reloader {
 
     /// The generation of the policy in force: 1 at start, one more per successful reload.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-
-    /// The generation counter, for those who report it (the enforcer).
-    pub fn generation_handle(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.generation)
+        self.policy.load().generation
     }
 
     /// Why the files on disk are rejected, when they are.
@@ -120,14 +132,15 @@ impl Reloader {
         match compiled {
             Ok(policy) => {
                 state.last_error = None;
-                self.policy.store(Arc::new(policy));
-                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                // Checks run one at a time (under `state`): the generation only grows.
+                let generation = self.generation() + 1;
                 info!(
                     generation,
-                    policies = self.policy.load().names().collect::<Vec<_>>().join(","),
-                    checks = self.policy.load().check_count(),
+                    policies = policy.names().collect::<Vec<_>>().join(","),
+                    checks = policy.check_count(),
                     "policy reloaded"
                 );
+                self.policy.store(Arc::new(Loaded { generation, policy }));
                 self.metrics.policy_load(true, generation);
                 ReloadOutcome::Reloaded { generation }
             }
@@ -174,7 +187,6 @@ pub async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arc_swap::ArcSwap;
     use std::os::unix::fs::symlink;
     use std::path::Path;
 
@@ -188,7 +200,7 @@ mod tests {
     fn reloader(path: &Path) -> (Reloader, PolicyHandle, Arc<Metrics>) {
         let path = PolicyPath::new(path);
         let sources = path.read().unwrap();
-        let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(sources.compile().unwrap()));
+        let policy = Loaded::first(sources.compile().unwrap());
         let metrics = Arc::new(Metrics::default());
         (
             Reloader::new(path, Arc::clone(&policy), sources, Arc::clone(&metrics)),
@@ -198,7 +210,7 @@ mod tests {
     }
 
     fn names(policy: &PolicyHandle) -> Vec<String> {
-        policy.load().names().map(str::to_string).collect()
+        policy.load().policy.names().map(str::to_string).collect()
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use nodeguard::compliance::report::{self, Outcome};
 use nodeguard::compliance::{ComplianceConfig, Trigger};
 use nodeguard::enforce::UndecidedAtStart;
+use nodeguard::ops::reload::Loaded;
 use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState, plugin_service as method};
 
 use super::fake_runtime::RegisterReply;
@@ -353,20 +354,24 @@ async fn an_audit_after_a_policy_change_judges_by_the_new_policy() {
     wait_until("the report", || path.exists()).await;
     let before = plugin.auditor.compliance_audit(Trigger::Periodic).await;
     assert_eq!(before.fail, 1, "docker.io is not allowed");
-    plugin
-        .policy
-        .store(std::sync::Arc::new(super::harness::policy(
-            &POLICY.replace(
-                r"allowed: ['^registry\.corp/']",
-                r"allowed: ['^docker\.io/']",
-            ),
-        )));
+    plugin.policy.store(std::sync::Arc::new(Loaded {
+        generation: 2,
+        policy: super::harness::policy(&POLICY.replace(
+            r"allowed: ['^registry\.corp/']",
+            r"allowed: ['^docker\.io/']",
+        )),
+    }));
     let after = plugin.auditor.compliance_audit(Trigger::PolicyReload).await;
     assert_eq!((after.fail, after.pass), (0, 1));
     let r = report::read(&path).unwrap();
     assert_eq!(
         r.items[0].metadata.annotations["nodeguard.io/trigger"],
         "policy-reload"
+    );
+    // The report names the generation of the policy it was judged by.
+    assert_eq!(
+        r.items[0].metadata.annotations["nodeguard.io/policy-generation"],
+        "2"
     );
     daemon.stop().await;
 }

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::transport::status::Code;
 use nodeguard::ops::audit::{AuditFile, Rotation};
 use nodeguard::ops::metrics::{self, Metrics};
 use nodeguard::ops::policy_files::PolicyPath;
-use nodeguard::ops::reload::PolicyHandle;
+use nodeguard::ops::reload::{Loaded, PolicyHandle};
 use nodeguard::ops::reload::{ReloadOutcome, Reloader};
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 
@@ -39,7 +38,7 @@ async fn an_unwritable_audit_log_never_changes_a_verdict_and_loses_nothing() {
     let metrics = Arc::new(Metrics::new(vec![
         Arc::clone(&file) as Arc<dyn metrics::Source>
     ]));
-    let handle: PolicyHandle = Arc::new(ArcSwap::from_pointee(policy(POLICY)));
+    let handle: PolicyHandle = Loaded::first(policy(POLICY));
     let enforcer = Enforcer::new(
         handle,
         MemorySpecs::default(),

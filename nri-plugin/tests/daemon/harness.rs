@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use nodeguard::compliance::{Auditor, ComplianceConfig};
 use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::connection::Registration;
@@ -15,7 +14,7 @@ use nodeguard::nri::service::PluginService;
 use nodeguard::nri::transport::status::RpcError;
 use nodeguard::ops::audit::Memory;
 use nodeguard::ops::metrics::Metrics;
-use nodeguard::ops::reload::PolicyHandle;
+use nodeguard::ops::reload::{Loaded, PolicyHandle};
 use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
 use nodeguard::views::nri_view::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
 use nodeguard::views::oci::RuntimeSpec;
@@ -185,7 +184,7 @@ impl Plugin {
         undecided: UndecidedAtStart,
         compliance: ComplianceConfig,
     ) -> Self {
-        let policy: PolicyHandle = Arc::new(ArcSwap::from_pointee(policy(policy_yaml)));
+        let policy: PolicyHandle = Loaded::first(policy(policy_yaml));
         let specs = MemorySpecs::default();
         let audit = Arc::new(Memory::default());
         let metrics = Arc::new(Metrics::default());

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use nodeguard::nri::transport::status::Code;
+use nodeguard::ops::reload::Loaded;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 
 use super::fake_runtime::FakeRuntime;
@@ -56,13 +57,22 @@ async fn swapped_policy_decides_the_next_call() {
         Err(Code::PERMISSION_DENIED)
     );
 
-    handle.store(Arc::new(policy(DOCKER_HUB_ALLOWED)));
+    handle.store(Arc::new(Loaded {
+        generation: 2,
+        policy: policy(DOCKER_HUB_ALLOWED),
+    }));
     assert!(create_nginx(&runtime, "c2").await.is_ok(), "allowed now");
 
-    handle.store(Arc::new(policy(AUDIT_ONLY)));
+    handle.store(Arc::new(Loaded {
+        generation: 3,
+        policy: policy(AUDIT_ONLY),
+    }));
     assert!(create_nginx(&runtime, "c3").await.is_ok(), "only audited");
 
-    handle.store(Arc::new(policy(POLICY)));
+    handle.store(Arc::new(Loaded {
+        generation: 4,
+        policy: policy(POLICY),
+    }));
     assert_eq!(
         create_nginx(&runtime, "c4").await,
         Err(Code::PERMISSION_DENIED),
