@@ -15,9 +15,9 @@ use nodeguard::nri::transport::status::{self, Code, RpcError};
 use nodeguard::ops::audit::Discard;
 use nodeguard::ops::reload::{Loaded, PolicyHandle};
 use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
-use nodeguard::views::oci::RuntimeSpec;
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
 use nodeguard_proto::ttrpc::Response;
+use nodeguard_views::oci::RuntimeSpec;
 use policy_core::Policy;
 use prost::Message as _;
 

@@ -1,11 +1,13 @@
-//! Checks of the readers that turn container descriptions into views: OCI runtime specs
-//! ([`RuntimeSpec::from_json`], [`RuntimeSpec::to_view`]) and Kubernetes manifests
-//! ([`manifest::pod_from_document`]), each view then judged by the restricted Pod Security
-//! Standards preset (the most rules that read a view).
+//! Checks of the readers that turn container descriptions into views (`nodeguard-views`): OCI
+//! runtime specs ([`RuntimeSpec::from_json`], then `ContainerView::try_from` or the start
+//! view) and Kubernetes manifests (`PodManifest::try_from`), each view then judged by the
+//! restricted Pod Security Standards preset (the most rules that read a view).
 
-use nodeguard::views::manifest;
-use nodeguard::views::oci::RuntimeSpec;
-use policy_core::{Decision, Effect, Policy, PssLevel, Verdict, evaluate, yaml};
+use nodeguard_proto::nri::v1alpha1 as nri;
+use nodeguard_views::manifest::{ManifestError, PodManifest};
+use nodeguard_views::nri::Start;
+use nodeguard_views::oci::RuntimeSpec;
+use policy_core::{ContainerView, Decision, Effect, Policy, PssLevel, Verdict, evaluate, yaml};
 
 /// The restricted preset, enforced.
 pub fn restricted() -> Policy {
@@ -30,19 +32,37 @@ fn check_decision(policy: &Policy, decision: &Decision) {
     );
 }
 
-/// `oci_spec`: arbitrary bytes to [`RuntimeSpec::from_json`], then [`RuntimeSpec::to_view`]
-/// and [`evaluate`] against `policy`. Never panics; the view is a pure function of the spec.
+/// `oci_spec`: arbitrary bytes to [`RuntimeSpec::from_json`], then to a view as `check` takes
+/// it (`ContainerView::try_from`, which refuses JSON without `ociVersion`) and as the daemon
+/// takes it at container start (`Start`, whatever the spec says), each to [`evaluate`] against
+/// `policy`. Never panics; the views are pure functions of the spec.
 pub fn oci_spec(policy: &Policy, data: &[u8]) {
     let Ok(spec) = RuntimeSpec::from_json(data) else {
         return;
     };
-    let view = spec.to_view();
-    assert_eq!(view, spec.to_view(), "to_view is deterministic");
+    match ContainerView::try_from(&spec) {
+        Ok(view) => {
+            assert!(spec.is_runtime_spec());
+            assert_eq!(Ok(&view), ContainerView::try_from(&spec).as_ref());
+            check_decision(policy, &evaluate(policy, &view));
+        }
+        Err(_) => assert!(!spec.is_runtime_spec()),
+    }
+    let (pod, container) = (nri::PodSandbox::default(), nri::Container::default());
+    let at_start = || {
+        ContainerView::from(Start {
+            pod: &pod,
+            container: &container,
+            spec: &spec,
+        })
+    };
+    let view = at_start();
+    assert_eq!(view, at_start(), "the start view is deterministic");
     check_decision(policy, &evaluate(policy, &view));
 }
 
 /// `manifest`: arbitrary text to [`yaml::parse_documents`], each document (and each item of a
-/// `List`) to [`manifest::pod_from_document`], each container view to [`evaluate`] against
+/// `List`) to `PodManifest::try_from`, each container view to [`evaluate`] against
 /// `policy`. Never panics; a manifest error's path leads to a position in the text.
 pub fn manifest(policy: &Policy, data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -55,14 +75,14 @@ pub fn manifest(policy: &Policy, data: &[u8]) {
             None => vec![&document.value],
         };
         for item in items {
-            match manifest::pod_from_document(item) {
-                Ok(Some(pod)) => {
+            match PodManifest::try_from(item) {
+                Ok(pod) => {
                     for view in &pod.containers {
                         check_decision(policy, &evaluate(policy, view));
                     }
                 }
-                Ok(None) => {}
-                Err(err) => {
+                Err(ManifestError::NotAPod { .. }) => {}
+                Err(ManifestError::Invalid(err)) => {
                     let location = document.locations.nearest(&err.path);
                     assert!(location.line >= 1 && location.column >= 1, "{err}");
                 }

@@ -23,8 +23,8 @@ use nodeguard::nri::service::PluginService;
 use nodeguard::ops::audit::{AuditFile, Rotation};
 use nodeguard::ops::reload::Loaded;
 use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
-use nodeguard::views::oci::RuntimeSpec;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service};
+use nodeguard_views::oci::RuntimeSpec;
 
 const POLICY: &str = include_str!("../../policy-core/benches/policies/twelve-rules.yaml");
 

@@ -9,8 +9,10 @@
 //! - [`enforce`]: judging a container, recording and answering the decision;
 //! - [`runtime`]: containerd's own API;
 //! - [`ops`]: audit log, metrics, health endpoints, policy files and reload, logging;
-//! - [`cli`]: `check`, `policy validate` and `report`, which judge files, not a runtime;
-//! - [`views`]: NRI requests, OCI specs and manifests as `policy_core` container views.
+//! - [`cli`]: `check`, `policy validate` and `report`, which judge files, not a runtime.
+//!
+//! What requests, specs and manifests say becomes a container view in the `nodeguard-views`
+//! crate.
 
 pub mod cli;
 pub mod compliance;
@@ -19,4 +21,3 @@ pub mod enforce;
 pub mod nri;
 pub mod ops;
 pub mod runtime;
-pub mod views;

@@ -77,8 +77,8 @@ fn manifest_corpus() {
 /// huge limit could pass `resources.maxLimits`. Now exact, saturating at `u64::MAX`.
 #[test]
 fn cpu_shares_and_quota_overflow() {
-    use nodeguard::views::kubernetes::{quota_to_millicores, shares_to_millicores};
-    use nodeguard::views::oci::RuntimeSpec;
+    use nodeguard_views::kubelet::{quota_to_millicores, shares_to_millicores};
+    use nodeguard_views::oci::RuntimeSpec;
     use policy_core::quantity::Millicores;
 
     assert_eq!(
@@ -95,7 +95,10 @@ fn cpu_shares_and_quota_overflow() {
     );
 
     let spec = include_bytes!("../../fuzz/regressions/oci_spec/cpu-shares-and-quota-overflow.json");
-    let resources = RuntimeSpec::from_json(spec).unwrap().to_view().resources;
+    let spec_read = RuntimeSpec::from_json(spec).unwrap();
+    let resources = policy_core::ContainerView::try_from(&spec_read)
+        .expect("a runtime spec")
+        .resources;
     let resources = resources.expect("a spec's resources are known");
     assert_eq!(resources.cpu_limit, Some(Millicores(u64::MAX)));
     specs::oci_spec(&specs::restricted(), spec);

@@ -164,22 +164,6 @@ impl VolumeType {
             .find(|(_, n)| *n == name)
             .map_or(VolumeType::Other, |(t, _)| *t)
     }
-
-    /// The type of a kubelet-managed volume directory, from the plugin directory name under
-    /// `.../pods/<uid>/volumes/` (`kubernetes.io~configmap`, `kubernetes.io~csi`, ...).
-    pub fn from_kubelet_plugin_dir(dir: &str) -> VolumeType {
-        match dir.strip_prefix("kubernetes.io~").unwrap_or(dir) {
-            "configmap" => VolumeType::ConfigMap,
-            "secret" => VolumeType::Secret,
-            "empty-dir" => VolumeType::EmptyDir,
-            "projected" => VolumeType::Projected,
-            "downward-api" => VolumeType::DownwardApi,
-            "csi" => VolumeType::Csi,
-            "nfs" => VolumeType::Nfs,
-            "local-volume" => VolumeType::PersistentVolumeClaim,
-            _ => VolumeType::Other,
-        }
-    }
 }
 
 /// Where a mount's content comes from, as seen on the node.
@@ -203,86 +187,6 @@ pub enum MountSource {
     /// A file or filesystem the kubelet or runtime provides to every container
     /// (`/etc/hosts`, `resolv.conf`, termination log, `/dev/shm`, `proc`, `sysfs`, ...).
     Runtime,
-}
-
-impl MountSource {
-    /// Classifies a mount by its source path and filesystem type, as found in an NRI request
-    /// or OCI spec. `pod_uid` and `sandbox_id` name the container's pod when known: only the
-    /// kubelet's and the runtime's directories of *that* pod count as its volumes and runtime
-    /// files (another pod's directory mounted by hostPath is a host path).
-    ///
-    /// ```
-    /// use policy_core::view::{MountSource, VolumeType};
-    /// let src = "/var/lib/kubelet/pods/1b2c/volumes/kubernetes.io~secret/token";
-    /// assert_eq!(MountSource::classify(src, "bind", "1b2c", "sb1"),
-    ///            MountSource::KubeletVolume { kind: VolumeType::Secret, name: "token".into() });
-    /// assert_eq!(MountSource::classify(src, "bind", "other-pod", "sb1"),
-    ///            MountSource::HostPath(src.into()));
-    /// let hosts = "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/hosts";
-    /// assert_eq!(MountSource::classify(hosts, "bind", "1b2c", "sb1"), MountSource::Runtime);
-    /// assert_eq!(MountSource::classify(hosts, "bind", "1b2c", "sb2"),
-    ///            MountSource::HostPath(hosts.into()));
-    /// assert_eq!(MountSource::classify("/etc", "bind", "", ""), MountSource::HostPath("/etc".into()));
-    /// assert_eq!(MountSource::classify("proc", "proc", "", ""), MountSource::Runtime);
-    /// ```
-    pub fn classify(source: &str, fs_type: &str, pod_uid: &str, sandbox_id: &str) -> MountSource {
-        if !source.starts_with('/') || !matches!(fs_type, "bind" | "rbind" | "") {
-            return MountSource::Runtime;
-        }
-        if source.split('/').any(|c| c == "..") {
-            return MountSource::HostPath(source.to_string());
-        }
-        // The kubelet keeps pod data under <root-dir>/pods/<uid>/; its root dir is
-        // configurable, so look for the shape rather than a fixed prefix.
-        if let Some(at) = source.find("/pods/") {
-            let rest = &source[at + "/pods/".len()..];
-            let mut parts = rest.split('/');
-            let uid = parts.next().unwrap_or_default();
-            let ours = pod_uid.is_empty() || uid == pod_uid;
-            match parts.next() {
-                Some("volumes") if ours => {
-                    let plugin = parts.next().unwrap_or_default();
-                    let name = parts.next().unwrap_or_default().to_string();
-                    return MountSource::KubeletVolume {
-                        kind: VolumeType::from_kubelet_plugin_dir(plugin),
-                        name,
-                    };
-                }
-                Some("volume-subpaths") if ours => {
-                    return MountSource::KubeletSubPath {
-                        volume: parts.next().unwrap_or_default().to_string(),
-                    };
-                }
-                Some("etc-hosts" | "containers") if ours => return MountSource::Runtime,
-                _ => {}
-            }
-        }
-        // containerd's per-sandbox files (hostname, resolv.conf, hosts, shm) under its root
-        // and state directories (wherever those are configured), and its image volumes.
-        const CRI_PLUGIN: &str = "/io.containerd.grpc.v1.cri/";
-        if let Some(at) = source.find(CRI_PLUGIN) {
-            let rest = &source[at + CRI_PLUGIN.len()..];
-            if let Some(sandbox) = rest.strip_prefix("sandboxes/") {
-                let id = sandbox.split('/').next().unwrap_or_default();
-                if sandbox_id.is_empty() || id == sandbox_id {
-                    return MountSource::Runtime;
-                }
-            } else if rest.starts_with("image-volumes/") {
-                return MountSource::KubeletVolume {
-                    kind: VolumeType::Image,
-                    name: String::new(),
-                };
-            }
-        }
-        // CRI-O's per-container storage.
-        if ["/run/containers/storage/", "/var/run/containers/storage/"]
-            .iter()
-            .any(|p| source.starts_with(p))
-        {
-            return MountSource::Runtime;
-        }
-        MountSource::HostPath(source.to_string())
-    }
 }
 
 /// A pod volume.

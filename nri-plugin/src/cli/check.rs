@@ -9,14 +9,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use policy_core::yaml::{Documents, Limits};
-use policy_core::{Decision, Policy, Verdict, evaluate};
+use policy_core::{ContainerView, Decision, Policy, Verdict, evaluate};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::ops::policy_files;
 use crate::ops::size;
-use crate::views::manifest::{self, PodManifest};
-use crate::views::oci::RuntimeSpec;
+use nodeguard_views::manifest::{ManifestError, PodManifest};
+use nodeguard_views::oci::RuntimeSpec;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -186,9 +186,8 @@ pub fn check_bytes(
     };
     if file.ends_with(".json")
         && let Ok(spec) = RuntimeSpec::from_json(bytes)
-        && spec.is_runtime_spec()
+        && let Ok(view) = ContainerView::try_from(&spec)
     {
-        let view = spec.to_view();
         let decision = evaluate(policy, &view);
         report.results.push(ObjectResult {
             file: file.to_string(),
@@ -232,10 +231,10 @@ pub fn check_bytes(
             _ => vec![&doc.value],
         };
         for item in items {
-            match manifest::pod_from_document(item) {
-                Ok(Some(pod)) => report.results.push(judge_pod(policy, file, &pod)),
-                Ok(None) => {}
-                Err(e) => {
+            match PodManifest::try_from(item) {
+                Ok(pod) => report.results.push(judge_pod(policy, file, &pod)),
+                Err(ManifestError::NotAPod { .. }) => {}
+                Err(ManifestError::Invalid(e)) => {
                     let location = doc.locations.nearest(&e.path);
                     report.errors.push(InputError {
                         file: file.to_string(),

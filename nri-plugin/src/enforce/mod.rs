@@ -20,7 +20,7 @@ use crate::ops::audit::{AuditSink, ContainerRef, Outcome, Phase, PodRef, Record}
 use crate::ops::metrics::Metrics;
 use crate::ops::reload::PolicyHandle;
 use crate::runtime::containerd::ContainerdApi;
-use crate::views::nri_view;
+use nodeguard_views::nri::{Create, Start};
 
 /// Fields no node ever sees (they live only in the pod spec): rules that need them stay
 /// undecided on the node, are recorded as such, and never refuse a container.
@@ -255,7 +255,7 @@ impl<S: ContainerdApi> Enforcer<S> {
     /// The refusal when an enforced rule is violated.
     pub fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal> {
         let started = Instant::now();
-        let view = nri_view::create_view(pod, container);
+        let view = ContainerView::from(Create { pod, container });
         let decision = self.evaluate(Phase::Create, &view);
         let refused = decision.is_denied();
         self.record(Phase::Create, &view, &container.id, &decision, refused);
@@ -308,14 +308,21 @@ impl<S: ContainerdApi> Enforcer<S> {
     ) -> (ContainerView, Option<String>) {
         match self.specs.spec(&container.id).await {
             Ok(spec) => {
-                let mut view = nri_view::start_view(pod, container, &spec);
+                let mut view = ContainerView::from(Start {
+                    pod,
+                    container,
+                    spec: &spec,
+                });
                 self.add_pod_sysctls(pod, &mut view).await;
                 (view, None)
             }
             Err(e) => {
                 warn!(error = %e, "cannot read the container's spec");
                 self.metrics.spec_read_failure();
-                (nri_view::create_view(pod, container), Some(e.to_string()))
+                (
+                    ContainerView::from(Create { pod, container }),
+                    Some(e.to_string()),
+                )
             }
         }
     }
@@ -344,7 +351,7 @@ impl<S: ContainerdApi> Enforcer<S> {
         }
         match self.specs.spec(&pod.id).await {
             Ok(sandbox) => {
-                let sysctls = sandbox.to_view().security.sysctls.unwrap_or_default();
+                let sysctls = sandbox.sysctls();
                 let mut cache = self
                     .pod_sysctls
                     .lock()
@@ -378,7 +385,10 @@ impl<S: ContainerdApi> Enforcer<S> {
             updated.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());
         }
         let started = Instant::now();
-        let view = nri_view::create_view(pod, &updated);
+        let view = ContainerView::from(Create {
+            pod,
+            container: &updated,
+        });
         let mut decision = self.evaluate(Phase::Update, &view);
         decision
             .violations

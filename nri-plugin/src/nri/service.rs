@@ -61,19 +61,12 @@ fn subject(
     pod: Option<nri::PodSandbox>,
     container: Option<nri::Container>,
 ) -> Result<(nri::PodSandbox, nri::Container), RpcError> {
-    let missing = match (pod, container) {
-        (Some(pod), Some(container)) if !pod.id.is_empty() && !container.id.is_empty() => {
-            return Ok((pod, container));
-        }
-        (None, _) => "no pod",
-        (_, None) => "no container",
-        (Some(pod), _) if pod.id.is_empty() => "a pod without an id",
-        _ => "a container without an id",
-    };
-    Err(RpcError::new(
-        Code::INVALID_ARGUMENT,
-        format!("nodeguard: malformed {call} request: {missing}"),
-    ))
+    nodeguard_views::nri::subject(pod, container).map_err(|missing| {
+        RpcError::new(
+            Code::INVALID_ARGUMENT,
+            format!("nodeguard: malformed {call} request: {missing}"),
+        )
+    })
 }
 
 fn span_for(

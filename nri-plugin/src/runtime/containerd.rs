@@ -19,7 +19,7 @@ use nodeguard_proto::containerd::services::version::v1::VersionResponse;
 use nodeguard_proto::google::protobuf::Empty;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::views::oci::RuntimeSpec;
+use nodeguard_views::oci::RuntimeSpec;
 
 /// The containerd namespace of CRI (Kubernetes) containers.
 pub const K8S_NAMESPACE: &str = "k8s.io";

@@ -136,7 +136,7 @@ async fn every_violation_is_named_in_one_refusal() {
     let (daemon, runtime) = Daemon::connected().await;
     let mut c = container_without_limits("c1");
     c.annotations.insert(
-        nodeguard::views::nri_view::IMAGE_ANNOTATION.into(),
+        nodeguard_views::kubelet::IMAGE_ANNOTATION.into(),
         "docker.io/library/nginx:latest".into(),
     );
     let err = create(&daemon, &runtime, host_pid_pod(), c)

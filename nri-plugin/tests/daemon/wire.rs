@@ -131,7 +131,7 @@ async fn large_replies_are_cut_into_frames_go_can_read() {
     let mut c = container_without_limits("c1");
     c.name.clone_from(&name);
     c.annotations.insert(
-        nodeguard::views::nri_view::IMAGE_ANNOTATION.into(),
+        nodeguard_views::kubelet::IMAGE_ANNOTATION.into(),
         format!("docker.io/library/{}:latest", "x".repeat(5000)),
     );
     let err = runtime

@@ -7,17 +7,85 @@ use nodeguard_proto::nri::v1alpha1::{self as nri, security_profile::ProfileType}
 use policy_core::image::ImageRef;
 use policy_core::quantity::Bytes;
 use policy_core::view::{
-    ContainerKind, ContainerView, Device, HostNamespaces, Layered, Mount, MountSource, PodView,
-    Resources, Seccomp, Security,
+    ContainerKind, ContainerView, Device, HostNamespaces, Layered, Mount, PodView, Resources,
+    Seccomp, Security,
 };
 
-use crate::views::kubernetes;
-use crate::views::oci::{RuntimeSpec, volumes_of};
+use crate::kubelet;
+use crate::kubelet::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
+use crate::oci::{RuntimeSpec, volumes_of};
 
-/// containerd's annotation naming the image a CRI container runs.
-pub const IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";
-/// containerd's annotation telling a sandbox from a container.
-pub const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
+/// A request that does not say which container it is about: a protocol error, never judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NriError {
+    /// No pod in the request.
+    #[error("no pod")]
+    NoPod,
+    /// No container in the request.
+    #[error("no container")]
+    NoContainer,
+    /// A pod without an id.
+    #[error("a pod without an id")]
+    NoPodId,
+    /// A container without an id.
+    #[error("a container without an id")]
+    NoContainerId,
+}
+
+/// The pod and container a request is about, both present and with their ids.
+///
+/// # Errors
+/// What is missing.
+pub fn subject(
+    pod: Option<nri::PodSandbox>,
+    container: Option<nri::Container>,
+) -> Result<(nri::PodSandbox, nri::Container), NriError> {
+    match (pod, container) {
+        (None, _) => Err(NriError::NoPod),
+        (_, None) => Err(NriError::NoContainer),
+        (Some(pod), _) if pod.id.is_empty() => Err(NriError::NoPodId),
+        (_, Some(container)) if container.id.is_empty() => Err(NriError::NoContainerId),
+        (Some(pod), Some(container)) => Ok((pod, container)),
+    }
+}
+
+/// A container as NRI describes it at `CreateContainer` (or `UpdateContainer`, with the new
+/// resources in place).
+#[derive(Debug, Clone, Copy)]
+pub struct Create<'a> {
+    /// Its pod.
+    pub pod: &'a nri::PodSandbox,
+    /// The container.
+    pub container: &'a nri::Container,
+}
+
+/// A container at `StartContainer`: NRI's description and the OCI spec containerd committed.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    /// Its pod.
+    pub pod: &'a nri::PodSandbox,
+    /// The container.
+    pub container: &'a nri::Container,
+    /// Its committed OCI spec.
+    pub spec: &'a RuntimeSpec,
+}
+
+/// What the node knows at `CreateContainer`: identity, image, host namespaces, mounts,
+/// devices, resources and host ports; the security context only as far as the runtime sends
+/// it (seccomp from containerd 2.2.1, user and sysctls from 2.3).
+impl From<Create<'_>> for ContainerView {
+    fn from(at: Create<'_>) -> Self {
+        create_view(at.pod, at.container)
+    }
+}
+
+/// What the node knows at `StartContainer`: the committed OCI spec, with the pod's identity,
+/// labels and annotations (which a spec does not carry) from NRI.
+impl From<Start<'_>> for ContainerView {
+    fn from(at: Start<'_>) -> Self {
+        start_view(at.pod, at.container, at.spec)
+    }
+}
 
 fn sorted(map: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -70,7 +138,7 @@ fn host_namespaces(pod: &nri::PodSandbox) -> HostNamespaces {
 /// What the node knows at `CreateContainer`: identity, image, host namespaces, mounts,
 /// devices, resources and host ports. The security context is not in the request (containerd
 /// 1.7-2.2), so those fields stay unknown unless a newer runtime sends them.
-pub fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> ContainerView {
+fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> ContainerView {
     let annotations = sorted(&container.annotations);
     let linux = container.linux.as_ref();
     let mounts: Vec<Mount> = container
@@ -78,7 +146,7 @@ pub fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> Contain
         .iter()
         .map(|m| Mount {
             destination: m.destination.clone(),
-            source: MountSource::classify(
+            source: kubelet::mount_source(
                 &m.source,
                 &m.r#type,
                 &pod.uid,
@@ -92,9 +160,9 @@ pub fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> Contain
         Resources {
             cpu_request: cpu
                 .and_then(|c| c.shares.as_ref())
-                .and_then(|s| kubernetes::shares_to_millicores(s.value)),
+                .and_then(|s| kubelet::shares_to_millicores(s.value)),
             cpu_limit: cpu.and_then(|c| {
-                kubernetes::quota_to_millicores(
+                kubelet::quota_to_millicores(
                     c.quota.as_ref().map(|q| q.value),
                     c.period.as_ref().map(|p| p.value),
                 )
@@ -142,7 +210,7 @@ pub fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> Contain
         image: image_of(container),
         pod: pod_view(pod),
         host_namespaces: host_namespaces(pod),
-        host_ports: Some(kubernetes::host_ports(&annotations)),
+        host_ports: Some(kubelet::host_ports(&annotations)),
         volumes: Some(volumes_of(&mounts)),
         mounts: Some(mounts),
         devices: linux.map(|l| {
@@ -176,12 +244,12 @@ pub fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> Contain
 
 /// What the node knows at `StartContainer`: the committed OCI spec, with the pod's identity,
 /// labels and annotations (which a spec does not carry) from NRI.
-pub fn start_view(
+fn start_view(
     pod: &nri::PodSandbox,
     container: &nri::Container,
     spec: &RuntimeSpec,
 ) -> ContainerView {
-    let mut view = spec.to_view();
+    let mut view = spec.view();
     view.pod = pod_view(pod);
     if view.name.is_empty() {
         view.name.clone_from(&container.name);
@@ -202,6 +270,7 @@ pub fn start_view(
 mod tests {
     use super::*;
     use nodeguard_proto::nri::v1alpha1 as nri;
+    use policy_core::view::MountSource;
 
     fn ns(t: &str) -> nri::LinuxNamespace {
         nri::LinuxNamespace {
@@ -237,7 +306,7 @@ mod tests {
                     "container".to_string(),
                 ),
                 (
-                    kubernetes::PORTS_ANNOTATION.to_string(),
+                    kubelet::PORTS_ANNOTATION.to_string(),
                     r#"[{"containerPort":80,"hostPort":8080}]"#.to_string(),
                 ),
             ]

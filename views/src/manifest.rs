@@ -16,10 +16,24 @@ use policy_core::view::{
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Why a Kubernetes object gives no pod.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// The kind holds no pod (`Service`, `ConfigMap`, ...): nothing to judge.
+    #[error("a {kind:?} holds no pod")]
+    NotAPod {
+        /// The object's kind (empty when it has none).
+        kind: String,
+    },
+    /// A pod-bearing object that cannot be read.
+    #[error(transparent)]
+    Invalid(#[from] InvalidManifest),
+}
+
 /// A manifest that names a pod-bearing kind but cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
-pub struct ManifestError {
+pub struct InvalidManifest {
     /// Field path inside the document.
     pub path: String,
     /// What is wrong.
@@ -55,12 +69,34 @@ fn template_path(kind: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// Reads the pod of one manifest document. `Ok(None)` for kinds that hold no pod
-/// (`Service`, `ConfigMap`, ...).
+/// The pod of one Kubernetes object (a `Pod`, or a workload's pod template), as the API
+/// server would store it.
 ///
-/// # Errors
-/// When a pod-bearing object is malformed (missing spec, mistyped field, bad quantity).
-pub fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, ManifestError> {
+/// ```
+/// use nodeguard_views::manifest::{ManifestError, PodManifest};
+/// let pod = serde_json::json!({"kind": "Pod", "metadata": {"name": "web"},
+///     "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
+/// let manifest = PodManifest::try_from(&pod).unwrap();
+/// assert_eq!((manifest.namespace.as_str(), manifest.containers.len()), ("default", 1));
+/// let svc = serde_json::json!({"kind": "Service", "spec": {}});
+/// assert!(matches!(PodManifest::try_from(&svc), Err(ManifestError::NotAPod { .. })));
+/// ```
+impl TryFrom<&Value> for PodManifest {
+    type Error = ManifestError;
+
+    fn try_from(doc: &Value) -> Result<Self, ManifestError> {
+        pod_from_document(doc)?.ok_or_else(|| ManifestError::NotAPod {
+            kind: doc
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
+}
+
+/// Reads the pod of one manifest document. `Ok(None)` for kinds that hold no pod.
+fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, InvalidManifest> {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
     let Some(path) = template_path(kind) else {
         return Ok(None);
@@ -74,7 +110,7 @@ pub fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, ManifestErr
         } else {
             format!("{at}.{key}")
         };
-        template = template.get(key).ok_or_else(|| ManifestError {
+        template = template.get(key).ok_or_else(|| InvalidManifest {
             path: at.clone(),
             message: format!("{kind} has no {at}"),
         })?;
@@ -93,7 +129,7 @@ pub fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, ManifestErr
     };
     let spec: PodSpec = field(template, "spec")
         .map_err(|e| e.within(&prefix))?
-        .ok_or_else(|| ManifestError {
+        .ok_or_else(|| InvalidManifest {
             path: format!("{prefix}spec"),
             message: format!("{kind} has no pod spec"),
         })?;
@@ -118,7 +154,7 @@ pub fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, ManifestErr
     }))
 }
 
-impl ManifestError {
+impl InvalidManifest {
     fn within(mut self, prefix: &str) -> Self {
         self.path = format!("{prefix}{}", self.path);
         self
@@ -128,12 +164,12 @@ impl ManifestError {
 fn field<T: serde::de::DeserializeOwned>(
     doc: &Value,
     key: &str,
-) -> Result<Option<T>, ManifestError> {
+) -> Result<Option<T>, InvalidManifest> {
     match doc.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => serde_path_to_error::deserialize(v).map(Some).map_err(|e| {
             let inner = e.path().to_string();
-            ManifestError {
+            InvalidManifest {
                 path: if inner == "." {
                     key.to_string()
                 } else {
@@ -325,10 +361,10 @@ struct LifecycleSpec {
     pre_stop: Option<HandlerSpec>,
 }
 
-fn id(value: Option<i64>, path: &str) -> Result<Option<u32>, ManifestError> {
+fn id(value: Option<i64>, path: &str) -> Result<Option<u32>, InvalidManifest> {
     value
         .map(|v| {
-            u32::try_from(v).map_err(|_| ManifestError {
+            u32::try_from(v).map_err(|_| InvalidManifest {
                 path: path.to_string(),
                 message: format!("{v} is not a valid id"),
             })
@@ -377,7 +413,7 @@ fn quantity<T>(
     name: &str,
     path: &str,
     parse: fn(&str) -> Result<T, policy_core::quantity::QuantityError>,
-) -> Result<Option<T>, ManifestError> {
+) -> Result<Option<T>, InvalidManifest> {
     let Some(v) = map.get(name) else {
         return Ok(None);
     };
@@ -385,13 +421,13 @@ fn quantity<T>(
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         other => {
-            return Err(ManifestError {
+            return Err(InvalidManifest {
                 path: format!("{path}.{name}"),
                 message: format!("expected a quantity, not {other}"),
             });
         }
     };
-    parse(&text).map(Some).map_err(|e| ManifestError {
+    parse(&text).map(Some).map_err(|e| InvalidManifest {
         path: format!("{path}.{name}"),
         message: e.to_string(),
     })
@@ -436,7 +472,7 @@ fn probe_hosts(c: &ContainerSpec) -> Vec<String> {
     .collect()
 }
 
-fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, ManifestError> {
+fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, InvalidManifest> {
     let psc = spec.security_context.as_ref();
     let volumes: Vec<Volume> = spec.volumes.iter().map(volume).collect();
     let pod_host_process = psc
@@ -533,7 +569,7 @@ fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, ManifestEr
                 .filter_map(|p| p.host_port)
                 .filter(|p| *p != 0)
                 .map(|p| {
-                    u16::try_from(p).map_err(|_| ManifestError {
+                    u16::try_from(p).map_err(|_| InvalidManifest {
                         path: format!("{at}.ports"),
                         message: format!("{p} is not a valid host port"),
                     })

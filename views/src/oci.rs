@@ -15,7 +15,7 @@ use policy_core::view::{
 };
 use serde::Deserialize;
 
-use crate::views::kubernetes;
+use crate::kubelet;
 
 /// The subset of an OCI runtime spec that nodeguard reads.
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +141,38 @@ struct Memory {
     limit: Option<i64>,
 }
 
+/// JSON that is not a runtime spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OciError {
+    /// No `ociVersion`: some other JSON document.
+    #[error("not an OCI runtime spec (no ociVersion)")]
+    NotARuntimeSpec,
+}
+
+/// The container a runtime spec describes. Pod labels are not in a spec; callers that know
+/// them (the daemon, from NRI) fill `pod.labels` in.
+///
+/// ```
+/// use nodeguard_views::oci::{OciError, RuntimeSpec};
+/// use policy_core::ContainerView;
+/// let spec = RuntimeSpec::from_json(br#"{"ociVersion": "1.1.0", "process": {"user": {"uid": 0, "gid": 0}}}"#).unwrap();
+/// let view = ContainerView::try_from(&spec).unwrap();
+/// assert_eq!(view.security.run_as_user.unwrap().effective(), Some(&0));
+/// let other = RuntimeSpec::from_json(br#"{"name": "package.json"}"#).unwrap();
+/// assert_eq!(ContainerView::try_from(&other).unwrap_err(), OciError::NotARuntimeSpec);
+/// ```
+impl TryFrom<&RuntimeSpec> for ContainerView {
+    type Error = OciError;
+
+    fn try_from(spec: &RuntimeSpec) -> Result<Self, OciError> {
+        if spec.is_runtime_spec() {
+            Ok(spec.view())
+        } else {
+            Err(OciError::NotARuntimeSpec)
+        }
+    }
+}
+
 /// containerd's name for its default AppArmor profile.
 const CONTAINERD_APPARMOR_DEFAULT: &str = "cri-containerd.apparmor.d";
 
@@ -158,9 +190,22 @@ impl RuntimeSpec {
         !self.oci_version.is_empty()
     }
 
-    /// The container view the spec describes. Pod labels are not in a spec; callers that
-    /// know them (the daemon, from NRI) fill `pod.labels` in.
-    pub fn to_view(&self) -> ContainerView {
+    /// The sysctls the spec sets, sorted by name (a pod's sysctls are in its sandbox's spec).
+    pub fn sysctls(&self) -> Vec<(String, String)> {
+        self.linux
+            .as_ref()
+            .map(|l| {
+                l.sysctl
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The container view the spec describes, whatever its `ociVersion` says (a spec from
+    /// containerd is one). Pod labels are not in a spec; callers that know them fill them in.
+    pub(crate) fn view(&self) -> ContainerView {
         let a = &self.annotations;
         let get = |k: &str| a.get(k).cloned().unwrap_or_default();
         let linux = self.linux.as_ref();
@@ -182,12 +227,12 @@ impl RuntimeSpec {
             .iter()
             .map(|m| Mount {
                 destination: m.destination.clone(),
-                source: MountSource::classify(
+                source: kubelet::mount_source(
                     &m.source,
                     &m.kind,
-                    a.get("io.kubernetes.cri.sandbox-uid")
+                    a.get(kubelet::SANDBOX_UID_ANNOTATION)
                         .map_or("", String::as_str),
-                    a.get("io.kubernetes.cri.sandbox-id")
+                    a.get(kubelet::SANDBOX_ID_ANNOTATION)
                         .map_or("", String::as_str),
                 ),
                 read_only: m.options.iter().any(|o| o == "ro"),
@@ -203,21 +248,19 @@ impl RuntimeSpec {
             .map(Bytes);
         let user = process.map(|p| &p.user);
         ContainerView {
-            name: get("io.kubernetes.cri.container-name"),
+            name: get(kubelet::CONTAINER_NAME_ANNOTATION),
             kind: match a
-                .get("io.kubernetes.cri.container-type")
+                .get(kubelet::CONTAINER_TYPE_ANNOTATION)
                 .map(String::as_str)
             {
                 Some("container") => Some(ContainerKind::Regular),
                 _ => None,
             },
-            image: a
-                .get("io.kubernetes.cri.image-name")
-                .map(|i| ImageRef::parse(i)),
+            image: a.get(kubelet::IMAGE_ANNOTATION).map(|i| ImageRef::parse(i)),
             pod: PodView {
-                name: get("io.kubernetes.cri.sandbox-name"),
-                namespace: get("io.kubernetes.cri.sandbox-namespace"),
-                uid: get("io.kubernetes.cri.sandbox-uid"),
+                name: get(kubelet::SANDBOX_NAME_ANNOTATION),
+                namespace: get(kubelet::SANDBOX_NAMESPACE_ANNOTATION),
+                uid: get(kubelet::SANDBOX_UID_ANNOTATION),
                 labels: BTreeMap::new(),
                 annotations: BTreeMap::new(),
                 os: None,
@@ -227,7 +270,7 @@ impl RuntimeSpec {
                 ipc: Some(!has_ns("ipc")),
                 network: Some(!has_ns("network")),
             },
-            host_ports: Some(kubernetes::host_ports(a)),
+            host_ports: Some(kubelet::host_ports(a)),
             volumes: Some(volumes_of(&mounts)),
             mounts: Some(mounts),
             devices: Some(
@@ -245,8 +288,8 @@ impl RuntimeSpec {
             resources: Some(Resources {
                 cpu_request: cpu
                     .and_then(|c| c.shares)
-                    .and_then(kubernetes::shares_to_millicores),
-                cpu_limit: cpu.and_then(|c| kubernetes::quota_to_millicores(c.quota, c.period)),
+                    .and_then(kubelet::shares_to_millicores),
+                cpu_limit: cpu.and_then(|c| kubelet::quota_to_millicores(c.quota, c.period)),
                 memory_request: None,
                 memory_request_known: false,
                 memory_limit,
@@ -379,7 +422,7 @@ mod tests {
     fn reads_what_the_node_knows_at_start() {
         let spec = RuntimeSpec::from_json(SPEC.as_bytes()).unwrap();
         assert!(spec.is_runtime_spec());
-        let v = spec.to_view();
+        let v = spec.view();
         assert_eq!(v.name, "app");
         assert_eq!(v.pod.namespace, "prod");
         assert_eq!(
@@ -429,7 +472,7 @@ mod tests {
             "linux": {"namespaces": [{"type": "pid"}]}});
         let v = RuntimeSpec::from_json(json.to_string().as_bytes())
             .unwrap()
-            .to_view();
+            .view();
         assert_eq!(v.security.privileged, Some(true));
         assert_eq!(
             v.security.seccomp.unwrap().effective(),
