@@ -13,7 +13,6 @@ const PROTOS: &[&str] = &[
     "ttrpc/ttrpc.proto",
     "google/rpc/status.proto",
     "containerd/services.proto",
-    "containerd/version.proto",
     "containerd/tasks.proto",
 ];
 

@@ -13,6 +13,7 @@ use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::service::{EVENTS, PluginService};
 use nodeguard::nri::transport::status::{self, Code, RpcError};
 use nodeguard::ops::audit::Discard;
+use nodeguard::ops::metrics::Metrics;
 use nodeguard::ops::reload::{Loaded, PolicyHandle};
 use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
@@ -171,6 +172,7 @@ impl Harness {
             Arc::clone(&self.policy),
             Specs,
             Arc::new(Discard),
+            Arc::new(Metrics::default()),
             "fuzz-node".to_string(),
             UndecidedAtStart::Deny,
         );

@@ -21,6 +21,7 @@ use nodeguard::enforce::{Enforcer, UndecidedAtStart};
 use nodeguard::nri::connection::{self, Registration};
 use nodeguard::nri::service::PluginService;
 use nodeguard::ops::audit::{AuditFile, Rotation};
+use nodeguard::ops::metrics::Metrics;
 use nodeguard::ops::reload::Loaded;
 use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service};
@@ -128,6 +129,7 @@ async fn main() {
         Loaded::first(policy),
         NoSpecs,
         audit,
+        Arc::new(Metrics::default()),
         "bench".into(),
         UndecidedAtStart::Deny,
     ));

@@ -327,16 +327,14 @@ pub async fn run<S: ContainerdApi + 'static>(
         Some(file) => Arc::clone(file) as Arc<dyn AuditSink>,
         None => Arc::new(Discard),
     };
-    let enforcer = Arc::new(
-        Enforcer::new(
-            policy,
-            containerd,
-            audit,
-            config.node,
-            config.undecided_at_start,
-        )
-        .with_metrics(Arc::clone(&metrics)),
-    );
+    let enforcer = Arc::new(Enforcer::new(
+        policy,
+        containerd,
+        audit,
+        Arc::clone(&metrics),
+        config.node,
+        config.undecided_at_start,
+    ));
     let auditor = Arc::new(Auditor::new(enforcer, config.compliance));
     let shutdown = control.shutdown;
     if let Some(listener) = config.metrics_listener {

@@ -63,17 +63,6 @@ pub mod containerd {
                 ));
             }
         }
-        /// Package `containerd.services.version.v1`: the daemon's version.
-        pub mod version {
-            /// Version 1.
-            #[allow(missing_docs)]
-            pub mod v1 {
-                include!(concat!(
-                    env!("OUT_DIR"),
-                    "/containerd.services.version.v1.rs"
-                ));
-            }
-        }
         /// Package `containerd.services.tasks.v1`: running tasks.
         pub mod tasks {
             /// Version 1.

@@ -125,11 +125,13 @@ fn decidable_undecided(decision: &Decision) -> Vec<&'static str> {
 }
 
 impl<S: ContainerdApi> Enforcer<S> {
-    /// An enforcer reading the policy from `policy` and specs from `specs`.
+    /// An enforcer reading the policy from `policy` and specs from `specs`, recording to
+    /// `audit` and counting in `metrics`, as node `node`.
     pub fn new(
         policy: PolicyHandle,
         specs: S,
         audit: Arc<dyn AuditSink>,
+        metrics: Arc<Metrics>,
         node: String,
         undecided_at_start: UndecidedAtStart,
     ) -> Self {
@@ -140,15 +142,8 @@ impl<S: ContainerdApi> Enforcer<S> {
             node,
             undecided_at_start,
             pod_sysctls: Mutex::new(HashMap::new()),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         }
-    }
-
-    /// Counts decisions and latencies in `metrics`.
-    #[must_use]
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = metrics;
-        self
     }
 
     /// The policy handle (for reloads).

@@ -1,6 +1,6 @@
 //! The calls nodeguard makes to containerd's own gRPC API: reading a container's OCI spec at
 //! container start and in compliance audits, signalling a container's task when a rule says
-//! `remediate: stop`, and the daemon's version.
+//! `remediate: stop`.
 //!
 //! The few messages come from our `proto` crate (compiled with protox, so no `protoc` is
 //! needed to build; see ADR 0004 for why not the `containerd-client` crate). Calls go over
@@ -15,7 +15,6 @@ use nodeguard_proto::containerd::services::containers::v1::{
     GetContainerRequest, GetContainerResponse,
 };
 use nodeguard_proto::containerd::services::tasks::v1::KillRequest;
-use nodeguard_proto::containerd::services::version::v1::VersionResponse;
 use nodeguard_proto::google::protobuf::Empty;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -138,21 +137,6 @@ impl Containerd {
                 call,
                 timeout: self.timeout,
             })?
-    }
-
-    /// containerd's version string.
-    ///
-    /// # Errors
-    /// When containerd does not answer.
-    pub async fn version(&self) -> Result<String, ContainerdError> {
-        let response: VersionResponse = self
-            .unary(
-                "Version",
-                "/containerd.services.version.v1.Version/Version",
-                Empty {},
-            )
-            .await?;
-        Ok(response.version)
     }
 }
 

@@ -43,10 +43,10 @@ async fn an_unwritable_audit_log_never_changes_a_verdict_and_loses_nothing() {
         handle,
         MemorySpecs::default(),
         Arc::clone(&file) as Arc<dyn nodeguard::ops::audit::AuditSink>,
+        Arc::clone(&metrics),
         "node-1".into(),
         UndecidedAtStart::Deny,
-    )
-    .with_metrics(Arc::clone(&metrics));
+    );
     let plugin = Plugin::from_enforcer(enforcer);
     let (daemon, runtime) = Daemon::connected_with(plugin).await;
 

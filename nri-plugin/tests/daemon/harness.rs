@@ -188,16 +188,14 @@ impl Plugin {
         let specs = MemorySpecs::default();
         let audit = Arc::new(Memory::default());
         let metrics = Arc::new(Metrics::default());
-        let enforcer = Arc::new(
-            Enforcer::new(
-                Arc::clone(&policy),
-                specs.clone(),
-                audit.clone(),
-                "node-1".to_string(),
-                undecided,
-            )
-            .with_metrics(Arc::clone(&metrics)),
-        );
+        let enforcer = Arc::new(Enforcer::new(
+            Arc::clone(&policy),
+            specs.clone(),
+            audit.clone(),
+            Arc::clone(&metrics),
+            "node-1".to_string(),
+            undecided,
+        ));
         Plugin {
             policy,
             specs,
