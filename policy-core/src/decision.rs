@@ -85,6 +85,15 @@ pub struct Undecided {
     pub missing: &'static str,
 }
 
+impl Undecided {
+    /// Whether a node can ever see the field this rule lacked: not for the fields that live only
+    /// in the pod spec ([`crate::view::NEVER_ON_NODE`]). A rule undecided for want of those stays
+    /// undecided on the node (admission or `nodeguard check` decide it), and never refuses.
+    pub fn seen_on_node(&self) -> bool {
+        !crate::view::NEVER_ON_NODE.contains(&self.missing)
+    }
+}
+
 /// The overall outcome of a [`Decision`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,6 +116,21 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The decision that per-check results add up to: every violation and undecided field, in
+    /// check order (what [`crate::evaluate`] returns for the same policy and view).
+    pub fn from_results(results: &[crate::CheckResult<'_>]) -> Decision {
+        Decision {
+            violations: results
+                .iter()
+                .flat_map(|r| r.findings.violations.iter().cloned())
+                .collect(),
+            undecided: results
+                .iter()
+                .flat_map(|r| r.findings.undecided.iter().cloned())
+                .collect(),
+        }
+    }
+
     /// The outcome: deny wins over undecided, which wins over allow.
     pub fn verdict(&self) -> Verdict {
         if self.enforced().next().is_some() {

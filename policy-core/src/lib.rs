@@ -21,5 +21,8 @@ pub mod yaml;
 
 pub use decision::{Decision, Effect, Remediation, Undecided, Verdict, Violation};
 pub use document::PssLevel;
-pub use policy::{AppliedCheck, Policy, PolicyError, PolicyErrors, applicable_checks, evaluate};
+pub use policy::{
+    AppliedCheck, CheckOutcome, CheckResult, Policy, PolicyError, PolicyErrors, applicable_checks,
+    evaluate, results,
+};
 pub use view::ContainerView;

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::capabilities::{self, CapabilitySet};
-use crate::decision::{Decision, Effect, Remediation};
+use crate::decision::{Decision, Effect, Remediation, Undecided, Violation};
 use crate::document::{
     self, CapabilitiesRaw, DevicesRaw, DocumentRaw, ExemptionRaw, FlagRuleRaw, HostNamespaceName,
     HostNamespacesRaw, HostPathRaw, HostPortsRaw, IdRangeRaw, ImagesRaw, LabelSelectorRaw,
@@ -308,6 +308,82 @@ pub fn evaluate(policy: &Policy, view: &ContainerView) -> Decision {
         }
     }
     decision
+}
+
+/// What one applied check found for one container: its violations and the fields it lacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult<'p> {
+    /// The check.
+    pub check: AppliedCheck<'p>,
+    /// What it reported (its own violations and undecided fields only).
+    pub findings: Decision,
+}
+
+/// The outcome of one check for one container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome<'a> {
+    /// Nothing wrong.
+    Pass,
+    /// Broken (every message), whatever else it could not decide.
+    Violated(&'a [Violation]),
+    /// Not broken as far as it could see, but it lacked a field.
+    Undecided(&'a Undecided),
+}
+
+impl CheckResult<'_> {
+    /// Violated wins over undecided, which wins over pass.
+    pub fn outcome(&self) -> CheckOutcome<'_> {
+        if !self.findings.violations.is_empty() {
+            CheckOutcome::Violated(&self.findings.violations)
+        } else if let Some(undecided) = self.findings.undecided.first() {
+            CheckOutcome::Undecided(undecided)
+        } else {
+            CheckOutcome::Pass
+        }
+    }
+}
+
+/// Every check `policy` applies to the container of `view`, each with what it found: the
+/// per-check results a compliance report lists. Together they are [`evaluate`]'s decision
+/// ([`Decision::from_results`]).
+///
+/// ```
+/// use policy_core::{CheckOutcome, ContainerView, Policy, results};
+/// let policy = Policy::parse("p.yaml", "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: p}\nspec: {rules: {privileged: {}, hostPorts: {}}}\n").unwrap();
+/// let mut view = ContainerView::default();
+/// view.security.privileged = Some(true);
+/// let results = results(&policy, &view);
+/// let outcome = |rule| results.iter().find(|r| r.check.rule == rule).unwrap().outcome();
+/// assert!(matches!(outcome("privileged"), CheckOutcome::Violated(_)));
+/// assert!(matches!(outcome("hostPorts"), CheckOutcome::Undecided(u) if u.missing == "hostPorts"));
+/// ```
+pub fn results<'p>(policy: &'p Policy, view: &ContainerView) -> Vec<CheckResult<'p>> {
+    let mut out = Vec::new();
+    for doc in policy.documents.iter().filter(|d| d.scope.applies_to(view)) {
+        for check in doc.checks.iter().filter(|c| !c.exempts(view)) {
+            let mut findings = Decision::default();
+            check.run(
+                view,
+                &mut Findings {
+                    decision: &mut findings,
+                    policy: &doc.name,
+                    rule: check.id,
+                    effect: check.effect,
+                    remediate: check.remediate,
+                },
+            );
+            out.push(CheckResult {
+                check: AppliedCheck {
+                    policy: &doc.name,
+                    rule: check.id,
+                    effect: check.effect,
+                    remediate: check.remediate,
+                },
+                findings,
+            });
+        }
+    }
+    out
 }
 
 /// A check of the policy that applies to a container: in scope, not exempt.

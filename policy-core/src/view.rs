@@ -166,6 +166,10 @@ impl VolumeType {
     }
 }
 
+/// Fields no node ever sees: they live only in the pod spec (a probe's `host`, a declared
+/// memory request). Named as [`crate::Undecided::missing`] names them.
+pub const NEVER_ON_NODE: [&str; 2] = ["probeHosts", "resources.memoryRequest"];
+
 /// Where a mount's content comes from, as seen on the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {

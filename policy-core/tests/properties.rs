@@ -549,6 +549,20 @@ proptest! {
     }
 
     #[test]
+    fn per_check_results_add_up_to_the_decision(docs in arb_docs(), view in arb_view()) {
+        let policy = parse(&docs);
+        let results = policy_core::results(&policy, &view);
+        prop_assert_eq!(Decision::from_results(&results), evaluate(&policy, &view));
+        // One result per applicable check, each holding only its own findings.
+        let applied: Vec<_> = policy_core::applicable_checks(&policy, &view).collect();
+        prop_assert_eq!(results.iter().map(|r| r.check).collect::<Vec<_>>(), applied);
+        for r in &results {
+            prop_assert!(r.findings.violations.iter().all(|v| v.rule == r.check.rule));
+            prop_assert!(r.findings.undecided.iter().all(|u| u.rule == r.check.rule));
+        }
+    }
+
+    #[test]
     fn findings_do_not_depend_on_the_order_of_rules_or_documents(
         docs in arb_docs(),
         view in arb_view(),

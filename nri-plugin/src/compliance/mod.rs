@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use nodeguard_proto::nri::v1alpha1 as nri;
-use policy_core::{Effect, Remediation, applicable_checks};
+use policy_core::{CheckOutcome, Decision, Effect, Remediation};
 use tracing::{Instrument as _, error, info, info_span, warn};
 
-use crate::enforce::{Enforcement, Enforcer, NODE_INVISIBLE, Refusal};
+use crate::enforce::{Enforcement, Enforcer, Refusal};
 use crate::ops::audit::{self, Phase};
 use crate::runtime::containerd::ContainerdApi;
 pub use inventory::{Inventory, read_state, write_state};
@@ -152,69 +152,50 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
         };
         // One policy for the whole audit, and the generation the report names is its own.
         let loaded = enforcer.policy().load_full();
-        let generation = loaded.generation;
+        let (generation, policy) = (loaded.generation, &loaded.policy);
         let mut all = Vec::with_capacity(containers.len());
         for (pod, container) in &containers {
             let (view, failure) = enforcer.full_view(pod, container).await;
-            // One snapshot of the policy for the decision and the list of checks applied.
-            let policy = &loaded.policy;
             let started = std::time::Instant::now();
-            let decision = policy_core::evaluate(policy, &view);
+            let checks = policy_core::results(policy, &view);
             enforcer
                 .metrics()
                 .evaluation(Phase::Sync, started.elapsed());
+            let decision = Decision::from_results(&checks);
             let mut results = Vec::new();
-            for check in applicable_checks(policy, &view) {
-                let violations: Vec<_> = decision
-                    .violations
-                    .iter()
-                    .filter(|v| v.rule == check.rule && &*v.policy == check.policy)
-                    .collect();
-                let undecided = decision
-                    .undecided
-                    .iter()
-                    .find(|u| u.rule == check.rule && &*u.policy == check.policy);
-                if !violations.is_empty() {
-                    let outcome = if check.effect == Effect::Warn {
-                        Outcome::Warn
-                    } else {
-                        Outcome::Fail
-                    };
-                    for v in violations {
-                        results.push((
-                            check.policy.to_string(),
-                            check.rule,
-                            outcome,
-                            check.effect,
-                            v.message.clone(),
-                        ));
+            for check in &checks {
+                let applied = &check.check;
+                let mut result = |outcome, message: String| {
+                    results.push((
+                        applied.policy.to_string(),
+                        applied.rule,
+                        outcome,
+                        applied.effect,
+                        message,
+                    ));
+                };
+                match check.outcome() {
+                    CheckOutcome::Pass => result(Outcome::Pass, String::new()),
+                    CheckOutcome::Violated(violations) => {
+                        let outcome = if applied.effect == Effect::Warn {
+                            Outcome::Warn
+                        } else {
+                            Outcome::Fail
+                        };
+                        for v in violations {
+                            result(outcome, v.message.clone());
+                        }
                     }
-                } else if let Some(u) = undecided {
-                    let (outcome, message) = match &failure {
-                        Some(f) if !NODE_INVISIBLE.contains(&u.missing) => (
+                    CheckOutcome::Undecided(u) => match &failure {
+                        Some(f) if u.seen_on_node() => result(
                             Outcome::Error,
                             format!("cannot evaluate without {}: {f}", u.missing),
                         ),
-                        _ => (
+                        _ => result(
                             Outcome::Skip,
                             format!("{} is not visible on the node", u.missing),
                         ),
-                    };
-                    results.push((
-                        check.policy.to_string(),
-                        check.rule,
-                        outcome,
-                        check.effect,
-                        message,
-                    ));
-                } else {
-                    results.push((
-                        check.policy.to_string(),
-                        check.rule,
-                        Outcome::Pass,
-                        check.effect,
-                        String::new(),
-                    ));
+                    },
                 }
             }
             let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));

@@ -22,10 +22,6 @@ use crate::ops::reload::PolicyHandle;
 use crate::runtime::containerd::ContainerdApi;
 use nodeguard_views::nri::{Create, Start};
 
-/// Fields no node ever sees (they live only in the pod spec): rules that need them stay
-/// undecided on the node, are recorded as such, and never refuse a container.
-pub const NODE_INVISIBLE: [&str; 2] = ["probeHosts", "resources.memoryRequest"];
-
 /// What to do at container start with an enforced rule that still cannot decide (the spec
 /// could not be read, or lacks what the rule needs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,7 +115,7 @@ fn decidable_undecided(decision: &Decision) -> Vec<&'static str> {
     decision
         .undecided
         .iter()
-        .filter(|u| u.effect == Effect::Enforce && !NODE_INVISIBLE.contains(&u.missing))
+        .filter(|u| u.effect == Effect::Enforce && u.seen_on_node())
         .map(|u| u.rule)
         .collect()
 }
