@@ -116,21 +116,6 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The decision that per-check results add up to: every violation and undecided field, in
-    /// check order (what [`crate::evaluate`] returns for the same policy and view).
-    pub fn from_results(results: &[crate::CheckResult<'_>]) -> Decision {
-        Decision {
-            violations: results
-                .iter()
-                .flat_map(|r| r.findings.violations.iter().cloned())
-                .collect(),
-            undecided: results
-                .iter()
-                .flat_map(|r| r.findings.undecided.iter().cloned())
-                .collect(),
-        }
-    }
-
     /// The outcome: deny wins over undecided, which wins over allow.
     pub fn verdict(&self) -> Verdict {
         if self.enforced().next().is_some() {

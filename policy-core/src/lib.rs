@@ -10,6 +10,7 @@
 pub mod capabilities;
 pub mod decision;
 pub mod document;
+mod findings;
 pub mod image;
 pub mod matcher;
 pub mod policy;

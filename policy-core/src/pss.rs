@@ -9,7 +9,9 @@
 
 use crate::capabilities::{self, CapabilitySet};
 use crate::document::PssLevel;
-use crate::rules::{Findings, describe_apparmor, describe_seccomp, known};
+use crate::findings::{
+    Findings, describe_apparmor, describe_seccomp, judge_run_as_non_root, known,
+};
 use crate::view::{AppArmor, Capabilities, ContainerView, ProcMount, Seccomp, VolumeType};
 
 /// One control of the standard.
@@ -477,7 +479,7 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
             if control == Control::RunAsNonRoot {
                 // Pod Security Admission judges the declared runAsNonRoot only; a user id
                 // of 0 is the runAsUser control's to report.
-                crate::rules::judge_run_as_non_root(view, out, false);
+                judge_run_as_non_root(view, out, false);
                 return;
             }
             let user = known!(out, &sec.run_as_user, "security.runAsUser");

@@ -1,0 +1,337 @@
+//! Loading policies: parse, validate every part, compile once; and evaluation.
+//!
+//! A load either yields a complete, immutable [`Policy`] or a [`PolicyErrors`] listing every
+//! mistake found, each with its file, line, column and field path. Nothing is half-loaded.
+//!
+//! - this module: the public API ([`Policy`], [`PolicyErrors`]) and evaluation ([`evaluate`],
+//!   [`results`]);
+//! - `error`: a mistake and its place;
+//! - `validate`: the error-recovering validation context that reports every mistake with its
+//!   place;
+//! - `compile`: documents, scope, exemptions and the Pod Security Standards preset;
+//! - `rule`: each rule of `spec.rules` into its checks.
+
+mod compile;
+mod error;
+mod rule;
+mod validate;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::decision::{Decision, Effect, Remediation, Undecided, Violation};
+use crate::document::PssLevel;
+use crate::findings::Findings;
+use crate::matcher::Scope;
+use crate::view::ContainerView;
+use crate::yaml::{self, Location};
+use compile::{CompiledDocument, compile_document, pss_checks};
+pub use error::{PolicyError, PolicyErrors};
+pub use rule::RULE_NAMES;
+use validate::Ctx;
+
+/// A compiled, immutable set of policy documents. Cheap to share behind an `Arc`.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    documents: Vec<CompiledDocument>,
+}
+
+impl Policy {
+    /// Loads the `NodePolicy` documents of one YAML text.
+    ///
+    /// # Errors
+    /// Every mistake found, with `source_name`, line, column and field.
+    ///
+    /// ```
+    /// let policy = policy_core::Policy::parse("policy.yaml", r#"
+    /// apiVersion: nodeguard.io/v1alpha1
+    /// kind: NodePolicy
+    /// metadata: {name: images}
+    /// spec:
+    ///   rules:
+    ///     images: {allowed: ['^registry\.corp/']}
+    /// "#).unwrap();
+    /// assert_eq!(policy.check_count(), 1);
+    /// ```
+    pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyErrors> {
+        Self::parse_many([(source_name, text)])
+    }
+
+    /// Loads the documents of several sources (the files of a ConfigMap, say) as one policy.
+    /// Policy names must be unique across all of them.
+    ///
+    /// # Errors
+    /// Every mistake found in any source.
+    pub fn parse_many<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Policy, PolicyErrors> {
+        let mut errors = Vec::new();
+        let mut documents = Vec::new();
+        let mut names = BTreeSet::new();
+        // The sources share one budget: many files cannot expand further than one.
+        let mut spent = 0;
+        for (source_name, text) in sources {
+            let mut stream = yaml::Documents::new(text, yaml::Limits::POLICY).after(spent);
+            let docs: Result<Vec<_>, _> = stream.by_ref().collect();
+            spent = stream.expanded_bytes();
+            let docs = match docs {
+                Ok(docs) => docs,
+                Err(e) => {
+                    errors.push(PolicyError {
+                        source_name: source_name.to_string(),
+                        location: e.location,
+                        path: String::new(),
+                        message: format!("invalid YAML: {}", e.message),
+                    });
+                    continue;
+                }
+            };
+            if docs.is_empty() {
+                errors.push(PolicyError {
+                    source_name: source_name.to_string(),
+                    location: Location { line: 1, column: 1 },
+                    path: String::new(),
+                    message: "no NodePolicy document found".to_string(),
+                });
+            }
+            for doc in docs {
+                let mut ctx = Ctx {
+                    source_name,
+                    locations: &doc.locations,
+                    errors: &mut errors,
+                    recovered: false,
+                };
+                let compiled = compile_document(&mut ctx, &doc.value);
+                // Names are compared whether or not their documents hold other mistakes.
+                let name = doc
+                    .value
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty());
+                if let Some(name) = name
+                    && !names.insert(name.to_string())
+                {
+                    ctx.error(
+                        "metadata.name",
+                        format!("policy name {name:?} is used by another document"),
+                    );
+                } else if let Some(compiled) = compiled {
+                    documents.push(compiled);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Policy { documents })
+        } else {
+            // In reading order: by file (as given), then line and column.
+            let order: Vec<String> = errors.iter().map(|e| e.source_name.clone()).collect();
+            errors.sort_by_key(|e| {
+                let file = order.iter().position(|n| *n == e.source_name).unwrap_or(0);
+                (file, e.location)
+            });
+            Err(PolicyErrors(errors))
+        }
+    }
+
+    /// The Pod Security Standards preset for `level`, all controls with `effect`, applied to
+    /// every namespace (nothing is exempt unless the caller says so).
+    pub fn pod_security(level: PssLevel, effect: Effect) -> Policy {
+        let name: Arc<str> = Arc::from(format!("pss-{}", level.as_str()));
+        Policy {
+            documents: vec![CompiledDocument {
+                name,
+                scope: Scope::default(),
+                checks: pss_checks(level, effect, Vec::new()),
+            }],
+        }
+    }
+
+    /// Names of the policy documents, in load order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.documents.iter().map(|d| &*d.name)
+    }
+
+    /// Number of checks across all documents (disabled ones excluded).
+    pub fn check_count(&self) -> usize {
+        self.documents.iter().map(|d| d.checks.len()).sum()
+    }
+
+    /// Ids of every check, in evaluation order.
+    pub fn check_ids(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.documents
+            .iter()
+            .flat_map(|d| d.checks.iter().map(|c| c.id))
+    }
+}
+
+/// Judges one container against every policy document that applies to it.
+///
+/// Evaluation reads the policy and the view only; it allocates nothing for a compliant
+/// container and otherwise only what describes the findings.
+///
+/// ```
+/// use policy_core::{evaluate, Policy, view::ContainerView, image::ImageRef};
+/// let policy = Policy::parse("p.yaml", r#"
+/// apiVersion: nodeguard.io/v1alpha1
+/// kind: NodePolicy
+/// metadata: {name: images}
+/// spec: {rules: {images: {allowed: ['^registry\.corp/']}}}
+/// "#).unwrap();
+/// let view = ContainerView { image: Some(ImageRef::parse("docker.io/evil/x:1")), ..Default::default() };
+/// let decision = evaluate(&policy, &view);
+/// assert!(decision.is_denied());
+/// assert_eq!(decision.violations[0].message,
+///     r#"image "docker.io/evil/x:1" does not match any allowed pattern (^registry\.corp/)"#);
+/// ```
+pub fn evaluate(policy: &Policy, view: &ContainerView) -> Decision {
+    let mut decision = Decision::default();
+    for doc in &policy.documents {
+        if !doc.scope.applies_to(view) {
+            continue;
+        }
+        for check in &doc.checks {
+            let mut out = Findings {
+                decision: &mut decision,
+                policy: &doc.name,
+                rule: check.id,
+                effect: check.effect,
+                remediate: check.remediate,
+            };
+            check.run(view, &mut out);
+        }
+    }
+    decision
+}
+
+/// What one applied check found for one container: its violations and the fields it lacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult<'p> {
+    /// The check.
+    pub check: AppliedCheck<'p>,
+    /// What it reported (its own violations and undecided fields only).
+    pub findings: Decision,
+}
+
+/// The outcome of one check for one container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome<'a> {
+    /// Nothing wrong.
+    Pass,
+    /// Broken (every message), whatever else it could not decide.
+    Violated(&'a [Violation]),
+    /// Not broken as far as it could see, but it lacked a field.
+    Undecided(&'a Undecided),
+}
+
+impl CheckResult<'_> {
+    /// Violated wins over undecided, which wins over pass.
+    pub fn outcome(&self) -> CheckOutcome<'_> {
+        if !self.findings.violations.is_empty() {
+            CheckOutcome::Violated(&self.findings.violations)
+        } else if let Some(undecided) = self.findings.undecided.first() {
+            CheckOutcome::Undecided(undecided)
+        } else {
+            CheckOutcome::Pass
+        }
+    }
+}
+
+/// Every check `policy` applies to the container of `view`, each with what it found: the
+/// per-check results a compliance report lists. Together they are [`evaluate`]'s decision
+/// ([`Decision::from_results`]).
+///
+/// ```
+/// use policy_core::{CheckOutcome, ContainerView, Policy, results};
+/// let policy = Policy::parse("p.yaml", "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: p}\nspec: {rules: {privileged: {}, hostPorts: {}}}\n").unwrap();
+/// let mut view = ContainerView::default();
+/// view.security.privileged = Some(true);
+/// let results = results(&policy, &view);
+/// let outcome = |rule| results.iter().find(|r| r.check.rule == rule).unwrap().outcome();
+/// assert!(matches!(outcome("privileged"), CheckOutcome::Violated(_)));
+/// assert!(matches!(outcome("hostPorts"), CheckOutcome::Undecided(u) if u.missing == "hostPorts"));
+/// ```
+pub fn results<'p>(policy: &'p Policy, view: &ContainerView) -> Vec<CheckResult<'p>> {
+    let mut out = Vec::new();
+    for doc in policy.documents.iter().filter(|d| d.scope.applies_to(view)) {
+        for check in doc.checks.iter().filter(|c| !c.exempts(view)) {
+            let mut findings = Decision::default();
+            check.run(
+                view,
+                &mut Findings {
+                    decision: &mut findings,
+                    policy: &doc.name,
+                    rule: check.id,
+                    effect: check.effect,
+                    remediate: check.remediate,
+                },
+            );
+            out.push(CheckResult {
+                check: AppliedCheck {
+                    policy: &doc.name,
+                    rule: check.id,
+                    effect: check.effect,
+                    remediate: check.remediate,
+                },
+                findings,
+            });
+        }
+    }
+    out
+}
+
+impl Decision {
+    /// The decision that per-check results add up to: every violation and undecided field, in
+    /// check order (what [`evaluate`] returns for the same policy and view).
+    pub fn from_results(results: &[CheckResult<'_>]) -> Decision {
+        Decision {
+            violations: results
+                .iter()
+                .flat_map(|r| r.findings.violations.iter().cloned())
+                .collect(),
+            undecided: results
+                .iter()
+                .flat_map(|r| r.findings.undecided.iter().cloned())
+                .collect(),
+        }
+    }
+}
+
+/// A check of the policy that applies to a container: in scope, not exempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedCheck<'p> {
+    /// Name of the policy document holding it.
+    pub policy: &'p str,
+    /// Rule id.
+    pub rule: &'static str,
+    /// Its effect.
+    pub effect: Effect,
+    /// What to do about running containers that break it.
+    pub remediate: Remediation,
+}
+
+/// Every check `policy` applies to the container of `view`, in policy order: the checks
+/// [`evaluate`] runs. A check applied that reports neither a violation nor an undecided
+/// field passed.
+pub fn applicable_checks<'p>(
+    policy: &'p Policy,
+    view: &ContainerView,
+) -> impl Iterator<Item = AppliedCheck<'p>> {
+    policy
+        .documents
+        .iter()
+        .filter(|doc| doc.scope.applies_to(view))
+        .flat_map(move |doc| {
+            doc.checks
+                .iter()
+                .filter(|check| !check.exempts(view))
+                .map(|check| AppliedCheck {
+                    policy: &doc.name,
+                    rule: check.id,
+                    effect: check.effect,
+                    remediate: check.remediate,
+                })
+        })
+}
