@@ -15,7 +15,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::compliance::{Auditor, ComplianceConfig, Trigger};
+use crate::compliance::report::DEFAULT_REPORT;
+use crate::compliance::{Auditor, ComplianceConfig, DEFAULT_STATE, Trigger};
 use crate::enforce::{Enforcer, UndecidedAtStart};
 use crate::nri::connection::Registration;
 use crate::nri::serve::{ConnectionState, Endpoint, ServeConfig};
@@ -32,11 +33,6 @@ use crate::runtime::containerd::ContainerdApi;
 /// How often the daemon retries the audit log's backlog and brings the state file up to
 /// date; the compliance audit's interval is counted in these steps.
 pub const TICK: Duration = Duration::from_secs(5);
-
-/// Where `serve` writes the compliance report and `report` reads it.
-pub const DEFAULT_REPORT: &str = "/var/lib/nodeguard/report.json";
-/// Where `serve` keeps the ids of the containers it knows to run.
-pub const DEFAULT_STATE: &str = "/var/lib/nodeguard/containers.json";
 
 /// The flags of `nodeguard serve`, as given.
 #[derive(Debug, Clone, clap::Args)]

@@ -5,4 +5,5 @@ mod check_cli;
 mod daemon;
 mod fuzz_corpus;
 mod hostile_input;
+mod layers;
 mod pss_conformance;

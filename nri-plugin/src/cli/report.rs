@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::compliance::report::{self, Filter};
-use crate::daemon::DEFAULT_REPORT;
+use crate::compliance::report::{self, DEFAULT_REPORT, Filter};
 
 use super::{emit, unusable};
 

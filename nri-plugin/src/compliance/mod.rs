@@ -23,6 +23,9 @@ use crate::runtime::containerd::ContainerdApi;
 pub use inventory::{Inventory, read_state, write_state};
 use report::{ContainerFindings, Outcome, ReportContext};
 
+/// Where `nodeguard serve` keeps the ids of the containers it knows to run.
+pub const DEFAULT_STATE: &str = "/var/lib/nodeguard/containers.json";
+
 /// SIGTERM.
 const SIGTERM: i32 = 15;
 /// SIGKILL.

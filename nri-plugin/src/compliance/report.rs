@@ -13,6 +13,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+/// Where `nodeguard serve` writes the compliance report and `nodeguard report` reads it.
+pub const DEFAULT_REPORT: &str = "/var/lib/nodeguard/report.json";
+
 /// `apiVersion` of every report.
 pub const API_VERSION: &str = "wgpolicyk8s.io/v1alpha2";
 /// What `source` says in every result.
