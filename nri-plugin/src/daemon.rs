@@ -34,6 +34,12 @@ use crate::runtime::containerd::ContainerdApi;
 /// date; the compliance audit's interval is counted in these steps.
 pub const TICK: Duration = Duration::from_secs(5);
 
+/// A path flag that may be empty (`--report-file ''`: none), which clap's path parser refuses.
+fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
+}
+
 /// The flags of `nodeguard serve`, as given.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeFlags {
@@ -73,11 +79,11 @@ pub struct ServeFlags {
     #[arg(long, env = "NODEGUARD_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Write the compliance report (PolicyReport, JSON) here; empty: do not write one.
-    #[arg(long, env = "NODEGUARD_REPORT", default_value = DEFAULT_REPORT)]
+    #[arg(long, env = "NODEGUARD_REPORT", default_value = DEFAULT_REPORT, value_parser = path_or_empty())]
     pub report_file: PathBuf,
     /// Keep the ids of the running containers here, to name after a restart those that
     /// started while nodeguard was away; empty: do not keep them.
-    #[arg(long, env = "NODEGUARD_STATE", default_value = DEFAULT_STATE)]
+    #[arg(long, env = "NODEGUARD_STATE", default_value = DEFAULT_STATE, value_parser = path_or_empty())]
     pub state_file: PathBuf,
     /// Re-audit running containers this often (`10m`, `1h`; 0: only at registration and
     /// policy reloads).

@@ -296,3 +296,45 @@ async fn every_flag_problem_is_reported_at_once_before_any_socket() {
     }
     assert!(!socket.exists());
 }
+
+#[tokio::test]
+async fn an_empty_report_or_state_file_turns_them_off_in_every_documented_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let policy = policy.to_str().unwrap();
+    for args in [
+        &["--policy", policy, "--report-file", "", "--state-file", ""][..],
+        &["--policy", policy, "--report-file=", "--state-file="][..],
+    ] {
+        let (config, _) = DaemonConfig::validate(flags(args), |_| None, || None).expect("valid");
+        assert_eq!(config.compliance.report_path, None, "{args:?}");
+        assert_eq!(config.compliance.state_path, None, "{args:?}");
+    }
+    // By default both are kept where the DaemonSet mounts /var/lib/nodeguard.
+    let (config, _) =
+        DaemonConfig::validate(flags(&["--policy", policy]), |_| None, || None).expect("valid");
+    assert_eq!(
+        config.compliance.report_path.as_deref(),
+        Some(Path::new("/var/lib/nodeguard/report.json"))
+    );
+    // The environment form, as the DaemonSet would set it: the binary accepts it and serves.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nodeguard"))
+        .args(["serve", "--policy", policy, "--nri-socket"])
+        .arg(dir.path().join("absent.sock"))
+        .env("NODEGUARD_REPORT", "")
+        .env("NODEGUARD_STATE", "")
+        .env_remove("NRI_PLUGIN_SOCKET")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        still_running,
+        "exited: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
