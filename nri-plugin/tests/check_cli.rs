@@ -297,3 +297,53 @@ fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() 
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("cannot read the report /nonexistent/report.json"));
 }
+
+#[test]
+fn directories_are_walked_once_without_hidden_entries_or_symlink_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let pod = std::fs::read_to_string(testdata("manifests/noncompliant.yaml")).unwrap();
+    // A ConfigMap volume's shape: the file through `..data`, a timestamped folder, and a link.
+    let stamped = root.join("..2026_12_01_00_00_00.1");
+    std::fs::create_dir(&stamped).unwrap();
+    std::fs::write(stamped.join("pods.yaml"), &pod).unwrap();
+    std::os::unix::fs::symlink(&stamped, root.join("..data")).unwrap();
+    std::os::unix::fs::symlink(root.join("..data/pods.yaml"), root.join("pods.yaml")).unwrap();
+    // A loop back to the top, and a second name for the same file.
+    std::os::unix::fs::symlink(root, root.join("loop")).unwrap();
+    std::os::unix::fs::symlink(root.join("pods.yaml"), root.join("again.yaml")).unwrap();
+    let root_arg = root.display().to_string();
+    let out = nodeguard(&[
+        "check",
+        "--policy",
+        &path("policies/corp.yaml"),
+        "--format",
+        "json",
+        &root_arg,
+        &root_arg,
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files: Vec<&str> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["file"].as_str().unwrap())
+        .collect();
+    let once = serde_json::from_slice::<serde_json::Value>(
+        &nodeguard(&[
+            "check",
+            "--policy",
+            &path("policies/corp.yaml"),
+            "--format",
+            "json",
+            &path("manifests/noncompliant.yaml"),
+        ])
+        .stdout,
+    )
+    .unwrap()["results"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(files.len(), once, "each object judged once: {files:?}");
+    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+}

@@ -112,9 +112,14 @@ impl Default for Options {
 /// Judges every input against the policy.
 pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Report {
     let mut report = Report::default();
+    let mut seen = std::collections::HashSet::new();
     for path in paths {
+        // A path given twice (or two names of one file) is judged once.
+        if std::fs::canonicalize(path).is_ok_and(|c| seen.contains(&c)) {
+            continue;
+        }
         let mut files = Vec::new();
-        if let Err(e) = collect_files(path, &mut files) {
+        if let Err(e) = collect_files(path, &mut seen, &mut files) {
             report.errors.push(InputError {
                 file: path.display().to_string(),
                 message: e.to_string(),
@@ -146,25 +151,42 @@ pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Rep
     report
 }
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        entries.sort();
-        for entry in entries {
-            if entry.is_dir() {
-                collect_files(&entry, out)?;
-            } else if matches!(
-                entry.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            ) {
-                out.push(entry);
-            }
-        }
-    } else {
-        std::fs::metadata(path)?;
+/// The files a path names: itself, or the `.yaml`, `.yml` and `.json` files under a directory,
+/// sorted. Hidden entries are skipped (a mounted ConfigMap's `..data` links would show every
+/// file three times), and no directory or file is visited twice, whatever symlinks say (a
+/// loop would otherwise repeat a file without end).
+fn collect_files(
+    path: &Path,
+    seen: &mut std::collections::HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    let canonical = std::fs::canonicalize(path)?;
+    if !seen.insert(canonical.clone()) {
+        return Ok(());
+    }
+    if !canonical.is_dir() {
         out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        let hidden = entry
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if entry.is_dir() {
+            collect_files(&entry, seen, out)?;
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            collect_files(&entry, seen, out)?;
+        }
     }
     Ok(())
 }

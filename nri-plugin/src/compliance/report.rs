@@ -519,11 +519,17 @@ pub fn render_table(report: &ReportFile, filter: &Filter) -> String {
         })
         .collect();
     if rows.is_empty() {
-        out.push_str(if filter.all {
-            "no containers audited\n"
-        } else {
-            "nothing to report: every audited rule passed\n"
-        });
+        let audited_here = scoped.items.iter().any(|r| !r.results.is_empty());
+        match &filter.namespace {
+            Some(ns) if !audited_here => {
+                let _ = writeln!(
+                    out,
+                    "no results in namespace {ns:?}: the last audit judged no container there"
+                );
+            }
+            _ if !audited_here => out.push_str("no containers audited\n"),
+            _ => out.push_str("nothing to report: every audited rule passed\n"),
+        }
         return out;
     }
     let header = [
@@ -745,8 +751,36 @@ mod tests {
             },
         );
         assert!(
-            clean.ends_with("nothing to report: every audited rule passed\n"),
+            clean.ends_with(
+                "no results in namespace \"none\": the last audit judged no container there\n"
+            ),
             "{clean}"
+        );
+        // A namespace whose every result passes says so.
+        let staging = build(
+            &ReportContext {
+                node: "node-1",
+                generated: SystemTime::UNIX_EPOCH,
+                trigger: "periodic",
+                policy_generation: 1,
+            },
+            &[findings(
+                "staging",
+                "api",
+                "c9",
+                &[("privileged", Outcome::Pass)],
+            )],
+        );
+        let passing = render_table(
+            &staging,
+            &Filter {
+                namespace: Some("staging".into()),
+                all: false,
+            },
+        );
+        assert!(
+            passing.ends_with("nothing to report: every audited rule passed\n"),
+            "{passing}"
         );
     }
 }
