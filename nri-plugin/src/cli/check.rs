@@ -179,12 +179,11 @@ fn collect_files(
         if hidden {
             continue;
         }
-        if entry.is_dir() {
-            collect_files(&entry, seen, out)?;
-        } else if matches!(
+        let manifest = matches!(
             entry.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml" | "json")
-        ) {
+        );
+        if entry.is_dir() || manifest {
             collect_files(&entry, seen, out)?;
         }
     }
