@@ -347,3 +347,61 @@ fn directories_are_walked_once_without_hidden_entries_or_symlink_loops() {
     assert_eq!(files.len(), once, "each object judged once: {files:?}");
     assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
 }
+
+#[test]
+fn every_container_breaking_a_rule_is_named_in_text_and_json() {
+    let manifest = path("manifests/three-privileged.yaml");
+    let text = stdout(&nodeguard(&[
+        "check",
+        "--policy",
+        &path("policies/corp.yaml"),
+        &manifest,
+    ]));
+    assert!(
+        text.contains(
+            "enforce containers \"a\", \"b\", \"init\": container is privileged [corp-baseline privileged]"
+        ),
+        "{text}"
+    );
+    let json = nodeguard(&[
+        "check",
+        "--policy",
+        &path("policies/corp.yaml"),
+        "--format",
+        "json",
+        &manifest,
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let privileged = report["results"][0]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["rule"] == "privileged")
+        .unwrap();
+    assert_eq!(
+        privileged["containers"],
+        serde_json::json!(["a", "b", "init"])
+    );
+
+    // An init container failing controls its app container passes is named for each.
+    let text = stdout(&nodeguard(&[
+        "check",
+        "--profile",
+        "restricted",
+        &path("manifests/restricted-init.yaml"),
+    ]));
+    for control in [
+        "privilegeEscalation",
+        "runAsNonRoot",
+        "seccomp",
+        "capabilities",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("enforce container \"init\": ")
+                    && l.ends_with(&format!("pss.restricted.{control}]"))),
+            "{control}: {text}"
+        );
+    }
+    assert!(!text.contains("container \"app\""), "{text}");
+}

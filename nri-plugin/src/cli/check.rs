@@ -39,8 +39,8 @@ pub struct InputError {
 /// A violation or undecided rule, attributed to a container.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// Container name.
-    pub container: String,
+    /// The containers it concerns, sorted (a pod-level finding names every container).
+    pub containers: Vec<String>,
     /// Policy document name.
     pub policy: String,
     /// Rule id.
@@ -273,7 +273,7 @@ fn findings(container: &str, decision: &Decision, undecided: bool) -> Vec<Findin
             .undecided
             .iter()
             .map(|u| Finding {
-                container: container.to_string(),
+                containers: vec![container.to_string()],
                 policy: u.policy.to_string(),
                 rule: u.rule,
                 effect: u.effect,
@@ -285,7 +285,7 @@ fn findings(container: &str, decision: &Decision, undecided: bool) -> Vec<Findin
             .violations
             .iter()
             .map(|v| Finding {
-                container: container.to_string(),
+                containers: vec![container.to_string()],
                 policy: v.policy.to_string(),
                 rule: v.rule,
                 effect: v.effect,
@@ -295,8 +295,9 @@ fn findings(container: &str, decision: &Decision, undecided: bool) -> Vec<Findin
     }
 }
 
-/// Judges every container of a pod; the pod's verdict is the worst of its containers'.
-/// Pod-level findings repeated for each container are reported once.
+/// Judges every container of a pod; the pod's verdict is the worst of its containers'. A
+/// finding several containers share (the same rule and message) is reported once, naming
+/// them all, as Pod Security Admission does (`containers "a", "b", "init"`).
 pub fn judge_pod(policy: &Policy, file: &str, pod: &PodManifest) -> ObjectResult {
     let mut violations: Vec<Finding> = Vec::new();
     let mut undecided: Vec<Finding> = Vec::new();
@@ -313,11 +314,19 @@ pub fn judge_pod(policy: &Policy, file: &str, pod: &PodManifest) -> ObjectResult
             (&mut undecided, findings(&view.name, &decision, true)),
         ] {
             for f in found {
-                let repeated = list
-                    .iter()
-                    .any(|g| g.rule == f.rule && g.policy == f.policy && g.message == f.message);
-                if !repeated {
-                    list.push(f);
+                match list
+                    .iter_mut()
+                    .find(|g| g.rule == f.rule && g.policy == f.policy && g.message == f.message)
+                {
+                    Some(same) => {
+                        for c in f.containers {
+                            if !same.containers.contains(&c) {
+                                same.containers.push(c);
+                            }
+                        }
+                        same.containers.sort();
+                    }
+                    None => list.push(f),
                 }
             }
         }
@@ -345,6 +354,15 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
+/// `container "a"`, or `containers "a", "b", "init"`.
+fn containers(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    match quoted.len() {
+        1 => format!("container {}", quoted[0]),
+        _ => format!("containers {}", quoted.join(", ")),
+    }
+}
+
 fn render_text(report: &Report) -> String {
     let mut out = String::new();
     for r in &report.results {
@@ -366,15 +384,22 @@ fn render_text(report: &Report) -> String {
         for v in &r.violations {
             let _ = writeln!(
                 out,
-                "          {} container {:?}: {} [{} {}]",
-                v.effect, v.container, v.message, v.policy, v.rule
+                "          {} {}: {} [{} {}]",
+                v.effect,
+                containers(&v.containers),
+                v.message,
+                v.policy,
+                v.rule
             );
         }
         for u in &r.undecided {
             let _ = writeln!(
                 out,
-                "          undecided container {:?}: {} [{} {}]",
-                u.container, u.message, u.policy, u.rule
+                "          undecided {}: {} [{} {}]",
+                containers(&u.containers),
+                u.message,
+                u.policy,
+                u.rule
             );
         }
     }
