@@ -60,7 +60,19 @@ fn enforced_violations_exit_one_and_name_every_rule() {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    assert!(!text.contains("not-a-pod"), "services are skipped:\n{text}");
+    // The Service is read, not judged, and says so.
+    assert!(
+        text.contains(
+            "Service not-a-pod (a Service holds no pod (no spec.template with containers))"
+        ),
+        "services are skipped by name:\n{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("not-a-pod")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -350,7 +362,7 @@ fn directories_are_walked_once_without_hidden_entries_or_symlink_loops() {
 
 #[test]
 fn every_container_breaking_a_rule_is_named_in_text_and_json() {
-    let manifest = path("manifests/three-privileged.yaml");
+    let manifest = path("check/three-privileged.yaml");
     let text = stdout(&nodeguard(&[
         "check",
         "--policy",
@@ -388,7 +400,7 @@ fn every_container_breaking_a_rule_is_named_in_text_and_json() {
         "check",
         "--profile",
         "restricted",
-        &path("manifests/restricted-init.yaml"),
+        &path("check/restricted-init.yaml"),
     ]));
     for control in [
         "privilegeEscalation",
@@ -404,4 +416,81 @@ fn every_container_breaking_a_rule_is_named_in_text_and_json() {
         );
     }
     assert!(!text.contains("container \"app\""), "{text}");
+}
+
+#[test]
+fn nothing_passes_unchecked() {
+    let baseline = |file: &str, extra: &[&str]| {
+        let file = path(file);
+        let mut args = vec!["check", "--profile", "baseline"];
+        args.extend_from_slice(extra);
+        args.push(&file);
+        nodeguard(&args)
+    };
+    // Kinds nodeguard does not know by name are judged by their pod template.
+    for (file, object) in [
+        ("check/rollout.yaml", "Rollout shop/canary"),
+        ("check/knative.yaml", "Service shop/hello"),
+    ] {
+        let out = baseline(file, &[]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains(&format!("FAIL      {}: {object}", path(file))),
+            "{text}"
+        );
+        assert!(text.contains("pss.baseline.privileged"), "{text}");
+    }
+    // An object with no pod is listed as skipped by name; a document without kind cannot be
+    // judged: an input error.
+    let out = baseline("check/widget.yaml", &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("SKIPPED   ") && text.contains("Widget gizmo (a Widget holds no pod"),
+        "{text}"
+    );
+    assert!(text.contains("line 6: a document without kind"), "{text}");
+    // A config.json with one field of the wrong type: an input error naming the field.
+    let out = baseline("check/bad-config.json", &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("OCI runtime spec: process.user.uid: invalid type: string \"zero\""),
+        "{text}"
+    );
+    // An OCI spec is one by its content, under any file name.
+    let out = baseline("check/spec-as.yaml", &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("OCIRuntimeSpec shop/web-0/app"), "{text}");
+    // Judging nothing: a loud warning, or with --fail-if-empty an error.
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.yaml");
+    std::fs::write(
+        &services,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n",
+    )
+    .unwrap();
+    let services = services.display().to_string();
+    let out = nodeguard(&["check", "--profile", "baseline", &services]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("warning: nothing was judged"),
+        "{}",
+        stdout(&out)
+    );
+    let out = nodeguard(&[
+        "check",
+        "--profile",
+        "baseline",
+        "--fail-if-empty",
+        &services,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("nothing was judged (1 object skipped), and --fail-if-empty is set"),
+        "{}",
+        stdout(&out)
+    );
 }

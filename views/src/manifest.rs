@@ -53,8 +53,28 @@ pub struct PodManifest {
     pub containers: Vec<ContainerView>,
 }
 
-/// Where the pod template sits in each kind PSA evaluates.
-fn template_path(kind: &str) -> Option<&'static [&'static str]> {
+/// Where the pod template sits in each kind PSA evaluates; for other kinds (an Argo Rollout,
+/// a Knative Service, any operator's workload), where the object's shape shows one: a
+/// `spec.template` or `spec.jobTemplate.spec.template` whose spec lists containers.
+fn template_path(kind: &str, doc: &Value) -> Option<&'static [&'static str]> {
+    if let Some(path) = known_template_path(kind) {
+        return Some(path);
+    }
+    let has_containers = |template: Option<&Value>| {
+        template
+            .and_then(|t| t.pointer("/spec/containers"))
+            .is_some_and(Value::is_array)
+    };
+    if has_containers(doc.pointer("/spec/template")) {
+        Some(&["spec", "template"])
+    } else if has_containers(doc.pointer("/spec/jobTemplate/spec/template")) {
+        Some(&["spec", "jobTemplate", "spec", "template"])
+    } else {
+        None
+    }
+}
+
+fn known_template_path(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "Pod" => &[],
         "PodTemplate" => &["template"],
@@ -98,7 +118,7 @@ impl TryFrom<&Value> for PodManifest {
 /// Reads the pod of one manifest document. `Ok(None)` for kinds that hold no pod.
 fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, InvalidManifest> {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let Some(path) = template_path(kind) else {
+    let Some(path) = template_path(kind, doc) else {
         return Ok(None);
     };
     let meta: ObjectMeta = field(doc, "metadata")?.unwrap_or_default();
@@ -709,6 +729,23 @@ mod tests {
         let m = pod_from_document(&cron).unwrap().unwrap();
         assert_eq!(m.namespace, "default");
         assert_eq!(m.containers[0].pod.labels["x"], "y");
+    }
+
+    #[test]
+    fn finds_the_pod_template_of_kinds_it_does_not_know_by_their_shape() {
+        let rollout = json!({"kind": "Rollout", "metadata": {"name": "r", "namespace": "shop"},
+            "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "a"}]}}}});
+        let m = pod_from_document(&rollout).unwrap().unwrap();
+        assert_eq!((m.kind.as_str(), m.containers.len()), ("Rollout", 1));
+        let scheduled = json!({"kind": "ScheduledThing", "metadata": {"name": "s"},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "b"}]}}}}}});
+        assert_eq!(
+            pod_from_document(&scheduled).unwrap().unwrap().containers[0].name,
+            "b"
+        );
+        // A template without containers is not a pod template.
+        let other = json!({"kind": "Widget", "spec": {"template": {"spec": {"size": 3}}}});
+        assert!(pod_from_document(&other).unwrap().is_none());
     }
 
     #[test]

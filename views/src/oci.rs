@@ -141,6 +141,16 @@ struct Memory {
     limit: Option<i64>,
 }
 
+/// A runtime spec with a field of the wrong shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SpecFieldError {
+    /// Field path inside the spec.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
 /// JSON that is not a runtime spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OciError {
@@ -183,6 +193,23 @@ impl RuntimeSpec {
     /// When the text is not JSON of the runtime spec's shape.
     pub fn from_json(text: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(text)
+    }
+
+    /// Reads a runtime spec from a JSON or YAML value already parsed, naming the field of the
+    /// first mistake.
+    ///
+    /// # Errors
+    /// The field path and what is wrong with it.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, SpecFieldError> {
+        serde_path_to_error::deserialize(value).map_err(|e| SpecFieldError {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })
+    }
+
+    /// Whether a parsed JSON or YAML document is a runtime spec: it has an `ociVersion`.
+    pub fn is_spec_document(value: &serde_json::Value) -> bool {
+        value.get("ociVersion").is_some()
     }
 
     /// Whether the spec looks like a runtime spec at all.

@@ -1,9 +1,12 @@
 //! `nodeguard check`: judge Kubernetes manifests and OCI runtime specs as the node would.
 //!
 //! Inputs are files or directories (searched recursively for `.yaml`, `.yml` and `.json`).
-//! YAML and JSON files may hold any number of Kubernetes objects (`List`s included); pods
-//! and workload templates are judged, other kinds are skipped. A JSON file with an
-//! `ociVersion` is an OCI runtime spec (`config.json`) and is judged as one container.
+//! YAML and JSON files may hold any number of Kubernetes objects (`List`s included); pods and
+//! workload templates are judged (a kind nodeguard does not know by name is judged when its
+//! shape shows a pod template), other objects are listed as skipped with the reason. A
+//! document with an `ociVersion` is an OCI runtime spec (`config.json`), whatever the file is
+//! called, and is judged as one container. A document that is neither (no `kind`, no
+//! `ociVersion`) is an input error, as is a spec or manifest with a field of the wrong shape.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -70,11 +73,26 @@ pub struct ObjectResult {
     pub undecided: Vec<Finding>,
 }
 
+/// An object `check` read and did not judge, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// The file it came from.
+    pub file: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its name (`-` when it has none).
+    pub name: String,
+    /// Why it was not judged.
+    pub reason: String,
+}
+
 /// Everything `check` found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     /// Results per object, in input order.
     pub results: Vec<ObjectResult>,
+    /// Objects read but not judged (kinds that hold no pod).
+    pub skipped: Vec<Skipped>,
     /// Inputs that could not be used.
     pub errors: Vec<InputError>,
 }
@@ -99,12 +117,15 @@ pub struct Options {
     /// The most one YAML document may expand to, in bytes (aliases counted at the size of
     /// what they repeat). Documents are read one at a time, so a file may hold any number.
     pub max_document_size: usize,
+    /// Judging nothing at all is an input error (exit status 2), not a pass.
+    pub fail_if_empty: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             max_document_size: Limits::MANIFEST.max_document_bytes,
+            fail_if_empty: false,
         }
     }
 }
@@ -147,6 +168,16 @@ pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Rep
                 }),
             }
         }
+    }
+    if options.fail_if_empty && report.results.is_empty() {
+        report.errors.push(InputError {
+            file: "-".to_string(),
+            message: format!(
+                "nothing was judged ({} object{} skipped), and --fail-if-empty is set",
+                report.skipped.len(),
+                if report.skipped.len() == 1 { "" } else { "s" }
+            ),
+        });
     }
     report
 }
@@ -205,65 +236,103 @@ pub fn check_bytes(
         });
         return;
     };
-    if file.ends_with(".json")
-        && let Ok(spec) = RuntimeSpec::from_json(bytes)
-        && let Ok(view) = ContainerView::try_from(&spec)
-    {
-        let decision = evaluate(policy, &view);
-        report.results.push(ObjectResult {
-            file: file.to_string(),
-            kind: "OCIRuntimeSpec".to_string(),
-            namespace: view.pod.namespace.clone(),
-            name: if view.pod.name.is_empty() {
-                view.name.clone()
-            } else {
-                format!("{}/{}", view.pod.name, view.name)
-            },
-            verdict: decision.verdict(),
-            violations: findings(&view.name, &decision, false),
-            undecided: findings(&view.name, &decision, true),
-        });
-        return;
-    }
     let limits = Limits::MANIFEST.with_document_bytes(options.max_document_size);
+    let error = |report: &mut Report, line: usize, message: String| {
+        report.errors.push(InputError {
+            file: file.to_string(),
+            message: format!("line {line}: {message}"),
+        });
+    };
     // One document at a time: a large dump never holds more than one expanded document.
     for doc in Documents::new(text, limits) {
         let doc = match doc {
             Ok(doc) => doc,
             Err(e) => {
-                report.errors.push(InputError {
-                    file: file.to_string(),
-                    message: format!("line {}: invalid YAML: {}", e.location, e.message),
-                });
+                error(
+                    report,
+                    e.location.line,
+                    format!("invalid YAML: {}", e.message),
+                );
                 continue;
             }
         };
-        let items: Vec<&Value> = match doc.value.get("items").and_then(Value::as_array) {
-            Some(items)
-                if doc.value.get("kind").and_then(Value::as_str) == Some("List")
-                    || doc
-                        .value
-                        .get("kind")
-                        .and_then(Value::as_str)
-                        .is_some_and(|k| k.ends_with("List")) =>
+        let start = doc.locations.start().line;
+        // An OCI runtime spec, by what it says, whatever the file is called.
+        if RuntimeSpec::is_spec_document(&doc.value) {
+            match RuntimeSpec::from_value(&doc.value)
+                .map_err(|e| (doc.locations.nearest(&e.path).line, e.to_string()))
+                .and_then(|spec| ContainerView::try_from(&spec).map_err(|e| (start, e.to_string())))
             {
-                items.iter().collect()
+                Ok(view) => report.results.push(judge_spec(policy, file, &view)),
+                Err((line, message)) => error(report, line, format!("OCI runtime spec: {message}")),
             }
-            _ => vec![&doc.value],
+            continue;
+        }
+        let kind = doc
+            .value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if kind.is_empty() {
+            error(
+                report,
+                start,
+                "a document without kind: neither a Kubernetes object nor an OCI runtime spec \
+                 (ociVersion)"
+                    .to_string(),
+            );
+            continue;
+        }
+        let items: Vec<(String, &Value)> = match doc.value.get("items").and_then(Value::as_array) {
+            Some(items) if kind.ends_with("List") => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (format!("items[{i}]."), item))
+                .collect(),
+            _ => vec![(String::new(), &doc.value)],
         };
-        for item in items {
+        for (prefix, item) in items {
             match PodManifest::try_from(item) {
                 Ok(pod) => report.results.push(judge_pod(policy, file, &pod)),
-                Err(ManifestError::NotAPod { .. }) => {}
+                Err(ManifestError::NotAPod { kind }) if kind.is_empty() => {
+                    let line = doc.locations.nearest(&prefix).line;
+                    error(report, line, "an object without kind".to_string());
+                }
+                Err(ManifestError::NotAPod { kind }) => report.skipped.push(Skipped {
+                    file: file.to_string(),
+                    name: item
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("-")
+                        .to_string(),
+                    reason: format!("a {kind} holds no pod (no spec.template with containers)"),
+                    kind,
+                }),
                 Err(ManifestError::Invalid(e)) => {
-                    let location = doc.locations.nearest(&e.path);
-                    report.errors.push(InputError {
-                        file: file.to_string(),
-                        message: format!("line {}: {}: {}", location.line, e.path, e.message),
-                    });
+                    let path = format!("{prefix}{}", e.path);
+                    let location = doc.locations.nearest(&path);
+                    error(report, location.line, format!("{}: {}", e.path, e.message));
                 }
             }
         }
+    }
+}
+
+/// Judges the container an OCI runtime spec describes.
+fn judge_spec(policy: &Policy, file: &str, view: &ContainerView) -> ObjectResult {
+    let decision = evaluate(policy, view);
+    ObjectResult {
+        file: file.to_string(),
+        kind: "OCIRuntimeSpec".to_string(),
+        namespace: view.pod.namespace.clone(),
+        name: if view.pod.name.is_empty() {
+            view.name.clone()
+        } else {
+            format!("{}/{}", view.pod.name, view.name)
+        },
+        verdict: decision.verdict(),
+        violations: findings(&view.name, &decision, false),
+        undecided: findings(&view.name, &decision, true),
     }
 }
 
@@ -403,20 +472,35 @@ fn render_text(report: &Report) -> String {
             );
         }
     }
+    for k in &report.skipped {
+        let _ = writeln!(
+            out,
+            "SKIPPED   {}: {} {} ({})",
+            k.file, k.kind, k.name, k.reason
+        );
+    }
     for e in &report.errors {
         let _ = writeln!(out, "ERROR     {}: {}", e.file, e.message);
     }
     let count = |v: Verdict| report.results.iter().filter(|r| r.verdict == v).count();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
     let _ = writeln!(
         out,
-        "{} checked: {} passed, {} failed, {} undecided; {} input error{}",
+        "{} checked: {} passed, {} failed, {} undecided; {} skipped; {} input error{}",
         report.results.len(),
         count(Verdict::Allow),
         count(Verdict::Deny),
         count(Verdict::Undecided),
+        report.skipped.len(),
         report.errors.len(),
-        if report.errors.len() == 1 { "" } else { "s" }
+        plural(report.errors.len())
     );
+    if report.results.is_empty() {
+        out.push_str(
+            "warning: nothing was judged: no pod, workload template or OCI runtime spec found \
+             (--fail-if-empty makes this an error)\n",
+        );
+    }
     out
 }
 
@@ -440,6 +524,10 @@ pub struct CheckArgs {
     /// error, and the next document is read.
     #[arg(long, default_value = "256MiB", value_parser = size::parse_size)]
     pub max_document_size: u64,
+    /// Judging nothing (no pod, workload template or OCI spec in the input) is an input error
+    /// (exit status 2) rather than a pass with a warning.
+    #[arg(long)]
+    pub fail_if_empty: bool,
     /// Manifests (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, ...),
     /// OCI `config.json` files, or directories of them.
     #[arg(required = true)]
@@ -472,6 +560,7 @@ pub fn run(args: &CheckArgs) -> std::process::ExitCode {
     };
     let options = Options {
         max_document_size: usize::try_from(args.max_document_size).unwrap_or(usize::MAX),
+        fail_if_empty: args.fail_if_empty,
     };
     let report = check_paths(&policy, &args.paths, &options);
     super::emit(&render(&report, args.format));
