@@ -33,6 +33,7 @@ fn views() -> [ContainerView; 2] {
             namespace: "default".to_string(),
             uid: "0b7f".to_string(),
             labels: BTreeMap::from([("app".to_string(), "web".to_string())]),
+            labels_unknown: false,
             annotations: BTreeMap::new(),
             os: None,
         },

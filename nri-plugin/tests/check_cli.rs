@@ -494,3 +494,76 @@ fn nothing_passes_unchecked() {
         stdout(&out)
     );
 }
+
+#[test]
+fn helm_output_without_namespaces_takes_the_namespace_flag_and_out_of_scope_is_not_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: teams}\nspec:\n  scope: {namespaces: ['team-*']}\n  rules: {privileged: {}}\n",
+    )
+    .unwrap();
+    // What `helm template` prints: no namespace in the objects.
+    let chart = dir.path().join("chart.yaml");
+    std::fs::write(
+        &chart,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers: [{name: app, image: registry.corp/web:1, securityContext: {privileged: true}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: pinned, namespace: other}\nspec:\n  containers: [{name: app, image: registry.corp/web:1, securityContext: {privileged: true}}]\n",
+    )
+    .unwrap();
+    let (policy, chart) = (policy.display().to_string(), chart.display().to_string());
+    let out = nodeguard(&["check", "--policy", &policy, &chart]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("NOPOLICY  ")
+            && text.contains("Deployment default/web (no policy applies: outside the scope"),
+        "{text}"
+    );
+    assert!(!text.contains("PASS"), "{text}");
+    assert!(
+        text.contains("2 checked: 0 passed, 0 failed, 0 undecided, 2 outside every policy"),
+        "{text}"
+    );
+    for flag in ["--namespace", "-n"] {
+        let out = nodeguard(&["check", "--policy", &policy, flag, "team-a", &chart]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("FAIL      ") && text.contains("Deployment team-a/web"),
+            "{text}"
+        );
+        // An object that names its namespace keeps it, as with kubectl -n.
+        assert!(
+            text.contains("Pod other/pinned (no policy applies"),
+            "{text}"
+        );
+    }
+    let json = nodeguard(&["check", "--policy", &policy, "--format", "json", &chart]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["results"][0]["policy_applies"], false);
+}
+
+#[test]
+fn a_runtime_spec_does_not_tell_pod_labels_so_label_rules_stay_undecided() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("labels.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: labels}\nspec:\n  rules:\n    requiredLabels: {labels: [{key: team}]}\n",
+    )
+    .unwrap();
+    let out = nodeguard(&[
+        "check",
+        "--policy",
+        &policy.display().to_string(),
+        &path("oci/config.json"),
+    ]);
+    let text = stdout(&out);
+    assert!(text.starts_with("UNDECIDED"), "{text}");
+    assert!(
+        text.contains("unknown: pod.labels [labels requiredLabels]"),
+        "{text}"
+    );
+    assert!(!text.contains("pod has no label"), "{text}");
+}

@@ -597,6 +597,10 @@ impl Rule {
                 }
             }
             Rule::RequiredLabels(required) => {
+                if view.pod.labels_unknown {
+                    out.unknown("pod.labels");
+                    return;
+                }
                 for req in required {
                     match (view.pod.labels.get(&req.key), &req.value) {
                         (None, _) => out.violation(format!("pod has no label {:?}", req.key)),

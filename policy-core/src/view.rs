@@ -71,6 +71,9 @@ pub struct PodView {
     pub uid: String,
     /// Pod labels.
     pub labels: BTreeMap<String, String>,
+    /// The source cannot tell the pod's labels (a bare OCI `config.json`): `labels` is empty
+    /// for want of knowing, and rules on labels stay undecided.
+    pub labels_unknown: bool,
     /// Pod annotations.
     pub annotations: BTreeMap<String, String>,
     /// The pod's declared operating system (`spec.os.name`), if any.

@@ -266,15 +266,23 @@ fn arb_pod() -> impl Strategy<Value = PodView> {
             0..2,
         ),
         option::of(text(&["linux", "windows"])),
+        any::<bool>(),
     )
-        .prop_map(|(namespace, labels, annotations, os)| PodView {
-            name: "pod".into(),
-            namespace,
-            labels,
-            annotations,
-            os,
-            ..PodView::default()
-        })
+        .prop_map(
+            |(namespace, labels, annotations, os, labels_unknown)| PodView {
+                name: "pod".into(),
+                namespace,
+                labels: if labels_unknown {
+                    Default::default()
+                } else {
+                    labels
+                },
+                labels_unknown,
+                annotations,
+                os,
+                ..PodView::default()
+            },
+        )
 }
 
 /// Any container view, each field known or not.

@@ -99,6 +99,7 @@ pub fn compliant() -> ContainerView {
             namespace: "prod".into(),
             uid: "2f1c3a".into(),
             labels: labels(&[("app", "web"), ("team", "payments"), ("env", "prod")]),
+            labels_unknown: false,
             annotations: BTreeMap::new(),
             os: None,
         },

@@ -49,6 +49,8 @@ pub struct PodManifest {
     pub name: String,
     /// The object's namespace (`default` when not set).
     pub namespace: String,
+    /// Whether the object names its namespace (Helm output often does not).
+    pub namespace_given: bool,
     /// One view per container, init and ephemeral containers included.
     pub containers: Vec<ContainerView>,
 }
@@ -153,15 +155,18 @@ fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, InvalidManifest
             path: format!("{prefix}spec"),
             message: format!("{kind} has no pod spec"),
         })?;
+    let namespace_given = meta.namespace.as_deref().is_some_and(|n| !n.is_empty());
     let namespace = meta
         .namespace
         .clone()
+        .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "default".to_string());
     let pod = PodView {
         name: meta.name.clone().unwrap_or_default(),
         namespace: namespace.clone(),
         uid: String::new(),
         labels: pod_meta.labels.clone(),
+        labels_unknown: false,
         annotations: pod_meta.annotations.clone(),
         os: spec.os.as_ref().map(|os| os.name.clone()),
     };
@@ -170,8 +175,23 @@ fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, InvalidManifest
         kind: kind.to_string(),
         name: pod.name.clone(),
         namespace,
+        namespace_given,
         containers,
     }))
+}
+
+impl PodManifest {
+    /// Places an object that names no namespace in `namespace`, as `kubectl -n` and
+    /// `helm template -n` do; an object that names one keeps it.
+    pub fn default_namespace(&mut self, namespace: &str) {
+        if self.namespace_given {
+            return;
+        }
+        self.namespace = namespace.to_string();
+        for view in &mut self.containers {
+            view.pod.namespace = namespace.to_string();
+        }
+    }
 }
 
 impl InvalidManifest {

@@ -98,6 +98,7 @@ pub fn pod_view(pod: &nri::PodSandbox) -> PodView {
         namespace: pod.namespace.clone(),
         uid: pod.uid.clone(),
         labels: sorted(&pod.labels),
+        labels_unknown: false,
         annotations: sorted(&pod.annotations),
         os: None,
     }

@@ -289,6 +289,7 @@ impl RuntimeSpec {
                 namespace: get(kubelet::SANDBOX_NAMESPACE_ANNOTATION),
                 uid: get(kubelet::SANDBOX_UID_ANNOTATION),
                 labels: BTreeMap::new(),
+                labels_unknown: true,
                 annotations: BTreeMap::new(),
                 os: None,
             },

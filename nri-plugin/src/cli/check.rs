@@ -67,6 +67,9 @@ pub struct ObjectResult {
     pub name: String,
     /// The overall verdict.
     pub verdict: Verdict,
+    /// Whether any policy applies to it: false when it lies outside every policy's scope
+    /// (its namespace, labels or images), so nothing was judged.
+    pub policy_applies: bool,
     /// Every violation, whatever its effect.
     pub violations: Vec<Finding>,
     /// Rules that could not decide.
@@ -112,8 +115,11 @@ impl Report {
 }
 
 /// How inputs are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
+    /// The namespace of objects that name none (`-n`, as `kubectl -n` and `helm template -n`
+    /// mean it); `default` when unset.
+    pub namespace: Option<String>,
     /// The most one YAML document may expand to, in bytes (aliases counted at the size of
     /// what they repeat). Documents are read one at a time, so a file may hold any number.
     pub max_document_size: usize,
@@ -124,6 +130,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            namespace: None,
             max_document_size: Limits::MANIFEST.max_document_bytes,
             fail_if_empty: false,
         }
@@ -293,7 +300,12 @@ pub fn check_bytes(
         };
         for (prefix, item) in items {
             match PodManifest::try_from(item) {
-                Ok(pod) => report.results.push(judge_pod(policy, file, &pod)),
+                Ok(mut pod) => {
+                    if let Some(namespace) = &options.namespace {
+                        pod.default_namespace(namespace);
+                    }
+                    report.results.push(judge_pod(policy, file, &pod));
+                }
                 Err(ManifestError::NotAPod { kind }) if kind.is_empty() => {
                     let line = doc.locations.nearest(&prefix).line;
                     error(report, line, "an object without kind".to_string());
@@ -331,6 +343,9 @@ fn judge_spec(policy: &Policy, file: &str, view: &ContainerView) -> ObjectResult
             format!("{}/{}", view.pod.name, view.name)
         },
         verdict: decision.verdict(),
+        policy_applies: policy_core::applicable_checks(policy, view)
+            .next()
+            .is_some(),
         violations: findings(&view.name, &decision, false),
         undecided: findings(&view.name, &decision, true),
     }
@@ -371,7 +386,11 @@ pub fn judge_pod(policy: &Policy, file: &str, pod: &PodManifest) -> ObjectResult
     let mut violations: Vec<Finding> = Vec::new();
     let mut undecided: Vec<Finding> = Vec::new();
     let mut verdict = Verdict::Allow;
+    let mut policy_applies = false;
     for view in &pod.containers {
+        policy_applies |= policy_core::applicable_checks(policy, view)
+            .next()
+            .is_some();
         let decision = evaluate(policy, view);
         verdict = match (verdict, decision.verdict()) {
             (Verdict::Deny, _) | (_, Verdict::Deny) => Verdict::Deny,
@@ -406,6 +425,7 @@ pub fn judge_pod(policy: &Policy, file: &str, pod: &PodManifest) -> ObjectResult
         namespace: pod.namespace.clone(),
         name: pod.name.clone(),
         verdict,
+        policy_applies,
         violations,
         undecided,
     }
@@ -443,12 +463,21 @@ fn render_text(report: &Report) -> String {
             Verdict::Deny => "FAIL",
             Verdict::Undecided => "UNDECIDED",
             Verdict::Allow if warned => "WARN",
+            Verdict::Allow if !r.policy_applies => "NOPOLICY",
             Verdict::Allow => "PASS",
         };
         let _ = writeln!(
             out,
-            "{label:<9} {}: {} {}/{}",
-            r.file, r.kind, r.namespace, r.name
+            "{label:<9} {}: {} {}/{}{}",
+            r.file,
+            r.kind,
+            r.namespace,
+            r.name,
+            if r.policy_applies {
+                ""
+            } else {
+                " (no policy applies: outside the scope of every policy document)"
+            }
         );
         for v in &r.violations {
             let _ = writeln!(
@@ -482,15 +511,24 @@ fn render_text(report: &Report) -> String {
     for e in &report.errors {
         let _ = writeln!(out, "ERROR     {}: {}", e.file, e.message);
     }
-    let count = |v: Verdict| report.results.iter().filter(|r| r.verdict == v).count();
+    let count = |v: Verdict| {
+        report
+            .results
+            .iter()
+            .filter(|r| r.verdict == v && (r.policy_applies || v != Verdict::Allow))
+            .count()
+    };
+    let outside = report.results.iter().filter(|r| !r.policy_applies).count();
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     let _ = writeln!(
         out,
-        "{} checked: {} passed, {} failed, {} undecided; {} skipped; {} input error{}",
+        "{} checked: {} passed, {} failed, {} undecided, {} outside every policy; {} skipped; \
+         {} input error{}",
         report.results.len(),
         count(Verdict::Allow),
         count(Verdict::Deny),
         count(Verdict::Undecided),
+        outside,
         report.skipped.len(),
         report.errors.len(),
         plural(report.errors.len())
@@ -524,6 +562,10 @@ pub struct CheckArgs {
     /// error, and the next document is read.
     #[arg(long, default_value = "256MiB", value_parser = size::parse_size)]
     pub max_document_size: u64,
+    /// The namespace of objects that name none (as `kubectl -n` and `helm template -n` mean
+    /// it; default: `default`).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
     /// Judging nothing (no pod, workload template or OCI spec in the input) is an input error
     /// (exit status 2) rather than a pass with a warning.
     #[arg(long)]
@@ -559,6 +601,7 @@ pub fn run(args: &CheckArgs) -> std::process::ExitCode {
         (None, None) => unreachable!("clap requires --policy or --profile"),
     };
     let options = Options {
+        namespace: args.namespace.clone(),
         max_document_size: usize::try_from(args.max_document_size).unwrap_or(usize::MAX),
         fail_if_empty: args.fail_if_empty,
     };
