@@ -567,3 +567,121 @@ fn a_runtime_spec_does_not_tell_pod_labels_so_label_rules_stay_undecided() {
     );
     assert!(!text.contains("pod has no label"), "{text}");
 }
+
+/// `nodeguard args...` with `input` on standard input.
+fn nodeguard_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nodeguard"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn check_fits_a_ci_pipeline_stdin_sarif_junit_and_a_json_summary() {
+    let policy = path("policies/corp.yaml");
+    let manifests = std::fs::read(testdata("manifests/noncompliant.yaml")).unwrap();
+    // `helm template ... | nodeguard check -`
+    let out = nodeguard_with_stdin(&["check", "--policy", &policy, "-"], &manifests);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with("FAIL      <stdin>: Pod default/miner"),
+        "{text}"
+    );
+
+    // JSON: a summary, and where each object starts.
+    let out = nodeguard_with_stdin(
+        &["check", "--policy", &policy, "--format", "json", "-"],
+        &manifests,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["summary"],
+        serde_json::json!({"checked": 1, "passed": 0, "failed": 1, "undecided": 0,
+            "outside_every_policy": 0, "skipped": 1, "input_errors": 0})
+    );
+    let miner = &report["results"][0];
+    let line = miner["line"].as_u64().unwrap() as usize;
+    let source = String::from_utf8(manifests.clone()).unwrap();
+    assert!(
+        source
+            .lines()
+            .nth(line - 1)
+            .unwrap()
+            .starts_with("apiVersion"),
+        "line {line} starts the object"
+    );
+    assert_eq!(miner["column"], 1);
+
+    // SARIF 2.1.0: a result per finding, levels by effect, located at the object.
+    let out = nodeguard(&[
+        "check",
+        "--policy",
+        &policy,
+        "--format",
+        "sarif",
+        &path("manifests/noncompliant.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "nodeguard");
+    let results = run["results"].as_array().unwrap();
+    let privileged = results
+        .iter()
+        .find(|r| r["ruleId"] == "privileged")
+        .unwrap();
+    assert_eq!(privileged["level"], "error");
+    let region = &privileged["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(region["startLine"].as_u64().unwrap() as usize, line);
+    assert!(
+        results
+            .iter()
+            .any(|r| r["ruleId"] == "requiredLabels" && r["level"] == "warning")
+    );
+    let rule_ids: Vec<&str> = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(rule_ids.contains(&"privileged"), "{rule_ids:?}");
+
+    // JUnit: a failing test case for the refused pod, a skipped one for the Service.
+    let out = nodeguard(&[
+        "check",
+        "--policy",
+        &policy,
+        "--format",
+        "junit",
+        &path("manifests"),
+    ]);
+    let xml = stdout(&out);
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("tests=\"4\" failures=\"1\" errors=\"0\" skipped=\"1\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("name=\"Pod default/miner\">\n      <failure message="),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<skipped message=\"a Service holds no pod"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("the host&apos;s PID namespace"),
+        "escaped: {xml}"
+    );
+}

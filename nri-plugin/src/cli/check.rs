@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use policy_core::yaml::{Documents, Limits};
+use policy_core::yaml::{Documents, Limits, Location};
 use policy_core::{ContainerView, Decision, Policy, Verdict, evaluate};
 use serde::Serialize;
 use serde_json::Value;
@@ -26,8 +26,12 @@ use nodeguard_views::oci::RuntimeSpec;
 pub enum Format {
     /// One block per object, for people.
     Text,
-    /// One JSON document with every result, for tools.
+    /// One JSON document with every result and a summary, for tools.
     Json,
+    /// SARIF 2.1.0, for code-scanning dashboards (GitHub, GitLab, Azure DevOps).
+    Sarif,
+    /// JUnit XML, one test case per object, for CI test reports.
+    Junit,
 }
 
 /// What happened to one input file that could not be used.
@@ -35,6 +39,9 @@ pub enum Format {
 pub struct InputError {
     /// The file.
     pub file: String,
+    /// The line the problem is on, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// What is wrong, with the line or field when known.
     pub message: String,
 }
@@ -59,6 +66,10 @@ pub struct Finding {
 pub struct ObjectResult {
     /// The file it came from.
     pub file: String,
+    /// Where the object starts in it: line, counted from 1.
+    pub line: usize,
+    /// Where the object starts in it: column, counted from 1.
+    pub column: usize,
     /// Its kind (`Pod`, `Deployment`, ..., or `OCIRuntimeSpec`).
     pub kind: String,
     /// Its namespace.
@@ -89,9 +100,52 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// What `check` counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Objects judged.
+    pub checked: usize,
+    /// Judged, in scope of a policy, and no enforced rule broken or undecided.
+    pub passed: usize,
+    /// An enforced rule is broken.
+    pub failed: usize,
+    /// An enforced rule could not decide.
+    pub undecided: usize,
+    /// Outside the scope of every policy: nothing was judged.
+    pub outside_every_policy: usize,
+    /// Objects read but not judged.
+    pub skipped: usize,
+    /// Inputs that could not be used.
+    pub input_errors: usize,
+}
+
+impl Summary {
+    /// The counts of `report`.
+    pub fn of(report: &Report) -> Summary {
+        let count = |v: Verdict| {
+            report
+                .results
+                .iter()
+                .filter(|r| r.verdict == v && (r.policy_applies || v != Verdict::Allow))
+                .count()
+        };
+        Summary {
+            checked: report.results.len(),
+            passed: count(Verdict::Allow),
+            failed: count(Verdict::Deny),
+            undecided: count(Verdict::Undecided),
+            outside_every_policy: report.results.iter().filter(|r| !r.policy_applies).count(),
+            skipped: report.skipped.len(),
+            input_errors: report.errors.len(),
+        }
+    }
+}
+
 /// Everything `check` found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// The counts, for tools that want only them.
+    pub summary: Summary,
     /// Results per object, in input order.
     pub results: Vec<ObjectResult>,
     /// Objects read but not judged (kinds that hold no pod).
@@ -137,11 +191,27 @@ impl Default for Options {
     }
 }
 
-/// Judges every input against the policy.
+/// The name standard input goes by in results.
+pub const STDIN: &str = "<stdin>";
+
+/// Judges every input against the policy; `-` is standard input.
 pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Report {
     let mut report = Report::default();
     let mut seen = std::collections::HashSet::new();
     for path in paths {
+        // `-`: what a pipe brings (`helm template ... | nodeguard check -`).
+        if path.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            match std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes) {
+                Ok(_) => check_bytes(policy, STDIN, &bytes, options, &mut report),
+                Err(e) => report.errors.push(InputError {
+                    file: STDIN.to_string(),
+                    line: None,
+                    message: e.to_string(),
+                }),
+            }
+            continue;
+        }
         // A path given twice (or two names of one file) is judged once.
         if std::fs::canonicalize(path).is_ok_and(|c| seen.contains(&c)) {
             continue;
@@ -150,6 +220,7 @@ pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Rep
         if let Err(e) = collect_files(path, &mut seen, &mut files) {
             report.errors.push(InputError {
                 file: path.display().to_string(),
+                line: None,
                 message: e.to_string(),
             });
             continue;
@@ -157,6 +228,7 @@ pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Rep
         if files.is_empty() {
             report.errors.push(InputError {
                 file: path.display().to_string(),
+                line: None,
                 message: "no .yaml, .yml or .json files found".to_string(),
             });
         }
@@ -171,6 +243,7 @@ pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Rep
                 ),
                 Err(e) => report.errors.push(InputError {
                     file: file.display().to_string(),
+                    line: None,
                     message: e.to_string(),
                 }),
             }
@@ -179,6 +252,7 @@ pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Rep
     if options.fail_if_empty && report.results.is_empty() {
         report.errors.push(InputError {
             file: "-".to_string(),
+            line: None,
             message: format!(
                 "nothing was judged ({} object{} skipped), and --fail-if-empty is set",
                 report.skipped.len(),
@@ -186,6 +260,7 @@ pub fn check_paths(policy: &Policy, paths: &[PathBuf], options: &Options) -> Rep
             ),
         });
     }
+    report.summary = Summary::of(&report);
     report
 }
 
@@ -239,6 +314,7 @@ pub fn check_bytes(
     let Ok(text) = std::str::from_utf8(bytes) else {
         report.errors.push(InputError {
             file: file.to_string(),
+            line: None,
             message: "not UTF-8 text".to_string(),
         });
         return;
@@ -247,6 +323,7 @@ pub fn check_bytes(
     let error = |report: &mut Report, line: usize, message: String| {
         report.errors.push(InputError {
             file: file.to_string(),
+            line: Some(line),
             message: format!("line {line}: {message}"),
         });
     };
@@ -270,7 +347,11 @@ pub fn check_bytes(
                 .map_err(|e| (doc.locations.nearest(&e.path).line, e.to_string()))
                 .and_then(|spec| ContainerView::try_from(&spec).map_err(|e| (start, e.to_string())))
             {
-                Ok(view) => report.results.push(judge_spec(policy, file, &view)),
+                Ok(view) => {
+                    report
+                        .results
+                        .push(judge_spec(policy, file, doc.locations.start(), &view))
+                }
                 Err((line, message)) => error(report, line, format!("OCI runtime spec: {message}")),
             }
             continue;
@@ -304,7 +385,8 @@ pub fn check_bytes(
                     if let Some(namespace) = &options.namespace {
                         pod.default_namespace(namespace);
                     }
-                    report.results.push(judge_pod(policy, file, &pod));
+                    let at = doc.locations.nearest(prefix.trim_end_matches('.'));
+                    report.results.push(judge_pod(policy, file, at, &pod));
                 }
                 Err(ManifestError::NotAPod { kind }) if kind.is_empty() => {
                     let line = doc.locations.nearest(&prefix).line;
@@ -331,10 +413,12 @@ pub fn check_bytes(
 }
 
 /// Judges the container an OCI runtime spec describes.
-fn judge_spec(policy: &Policy, file: &str, view: &ContainerView) -> ObjectResult {
+fn judge_spec(policy: &Policy, file: &str, at: Location, view: &ContainerView) -> ObjectResult {
     let decision = evaluate(policy, view);
     ObjectResult {
         file: file.to_string(),
+        line: at.line,
+        column: at.column,
         kind: "OCIRuntimeSpec".to_string(),
         namespace: view.pod.namespace.clone(),
         name: if view.pod.name.is_empty() {
@@ -382,7 +466,7 @@ fn findings(container: &str, decision: &Decision, undecided: bool) -> Vec<Findin
 /// Judges every container of a pod; the pod's verdict is the worst of its containers'. A
 /// finding several containers share (the same rule and message) is reported once, naming
 /// them all, as Pod Security Admission does (`containers "a", "b", "init"`).
-pub fn judge_pod(policy: &Policy, file: &str, pod: &PodManifest) -> ObjectResult {
+pub fn judge_pod(policy: &Policy, file: &str, at: Location, pod: &PodManifest) -> ObjectResult {
     let mut violations: Vec<Finding> = Vec::new();
     let mut undecided: Vec<Finding> = Vec::new();
     let mut verdict = Verdict::Allow;
@@ -421,6 +505,8 @@ pub fn judge_pod(policy: &Policy, file: &str, pod: &PodManifest) -> ObjectResult
     }
     ObjectResult {
         file: file.to_string(),
+        line: at.line,
+        column: at.column,
         kind: pod.kind.clone(),
         namespace: pod.namespace.clone(),
         name: pod.name.clone(),
@@ -440,6 +526,8 @@ pub fn render(report: &Report, format: Format) -> String {
             s
         }
         Format::Text => render_text(report),
+        Format::Sarif => super::formats::sarif(report),
+        Format::Junit => super::formats::junit(report),
     }
 }
 
@@ -511,27 +599,20 @@ fn render_text(report: &Report) -> String {
     for e in &report.errors {
         let _ = writeln!(out, "ERROR     {}: {}", e.file, e.message);
     }
-    let count = |v: Verdict| {
-        report
-            .results
-            .iter()
-            .filter(|r| r.verdict == v && (r.policy_applies || v != Verdict::Allow))
-            .count()
-    };
-    let outside = report.results.iter().filter(|r| !r.policy_applies).count();
+    let t = Summary::of(report);
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     let _ = writeln!(
         out,
         "{} checked: {} passed, {} failed, {} undecided, {} outside every policy; {} skipped; \
          {} input error{}",
-        report.results.len(),
-        count(Verdict::Allow),
-        count(Verdict::Deny),
-        count(Verdict::Undecided),
-        outside,
-        report.skipped.len(),
-        report.errors.len(),
-        plural(report.errors.len())
+        t.checked,
+        t.passed,
+        t.failed,
+        t.undecided,
+        t.outside_every_policy,
+        t.skipped,
+        t.input_errors,
+        plural(t.input_errors)
     );
     if report.results.is_empty() {
         out.push_str(
@@ -571,7 +652,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub fail_if_empty: bool,
     /// Manifests (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, ...),
-    /// OCI `config.json` files, or directories of them.
+    /// OCI `config.json` files, or directories of them; `-` reads standard input.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }

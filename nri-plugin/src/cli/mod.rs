@@ -1,11 +1,13 @@
 //! The commands that do not run as the daemon: they judge files and read reports, never a
 //! live runtime.
 //!
-//! - [`check`]: manifests and OCI specs judged as the node would;
+//! - [`check`]: manifests and OCI specs judged as the node would (its SARIF and JUnit output
+//!   in `formats`);
 //! - [`validate`]: `nodeguard policy validate`;
 //! - [`report`]: `nodeguard report`, the last compliance report.
 
 pub mod check;
+mod formats;
 pub mod report;
 pub mod validate;
 
