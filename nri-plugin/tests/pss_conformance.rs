@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use nodeguard::cli::check::{Options, Report, check_paths};
+use nodeguard::cli::check::{Options, check_paths};
+use nodeguard::cli::findings::Report;
 use policy_core::{Effect, Policy, PssLevel, Verdict};
 
 fn fixtures(level: &str, outcome: &str) -> Vec<PathBuf> {

@@ -8,165 +8,18 @@
 //! called, and is judged as one container. A document that is neither (no `kind`, no
 //! `ociVersion`) is an input error, as is a spec or manifest with a field of the wrong shape.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use policy_core::yaml::{Documents, Limits, Location};
 use policy_core::{ContainerView, Decision, Policy, Verdict, evaluate};
-use serde::Serialize;
 use serde_json::Value;
 
+use super::findings::{Finding, Format, InputError, ObjectResult, Report, Skipped, Summary};
+use super::output;
 use crate::ops::policy_files;
 use crate::ops::size;
 use nodeguard_views::manifest::{ManifestError, PodManifest};
 use nodeguard_views::oci::RuntimeSpec;
-
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// One block per object, for people.
-    Text,
-    /// One JSON document with every result and a summary, for tools.
-    Json,
-    /// SARIF 2.1.0, for code-scanning dashboards (GitHub, GitLab, Azure DevOps).
-    Sarif,
-    /// JUnit XML, one test case per object, for CI test reports.
-    Junit,
-}
-
-/// What happened to one input file that could not be used.
-#[derive(Debug, Clone, Serialize)]
-pub struct InputError {
-    /// The file.
-    pub file: String,
-    /// The line the problem is on, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    /// What is wrong, with the line or field when known.
-    pub message: String,
-}
-
-/// A violation or undecided rule, attributed to a container.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    /// The containers it concerns, sorted (a pod-level finding names every container).
-    pub containers: Vec<String>,
-    /// Policy document name.
-    pub policy: String,
-    /// Rule id.
-    pub rule: &'static str,
-    /// Effect of the rule.
-    pub effect: policy_core::Effect,
-    /// Message (for undecided rules, the missing field).
-    pub message: String,
-}
-
-/// The result for one pod or runtime spec.
-#[derive(Debug, Clone, Serialize)]
-pub struct ObjectResult {
-    /// The file it came from.
-    pub file: String,
-    /// Where the object starts in it: line, counted from 1.
-    pub line: usize,
-    /// Where the object starts in it: column, counted from 1.
-    pub column: usize,
-    /// Its kind (`Pod`, `Deployment`, ..., or `OCIRuntimeSpec`).
-    pub kind: String,
-    /// Its namespace.
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-    /// The overall verdict.
-    pub verdict: Verdict,
-    /// Whether any policy applies to it: false when it lies outside every policy's scope
-    /// (its namespace, labels or images), so nothing was judged.
-    pub policy_applies: bool,
-    /// Every violation, whatever its effect.
-    pub violations: Vec<Finding>,
-    /// Rules that could not decide.
-    pub undecided: Vec<Finding>,
-}
-
-/// An object `check` read and did not judge, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
-    /// The file it came from.
-    pub file: String,
-    /// Its kind.
-    pub kind: String,
-    /// Its name (`-` when it has none).
-    pub name: String,
-    /// Why it was not judged.
-    pub reason: String,
-}
-
-/// What `check` counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
-    /// Objects judged.
-    pub checked: usize,
-    /// Judged, in scope of a policy, and no enforced rule broken or undecided.
-    pub passed: usize,
-    /// An enforced rule is broken.
-    pub failed: usize,
-    /// An enforced rule could not decide.
-    pub undecided: usize,
-    /// Outside the scope of every policy: nothing was judged.
-    pub outside_every_policy: usize,
-    /// Objects read but not judged.
-    pub skipped: usize,
-    /// Inputs that could not be used.
-    pub input_errors: usize,
-}
-
-impl Summary {
-    /// The counts of `report`.
-    pub fn of(report: &Report) -> Summary {
-        let count = |v: Verdict| {
-            report
-                .results
-                .iter()
-                .filter(|r| r.verdict == v && (r.policy_applies || v != Verdict::Allow))
-                .count()
-        };
-        Summary {
-            checked: report.results.len(),
-            passed: count(Verdict::Allow),
-            failed: count(Verdict::Deny),
-            undecided: count(Verdict::Undecided),
-            outside_every_policy: report.results.iter().filter(|r| !r.policy_applies).count(),
-            skipped: report.skipped.len(),
-            input_errors: report.errors.len(),
-        }
-    }
-}
-
-/// Everything `check` found.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    /// The counts, for tools that want only them.
-    pub summary: Summary,
-    /// Results per object, in input order.
-    pub results: Vec<ObjectResult>,
-    /// Objects read but not judged (kinds that hold no pod).
-    pub skipped: Vec<Skipped>,
-    /// Inputs that could not be used.
-    pub errors: Vec<InputError>,
-}
-
-impl Report {
-    /// The exit status: 2 when an input was unusable, 1 when an enforced rule is violated,
-    /// else 0.
-    pub fn exit_code(&self) -> u8 {
-        if !self.errors.is_empty() {
-            2
-        } else if self.results.iter().any(|r| r.verdict == Verdict::Deny) {
-            1
-        } else {
-            0
-        }
-    }
-}
 
 /// How inputs are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -517,112 +370,6 @@ pub fn judge_pod(policy: &Policy, file: &str, at: Location, pod: &PodManifest) -
     }
 }
 
-/// Renders the report.
-pub fn render(report: &Report, format: Format) -> String {
-    match format {
-        Format::Json => {
-            let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
-            s.push('\n');
-            s
-        }
-        Format::Text => render_text(report),
-        Format::Sarif => super::formats::sarif(report),
-        Format::Junit => super::formats::junit(report),
-    }
-}
-
-/// `container "a"`, or `containers "a", "b", "init"`.
-fn containers(names: &[String]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
-    match quoted.len() {
-        1 => format!("container {}", quoted[0]),
-        _ => format!("containers {}", quoted.join(", ")),
-    }
-}
-
-fn render_text(report: &Report) -> String {
-    let mut out = String::new();
-    for r in &report.results {
-        let warned = r
-            .violations
-            .iter()
-            .any(|v| v.effect != policy_core::Effect::Enforce);
-        let label = match r.verdict {
-            Verdict::Deny => "FAIL",
-            Verdict::Undecided => "UNDECIDED",
-            Verdict::Allow if warned => "WARN",
-            Verdict::Allow if !r.policy_applies => "NOPOLICY",
-            Verdict::Allow => "PASS",
-        };
-        let _ = writeln!(
-            out,
-            "{label:<9} {}: {} {}/{}{}",
-            r.file,
-            r.kind,
-            r.namespace,
-            r.name,
-            if r.policy_applies {
-                ""
-            } else {
-                " (no policy applies: outside the scope of every policy document)"
-            }
-        );
-        for v in &r.violations {
-            let _ = writeln!(
-                out,
-                "          {} {}: {} [{} {}]",
-                v.effect,
-                containers(&v.containers),
-                v.message,
-                v.policy,
-                v.rule
-            );
-        }
-        for u in &r.undecided {
-            let _ = writeln!(
-                out,
-                "          undecided {}: {} [{} {}]",
-                containers(&u.containers),
-                u.message,
-                u.policy,
-                u.rule
-            );
-        }
-    }
-    for k in &report.skipped {
-        let _ = writeln!(
-            out,
-            "SKIPPED   {}: {} {} ({})",
-            k.file, k.kind, k.name, k.reason
-        );
-    }
-    for e in &report.errors {
-        let _ = writeln!(out, "ERROR     {}: {}", e.file, e.message);
-    }
-    let t = Summary::of(report);
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
-    let _ = writeln!(
-        out,
-        "{} checked: {} passed, {} failed, {} undecided, {} outside every policy; {} skipped; \
-         {} input error{}",
-        t.checked,
-        t.passed,
-        t.failed,
-        t.undecided,
-        t.outside_every_policy,
-        t.skipped,
-        t.input_errors,
-        plural(t.input_errors)
-    );
-    if report.results.is_empty() {
-        out.push_str(
-            "warning: nothing was judged: no pod, workload template or OCI runtime spec found \
-             (--fail-if-empty makes this an error)\n",
-        );
-    }
-    out
-}
-
 /// The arguments of `nodeguard check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -677,7 +424,7 @@ pub fn run(args: &CheckArgs) -> std::process::ExitCode {
         }
         (None, Some(path)) => match policy_files::load(path, args.max_policy_size) {
             Ok(policy) => policy,
-            Err(e) => return super::unusable(e),
+            Err(e) => return output::unusable(e),
         },
         (None, None) => unreachable!("clap requires --policy or --profile"),
     };
@@ -687,6 +434,6 @@ pub fn run(args: &CheckArgs) -> std::process::ExitCode {
         fail_if_empty: args.fail_if_empty,
     };
     let report = check_paths(&policy, &args.paths, &options);
-    super::emit(&render(&report, args.format));
+    output::emit(&output::render(&report, args.format));
     std::process::ExitCode::from(report.exit_code())
 }

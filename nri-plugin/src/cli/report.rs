@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::compliance::report::{self, DEFAULT_REPORT, Filter};
 
-use super::{emit, unusable};
+use super::output::{emit, unusable};
 
 /// The arguments of `nodeguard report`.
 #[derive(Debug, clap::Args)]

@@ -1,5 +1,6 @@
-//! `nodeguard check` output for CI tools: SARIF 2.1.0 (code-scanning dashboards) and JUnit XML
-//! (test reports). Both carry the same findings as the text and JSON formats.
+//! What `nodeguard check` prints: text for people, JSON for tools, SARIF 2.1.0 for
+//! code-scanning dashboards and JUnit XML for CI test reports, all from one [`Report`]; and the
+//! helpers every command prints with.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,7 +8,126 @@ use std::fmt::Write as _;
 use policy_core::{Effect, Verdict};
 use serde_json::{Value, json};
 
-use super::check::{Finding, ObjectResult, Report, Summary};
+use super::findings::{Finding, Format, ObjectResult, Report, Summary};
+
+/// Writes `text` to standard output; a reader that went away (`| head`) is not an error.
+pub fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Exit status 2 with `message` on standard error: unusable input.
+pub(super) fn unusable(message: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("nodeguard: {message}");
+    std::process::ExitCode::from(2)
+}
+
+/// Renders the report.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Text => render_text(report),
+        Format::Sarif => sarif(report),
+        Format::Junit => junit(report),
+    }
+}
+
+/// `container "a"`, or `containers "a", "b", "init"`.
+fn containers(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    match quoted.len() {
+        1 => format!("container {}", quoted[0]),
+        _ => format!("containers {}", quoted.join(", ")),
+    }
+}
+
+fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    for r in &report.results {
+        let warned = r
+            .violations
+            .iter()
+            .any(|v| v.effect != policy_core::Effect::Enforce);
+        let label = match r.verdict {
+            Verdict::Deny => "FAIL",
+            Verdict::Undecided => "UNDECIDED",
+            Verdict::Allow if warned => "WARN",
+            Verdict::Allow if !r.policy_applies => "NOPOLICY",
+            Verdict::Allow => "PASS",
+        };
+        let _ = writeln!(
+            out,
+            "{label:<9} {}: {} {}/{}{}",
+            r.file,
+            r.kind,
+            r.namespace,
+            r.name,
+            if r.policy_applies {
+                ""
+            } else {
+                " (no policy applies: outside the scope of every policy document)"
+            }
+        );
+        for v in &r.violations {
+            let _ = writeln!(
+                out,
+                "          {} {}: {} [{} {}]",
+                v.effect,
+                containers(&v.containers),
+                v.message,
+                v.policy,
+                v.rule
+            );
+        }
+        for u in &r.undecided {
+            let _ = writeln!(
+                out,
+                "          undecided {}: {} [{} {}]",
+                containers(&u.containers),
+                u.message,
+                u.policy,
+                u.rule
+            );
+        }
+    }
+    for k in &report.skipped {
+        let _ = writeln!(
+            out,
+            "SKIPPED   {}: {} {} ({})",
+            k.file, k.kind, k.name, k.reason
+        );
+    }
+    for e in &report.errors {
+        let _ = writeln!(out, "ERROR     {}: {}", e.file, e.message);
+    }
+    let t = Summary::of(report);
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let _ = writeln!(
+        out,
+        "{} checked: {} passed, {} failed, {} undecided, {} outside every policy; {} skipped; \
+         {} input error{}",
+        t.checked,
+        t.passed,
+        t.failed,
+        t.undecided,
+        t.outside_every_policy,
+        t.skipped,
+        t.input_errors,
+        plural(t.input_errors)
+    );
+    if report.results.is_empty() {
+        out.push_str(
+            "warning: nothing was judged: no pod, workload template or OCI runtime spec found \
+             (--fail-if-empty makes this an error)\n",
+        );
+    }
+    out
+}
 
 /// The SARIF level of a finding: enforced rules are errors, `warn` warnings, `audit` notes.
 fn level(effect: Effect) -> &'static str {
@@ -27,14 +147,14 @@ fn location(file: &str, line: usize, column: usize) -> Value {
     })
 }
 
-fn containers(f: &Finding) -> String {
+fn quoted_containers(f: &Finding) -> String {
     let quoted: Vec<String> = f.containers.iter().map(|c| format!("{c:?}")).collect();
     quoted.join(", ")
 }
 
 /// The report as one SARIF 2.1.0 log: a rule per policy rule seen, a result per finding (and
 /// per input error, rule `input-error`), located at the object's first line.
-pub(super) fn sarif(report: &Report) -> String {
+fn sarif(report: &Report) -> String {
     let mut rules: BTreeMap<String, Value> = BTreeMap::new();
     let mut results = Vec::new();
     for r in &report.results {
@@ -54,7 +174,7 @@ pub(super) fn sarif(report: &Report) -> String {
                 "message": {"text": format!(
                     "{object}, {} {}: {} (policy {})",
                     if f.containers.len() == 1 { "container" } else { "containers" },
-                    containers(f),
+                    quoted_containers(f),
                     f.message,
                     f.policy
                 )},
@@ -122,7 +242,7 @@ fn finding_lines(r: &ObjectResult) -> String {
             out,
             "{} {}: {} [{} {}]",
             f.effect,
-            containers(f),
+            quoted_containers(f),
             f.message,
             f.policy,
             f.rule
@@ -132,7 +252,7 @@ fn finding_lines(r: &ObjectResult) -> String {
         let _ = writeln!(
             out,
             "undecided {}: {} [{} {}]",
-            containers(f),
+            quoted_containers(f),
             f.message,
             f.policy,
             f.rule
@@ -144,7 +264,7 @@ fn finding_lines(r: &ObjectResult) -> String {
 /// The report as JUnit XML: one test case per object (failure: an enforced rule broken;
 /// skipped: outside every policy, or undecided), one per skipped object, one error per input
 /// that could not be used.
-pub(super) fn junit(report: &Report) -> String {
+fn junit(report: &Report) -> String {
     let t = Summary::of(report);
     let mut cases = String::new();
     for r in &report.results {
