@@ -311,6 +311,9 @@ pub async fn run<S: ContainerdApi + 'static>(
         checks = config.policy.check_count(),
         "policy loaded"
     );
+    for note in config.policy.notes() {
+        tracing::warn!("not enforced on this node: {note}");
+    }
     let state = Arc::new(ConnectionState::default());
     let mut sources: Vec<Arc<dyn metrics::Source>> =
         vec![Arc::clone(&state) as Arc<dyn metrics::Source>];

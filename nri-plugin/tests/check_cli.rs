@@ -685,3 +685,59 @@ fn check_fits_a_ci_pipeline_stdin_sarif_junit_and_a_json_summary() {
         "escaped: {xml}"
     );
 }
+
+fn core_testdata(path: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../policy-core/testdata")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn gatekeeper_constraints_are_policy_for_check_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: nginx-disallowed}\nspec:\n  containers:\n    - name: nginx\n      image: nginx\n      securityContext: {privileged: true}\n",
+    )
+    .unwrap();
+    let library = core_testdata("gatekeeper/library.yaml");
+    let out = nodeguard(&["check", "--policy", &library, &pod.display().to_string()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(
+        r#"container <nginx> has an invalid image repo <nginx>, allowed repos are ["openpolicyagent/"] [K8sAllowedRepos/repo-is-openpolicyagent K8sAllowedRepos]"#
+    ), "{text}");
+    assert!(
+        text.contains(
+            "[K8sPSPPrivilegedContainer/psp-privileged-container K8sPSPPrivilegedContainer]"
+        ),
+        "{text}"
+    );
+
+    // What the node cannot enforce is said, and --strict makes it an error.
+    let unenforceable = core_testdata("gatekeeper/unenforceable.yaml");
+    let out = nodeguard(&["policy", "validate", &unenforceable]);
+    assert_eq!(out.status.code(), Some(0));
+    let notes = stderr(&out);
+    assert_eq!(
+        notes.lines().filter(|l| l.starts_with("note: ")).count(),
+        5,
+        "{notes}"
+    );
+    assert!(
+        notes.contains("unenforceable.yaml:16:5: spec.match.namespaceSelector"),
+        "{notes}"
+    );
+    let out = nodeguard(&["policy", "validate", "--strict", &unenforceable]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("5 notes (--strict makes them errors)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = nodeguard(&["policy", "validate", "--strict", &library]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

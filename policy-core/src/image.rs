@@ -6,10 +6,13 @@
 
 use std::fmt;
 
-/// A normalized image reference: `registry/repository[:tag][@digest]`.
+/// A normalized image reference: `registry/repository[:tag][@digest]`, and the text it was read
+/// from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
     reference: String,
+    /// The reference as written (trimmed), before normalization.
+    written: Box<str>,
     /// Byte length of `registry/repository`.
     name_len: usize,
     /// Byte length of the registry host.
@@ -86,6 +89,7 @@ impl ImageRef {
         });
         ImageRef {
             reference,
+            written: text.into(),
             name_len,
             registry_len,
             tag,
@@ -96,6 +100,18 @@ impl ImageRef {
     /// The whole normalized reference.
     pub fn as_str(&self) -> &str {
         &self.reference
+    }
+
+    /// The reference as it was written (`nginx`), which Gatekeeper's rules compare as a string.
+    /// On the node it is what containerd's image annotation holds: the pod's own string on
+    /// containerd 2.x, an already normalized name on 1.7.
+    ///
+    /// ```
+    /// let image = policy_core::image::ImageRef::parse(" nginx:1.27 ");
+    /// assert_eq!(image.as_written(), "nginx:1.27");
+    /// ```
+    pub fn as_written(&self) -> &str {
+        &self.written
     }
 
     /// `registry/repository`, without tag or digest.

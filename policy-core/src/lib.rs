@@ -11,6 +11,7 @@ pub mod capabilities;
 pub mod decision;
 pub mod document;
 mod findings;
+mod gatekeeper;
 pub mod image;
 pub mod matcher;
 pub mod policy;
@@ -23,7 +24,7 @@ pub mod yaml;
 pub use decision::{Decision, Effect, Remediation, Undecided, Verdict, Violation};
 pub use document::PssLevel;
 pub use policy::{
-    AppliedCheck, CheckOutcome, CheckResult, Policy, PolicyError, PolicyErrors, applicable_checks,
-    evaluate, results,
+    AppliedCheck, CheckOutcome, CheckResult, Policy, PolicyError, PolicyErrors, PolicyNote,
+    applicable_checks, evaluate, results,
 };
 pub use view::ContainerView;

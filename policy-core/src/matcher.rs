@@ -167,6 +167,8 @@ pub struct Scope {
     pub excluded_container_names: Option<Globs>,
     /// Images exempt from the whole policy.
     pub exempt_images: Option<Regexes>,
+    /// Pod names included (`None`: all; a Gatekeeper constraint's `match.name`).
+    pub pod_names: Option<Globs>,
 }
 
 impl Scope {
@@ -188,6 +190,10 @@ impl Scope {
                 .is_some_and(|g| g.is_match(&view.name))
             && !image_exempt(self.exempt_images.as_ref(), view)
             && self.pod_selector.matches(&view.pod.labels)
+            && self
+                .pod_names
+                .as_ref()
+                .is_none_or(|g| g.is_match(&view.pod.name))
     }
 }
 

@@ -167,6 +167,8 @@ pub(crate) enum Rule {
     RequiredLabels(Vec<LabelRequirement>),
     Devices(Option<Globs>),
     Pss(pss::Control),
+    /// A Gatekeeper library kind, with its constraint's `exemptImages`.
+    Gatekeeper(crate::gatekeeper::GkRule, crate::gatekeeper::ExemptImages),
 }
 
 /// Narrows a check to some namespaces and images (Pod Security exemptions).
@@ -224,6 +226,11 @@ impl Rule {
     fn judge(&self, view: &ContainerView, out: &mut Findings<'_>) {
         let sec = &view.security;
         match self {
+            Rule::Gatekeeper(rule, exempt) => {
+                if !exempt.covers(view) {
+                    rule.judge(view, out);
+                }
+            }
             Rule::ImagesAllowed(allowed) => {
                 let image = known!(out, &view.image, "image");
                 if !allowed.is_match(image.as_str()) {

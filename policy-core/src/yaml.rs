@@ -147,6 +147,20 @@ impl Locations {
     pub fn start(&self) -> Location {
         self.start
     }
+
+    /// The locations of the node at `path` (an item of a `kind: List`, say), as if it were a
+    /// document of its own: paths relative to it, and its start as the start.
+    pub fn within(&self, path: &str) -> Locations {
+        let prefix = format!("{path}.");
+        Locations {
+            by_path: self
+                .by_path
+                .iter()
+                .filter_map(|(p, l)| p.strip_prefix(&prefix).map(|rest| (rest.to_string(), *l)))
+                .collect(),
+            start: self.nearest(path),
+        }
+    }
 }
 
 /// One document of a YAML stream.

@@ -428,6 +428,9 @@ pub fn run(args: &CheckArgs) -> std::process::ExitCode {
         },
         (None, None) => unreachable!("clap requires --policy or --profile"),
     };
+    for note in policy.notes() {
+        eprintln!("note: not judged: {note}");
+    }
     let options = Options {
         namespace: args.namespace.clone(),
         max_document_size: usize::try_from(args.max_document_size).unwrap_or(usize::MAX),

@@ -140,6 +140,9 @@ impl Reloader {
                     checks = policy.check_count(),
                     "policy reloaded"
                 );
+                for note in policy.notes() {
+                    tracing::warn!("not enforced on this node: {note}");
+                }
                 self.policy.store(Arc::new(Loaded { generation, policy }));
                 self.metrics.policy_load(true, generation);
                 ReloadOutcome::Reloaded { generation }

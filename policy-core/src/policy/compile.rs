@@ -173,10 +173,11 @@ fn compile_scope(ctx: &mut Ctx<'_>, value: &Value) -> Option<Scope> {
         container_names: containers.ok()?,
         excluded_container_names: excluded_containers.ok()?,
         exempt_images: exempt.ok()?,
+        pod_names: None,
     })
 }
 
-fn compile_selector(
+pub(super) fn compile_selector(
     ctx: &mut Ctx<'_>,
     path: &str,
     raw: &LabelSelectorRaw,

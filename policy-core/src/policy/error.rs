@@ -27,6 +27,11 @@ impl fmt::Display for PolicyError {
     }
 }
 
+/// Something a load accepted but the node will not enforce (a Gatekeeper kind nodeguard does
+/// not implement, a parameter that needs the API server), with its place. Same shape as an
+/// error; `policy validate --strict` makes notes errors.
+pub type PolicyNote = PolicyError;
+
 /// Every mistake found while loading policies (never empty).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PolicyErrors(pub Vec<PolicyError>);

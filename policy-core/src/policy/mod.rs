@@ -12,6 +12,7 @@
 //! - `rule`: each rule of `spec.rules` into its checks.
 
 mod compile;
+mod constraint;
 mod error;
 mod rule;
 mod validate;
@@ -26,9 +27,10 @@ use crate::document::PssLevel;
 use crate::findings::Findings;
 use crate::matcher::Scope;
 use crate::view::ContainerView;
-use crate::yaml::{self, Location};
+use crate::yaml::{self, Location, Locations};
 use compile::{CompiledDocument, compile_document, pss_checks};
-pub use error::{PolicyError, PolicyErrors};
+pub use constraint::{CONSTRAINT_GROUP, ENFORCEMENT_POINT, TEMPLATE_GROUP};
+pub use error::{PolicyError, PolicyErrors, PolicyNote};
 pub use rule::RULE_NAMES;
 use validate::Ctx;
 
@@ -36,6 +38,7 @@ use validate::Ctx;
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     documents: Vec<CompiledDocument>,
+    notes: Vec<PolicyNote>,
 }
 
 impl Policy {
@@ -68,6 +71,7 @@ impl Policy {
         sources: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Policy, PolicyErrors> {
         let mut errors = Vec::new();
+        let mut notes = Vec::new();
         let mut documents = Vec::new();
         let mut names = BTreeSet::new();
         // The sources share one budget: many files cannot expand further than one.
@@ -97,34 +101,62 @@ impl Policy {
                 });
             }
             for doc in docs {
-                let mut ctx = Ctx {
-                    source_name,
-                    locations: &doc.locations,
-                    errors: &mut errors,
-                    recovered: false,
+                // `kubectl get <kinds> -o yaml` prints a `List`: each item is a document.
+                let items: Vec<(&Value, Locations)> = match doc.value.get("items") {
+                    Some(Value::Array(items))
+                        if doc.value.get("kind").and_then(Value::as_str) == Some("List") =>
+                    {
+                        items
+                            .iter()
+                            .enumerate()
+                            .map(|(i, item)| (item, doc.locations.within(&format!("items[{i}]"))))
+                            .collect()
+                    }
+                    _ => vec![(&doc.value, doc.locations.clone())],
                 };
-                let compiled = compile_document(&mut ctx, &doc.value);
-                // Names are compared whether or not their documents hold other mistakes.
-                let name = doc
-                    .value
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty());
-                if let Some(name) = name
-                    && !names.insert(name.to_string())
-                {
-                    ctx.error(
-                        "metadata.name",
-                        format!("policy name {name:?} is used by another document"),
-                    );
-                } else if let Some(compiled) = compiled {
-                    documents.push(compiled);
+                for (value, locations) in items {
+                    let mut ctx = Ctx {
+                        source_name,
+                        locations: &locations,
+                        errors: &mut errors,
+                        notes: &mut notes,
+                        recovered: false,
+                    };
+                    // Templates are accepted and not run: nodeguard implements each kind.
+                    if constraint::is_template(value) {
+                        continue;
+                    }
+                    let (compiled, name) = if constraint::is_constraint(value) {
+                        (
+                            constraint::compile_constraint(&mut ctx, value),
+                            constraint::constraint_name(value),
+                        )
+                    } else {
+                        (
+                            compile_document(&mut ctx, value),
+                            value
+                                .pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .map(|n| n.trim().to_string())
+                                .filter(|n| !n.is_empty()),
+                        )
+                    };
+                    // Names are compared whether or not their documents hold other mistakes.
+                    if let Some(name) = name
+                        && !names.insert(name.clone())
+                    {
+                        ctx.error(
+                            "metadata.name",
+                            format!("policy name {name:?} is used by another document"),
+                        );
+                    } else if let Some(compiled) = compiled {
+                        documents.push(compiled);
+                    }
                 }
             }
         }
         if errors.is_empty() {
-            Ok(Policy { documents })
+            Ok(Policy { documents, notes })
         } else {
             // In reading order: by file (as given), then line and column.
             let order: Vec<String> = errors.iter().map(|e| e.source_name.clone()).collect();
@@ -146,7 +178,15 @@ impl Policy {
                 scope: Scope::default(),
                 checks: pss_checks(level, effect, Vec::new()),
             }],
+            notes: Vec::new(),
         }
+    }
+
+    /// What the load accepted but the node will not enforce, with its place: Gatekeeper kinds
+    /// nodeguard does not implement, parameters that need the API server, constraints that
+    /// match no pod. Empty for a policy of `NodePolicy` documents.
+    pub fn notes(&self) -> &[PolicyNote] {
+        &self.notes
     }
 
     /// Names of the policy documents, in load order.

@@ -52,6 +52,8 @@ pub(super) struct Ctx<'a> {
     pub(super) source_name: &'a str,
     pub(super) locations: &'a Locations,
     pub(super) errors: &'a mut Vec<PolicyError>,
+    /// What is accepted but not enforced on the node.
+    pub(super) notes: &'a mut Vec<PolicyError>,
     /// Whether a mistake was cut out of some object of this document to look for more: the
     /// object may then look emptier than written, so "checks nothing" is not reported.
     pub(super) recovered: bool,
@@ -69,6 +71,16 @@ pub(super) fn join(path: &str, child: &str) -> String {
 impl Ctx<'_> {
     pub(super) fn error(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(PolicyError {
+            source_name: self.source_name.to_string(),
+            location: self.locations.nearest(path),
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Records something accepted but not enforced on the node.
+    pub(super) fn note(&mut self, path: &str, message: impl Into<String>) {
+        self.notes.push(PolicyError {
             source_name: self.source_name.to_string(),
             location: self.locations.nearest(path),
             path: path.to_string(),

@@ -1,0 +1,461 @@
+//! Gatekeeper constraints (`constraints.gatekeeper.sh`) as policy documents: `match` becomes the
+//! document's scope, `enforcementAction` its effect, and the kind with its `parameters` a check
+//! judged natively ([`crate::gatekeeper`]). What a node cannot enforce is never dropped in
+//! silence: it is a note with its place ([`super::PolicyNote`]).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::compile::{CompiledDocument, compile_selector};
+use super::validate::Ctx;
+use crate::decision::{Effect, Remediation};
+use crate::document::LabelSelectorRaw;
+use crate::gatekeeper::{ExemptImages, GkRule};
+use crate::matcher::{Globs, LabelSelector, Scope};
+use crate::rules::{Check, Rule};
+
+/// The API group of constraints.
+pub const CONSTRAINT_GROUP: &str = "constraints.gatekeeper.sh";
+/// The API group of constraint templates.
+pub const TEMPLATE_GROUP: &str = "templates.gatekeeper.sh";
+/// The enforcement point nodeguard reads in `scopedEnforcementActions`; without an entry for
+/// it (or `*`), the webhook's (`validation.gatekeeper.sh`) applies.
+pub const ENFORCEMENT_POINT: &str = "node.nodeguard.io";
+/// The webhook's enforcement point.
+const WEBHOOK_POINT: &str = "validation.gatekeeper.sh";
+
+/// The versions of the constraint group nodeguard reads.
+const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha1"];
+
+fn group_of(api_version: &str) -> Option<(&str, &str)> {
+    api_version.split_once('/')
+}
+
+/// Whether a document is a Gatekeeper constraint.
+pub(super) fn is_constraint(value: &Value) -> bool {
+    value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(group_of)
+        .is_some_and(|(group, _)| group == CONSTRAINT_GROUP)
+}
+
+/// Whether a document is a constraint template: accepted, never run (nodeguard implements each
+/// kind natively).
+pub(super) fn is_template(value: &Value) -> bool {
+    value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(group_of)
+        .is_some_and(|(group, _)| group == TEMPLATE_GROUP)
+        && value.get("kind").and_then(Value::as_str) == Some("ConstraintTemplate")
+}
+
+/// The name a constraint's violations carry as their policy: `Kind/name`.
+pub(super) fn constraint_name(value: &Value) -> Option<String> {
+    let kind = value.get("kind").and_then(Value::as_str)?;
+    let name = value.pointer("/metadata/name").and_then(Value::as_str)?;
+    Some(format!("{kind}/{}", name.trim()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KindsRaw {
+    #[serde(default)]
+    api_groups: Vec<String>,
+    #[serde(default)]
+    kinds: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MatchRaw {
+    #[serde(default)]
+    kinds: Vec<KindsRaw>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    excluded_namespaces: Vec<String>,
+    #[serde(default)]
+    label_selector: Option<LabelSelectorRaw>,
+    #[serde(default)]
+    namespace_selector: Option<Value>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScopedActionRaw {
+    action: String,
+    #[serde(default)]
+    enforcement_points: Vec<PointRaw>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PointRaw {
+    name: String,
+}
+
+/// Whether a wildcard of `namespaces`, `excludedNamespaces` or `name` has Gatekeeper's shape:
+/// `*` only at either end.
+fn valid_wildcard(pattern: &str) -> bool {
+    let inner = pattern.strip_prefix('*').unwrap_or(pattern);
+    let inner = inner.strip_suffix('*').unwrap_or(inner);
+    inner.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b':' || b == b'.'
+    })
+}
+
+/// An action's effect, strongest first when several apply.
+fn effect_of(action: &str) -> Option<Effect> {
+    match action {
+        "deny" | "" => Some(Effect::Enforce),
+        "warn" => Some(Effect::Warn),
+        "dryrun" => Some(Effect::Audit),
+        _ => None,
+    }
+}
+
+fn rank(effect: Effect) -> u8 {
+    match effect {
+        Effect::Enforce => 3,
+        Effect::Warn => 2,
+        Effect::Audit => 1,
+        Effect::Disabled => 0,
+    }
+}
+
+/// The effect of `enforcementAction` on the node; `None` when the constraint does not act here.
+fn effect(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Effect> {
+    let action = spec
+        .get("enforcementAction")
+        .and_then(Value::as_str)
+        .unwrap_or("deny");
+    if action != "scoped" {
+        let effect = effect_of(action);
+        if effect.is_none() {
+            ctx.error(
+                "spec.enforcementAction",
+                format!(
+                    "unknown enforcementAction {action:?}; expected one of deny, dryrun, warn, scoped"
+                ),
+            );
+        }
+        return effect;
+    }
+    let raw = spec
+        .get("scopedEnforcementActions")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let entries = ctx.typed::<Vec<ScopedActionRaw>>("spec.scopedEnforcementActions", &raw)?;
+    if entries.is_empty() {
+        ctx.error(
+            "spec.scopedEnforcementActions",
+            "enforcementAction scoped needs scopedEnforcementActions",
+        );
+        return None;
+    }
+    let for_point = |point: &str| -> Vec<&ScopedActionRaw> {
+        entries
+            .iter()
+            .filter(|e| {
+                e.enforcement_points
+                    .iter()
+                    .any(|p| p.name == point || p.name == "*")
+            })
+            .collect()
+    };
+    let mut chosen = for_point(ENFORCEMENT_POINT);
+    if chosen.is_empty() {
+        chosen = for_point(WEBHOOK_POINT);
+    }
+    let mut best: Option<Effect> = None;
+    for (i, entry) in entries.iter().enumerate() {
+        match effect_of(&entry.action) {
+            Some(e) if chosen.iter().any(|c| std::ptr::eq(*c, entry)) => {
+                if best.is_none_or(|b| rank(e) > rank(b)) {
+                    best = Some(e);
+                }
+            }
+            Some(_) => {}
+            None => ctx.error(
+                &format!("spec.scopedEnforcementActions[{i}].action"),
+                format!(
+                    "unknown action {:?}; expected one of deny, dryrun, warn",
+                    entry.action
+                ),
+            ),
+        }
+    }
+    if best.is_none() {
+        ctx.note(
+            "spec.scopedEnforcementActions",
+            format!(
+                "no action for {ENFORCEMENT_POINT}, {WEBHOOK_POINT} or *: the constraint does not act on the node"
+            ),
+        );
+    }
+    best
+}
+
+/// The scope `match` describes for pods on the node; `None` when it can never match one, or
+/// needs what the node does not have (each noted).
+fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Option<Scope>> {
+    let Some(raw) = spec.get("match") else {
+        return Some(Some(Scope::default()));
+    };
+    let m: MatchRaw = ctx.typed("spec.match", raw)?;
+    let mut ok = true;
+    let pod = |k: &KindsRaw| {
+        (k.api_groups.is_empty() || k.api_groups.iter().any(|g| g.is_empty() || g == "*"))
+            && (k.kinds.is_empty() || k.kinds.iter().any(|k| k == "Pod" || k == "*"))
+    };
+    let mut applies = true;
+    if !m.kinds.is_empty() && !m.kinds.iter().any(pod) {
+        ctx.note(
+            "spec.match.kinds",
+            "matches no Pod kind: the constraint never applies to a container on the node",
+        );
+        applies = false;
+    }
+    if m.scope.as_deref() == Some("Cluster") {
+        ctx.note(
+            "spec.match.scope",
+            "scope Cluster matches no Pod (pods are namespaced): the constraint never applies on the node",
+        );
+        applies = false;
+    }
+    if m.source.as_deref() == Some("Generated") {
+        ctx.note(
+            "spec.match.source",
+            "source Generated matches only pods Gatekeeper expands from workloads, never a pod on the node",
+        );
+        applies = false;
+    }
+    if m.namespace_selector.is_some() {
+        ctx.note(
+            "spec.match.namespaceSelector",
+            "namespaceSelector needs namespace labels, which a node does not have: the constraint is not enforced on the node",
+        );
+        applies = false;
+    }
+    let mut wildcards = |ctx: &mut Ctx<'_>, path: &str, patterns: &[String]| -> Option<Globs> {
+        for (i, p) in patterns.iter().enumerate() {
+            if !valid_wildcard(p) {
+                ctx.error(
+                    &format!("{path}[{i}]"),
+                    format!("{p:?} is not a Gatekeeper wildcard: lowercase letters, digits, '-', ':' and '.', with '*' only at either end"),
+                );
+                ok = false;
+            }
+        }
+        ctx.globs(path, patterns).ok().flatten()
+    };
+    let namespaces = wildcards(ctx, "spec.match.namespaces", &m.namespaces);
+    let excluded = wildcards(ctx, "spec.match.excludedNamespaces", &m.excluded_namespaces);
+    let names = m
+        .name
+        .as_ref()
+        .filter(|n| !n.is_empty())
+        .map(std::slice::from_ref)
+        .and_then(|n| wildcards(ctx, "spec.match.name", n));
+    let selector = match &m.label_selector {
+        Some(raw) => compile_selector(ctx, "spec.match.labelSelector", raw),
+        None => Some(LabelSelector::default()),
+    };
+    let selector = selector?;
+    if !ok {
+        return None;
+    }
+    Some(applies.then(|| Scope {
+        namespaces,
+        excluded_namespaces: excluded,
+        pod_selector: selector,
+        pod_names: names,
+        ..Scope::default()
+    }))
+}
+
+/// A constraint's parameters of one kind: the list it needs, whether it is given.
+fn strings(ctx: &mut Ctx<'_>, params: &Value, key: &str) -> Option<Option<Vec<String>>> {
+    match params.get(key) {
+        None | Some(Value::Null) => Some(None),
+        Some(v) => ctx
+            .typed::<Vec<String>>(&format!("spec.parameters.{key}"), v)
+            .map(Some),
+    }
+}
+
+/// Notes every parameter the kind does not take (Gatekeeper's schema drops them).
+fn unknown_parameters(ctx: &mut Ctx<'_>, kind: &str, params: &Value, known: &[&str]) {
+    if let Some(map) = params.as_object() {
+        for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+            ctx.note(
+                &format!("spec.parameters.{key}"),
+                format!(
+                    "{kind} has no parameter {key:?}; it is ignored (Gatekeeper's schema drops it)"
+                ),
+            );
+        }
+    }
+}
+
+/// The check of one kind with its parameters; `None` when the kind is not one nodeguard
+/// implements, or its parameters make Gatekeeper report nothing (each noted).
+fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Option<Rule>> {
+    let exempt = |ctx: &mut Ctx<'_>| -> Option<ExemptImages> {
+        Some(ExemptImages::new(
+            strings(ctx, params, "exemptImages")?.unwrap_or_default(),
+        ))
+    };
+    // A parameter the library's message prints, when absent, makes Gatekeeper report nothing.
+    let silent_without = |ctx: &mut Ctx<'_>, key: &str| {
+        ctx.note(
+            &format!("spec.parameters.{key}"),
+            format!(
+                "{kind} without parameters.{key} reports nothing in Gatekeeper, nor on the node"
+            ),
+        );
+    };
+    let (gk, known): (Option<GkRule>, &[&str]) = match kind {
+        "K8sAllowedRepos" => {
+            let repos = strings(ctx, params, "repos")?;
+            if repos.is_none() {
+                silent_without(ctx, "repos");
+            }
+            (repos.map(GkRule::AllowedRepos), &["repos"])
+        }
+        "K8sAllowedReposv2" => {
+            let images = strings(ctx, params, "allowedImages")?;
+            if images.is_none() {
+                silent_without(ctx, "allowedImages");
+            }
+            (images.map(GkRule::AllowedImages), &["allowedImages"])
+        }
+        "K8sDisallowedRepos" => (
+            Some(GkRule::DisallowedRepos(
+                strings(ctx, params, "repos")?.unwrap_or_default(),
+            )),
+            &["repos"],
+        ),
+        "K8sDisallowedTags" => (
+            Some(GkRule::DisallowedTags(
+                strings(ctx, params, "tags")?.unwrap_or_default(),
+            )),
+            &["tags", "exemptImages"],
+        ),
+        "K8sImageDigests" => (Some(GkRule::ImageDigests), &["exemptImages"]),
+        "K8sPSPPrivilegedContainer" => (Some(GkRule::Privileged), &["exemptImages"]),
+        "K8sPSPHostNamespace" => (Some(GkRule::HostNamespace), &[]),
+        "K8sPSPAllowPrivilegeEscalationContainer" => {
+            (Some(GkRule::AllowPrivilegeEscalation), &["exemptImages"])
+        }
+        "K8sPSPReadOnlyRootFilesystem" => (Some(GkRule::ReadOnlyRootFilesystem), &["exemptImages"]),
+        _ => {
+            ctx.note(
+                "kind",
+                format!("nodeguard does not implement the Gatekeeper kind {kind:?} yet: the constraint is not enforced on the node"),
+            );
+            return Some(None);
+        }
+    };
+    unknown_parameters(ctx, kind, params, known);
+    let exempt = if known.contains(&"exemptImages") {
+        exempt(ctx)?
+    } else {
+        ExemptImages::default()
+    };
+    Some(gk.map(|gk| Rule::Gatekeeper(gk, exempt)))
+}
+
+/// The check id a kind's violations carry.
+fn rule_id(kind: &str) -> &'static str {
+    match kind {
+        "K8sAllowedRepos" => "K8sAllowedRepos",
+        "K8sAllowedReposv2" => "K8sAllowedReposv2",
+        "K8sDisallowedRepos" => "K8sDisallowedRepos",
+        "K8sDisallowedTags" => "K8sDisallowedTags",
+        "K8sImageDigests" => "K8sImageDigests",
+        "K8sPSPPrivilegedContainer" => "K8sPSPPrivilegedContainer",
+        "K8sPSPHostNamespace" => "K8sPSPHostNamespace",
+        "K8sPSPAllowPrivilegeEscalationContainer" => "K8sPSPAllowPrivilegeEscalationContainer",
+        "K8sPSPReadOnlyRootFilesystem" => "K8sPSPReadOnlyRootFilesystem",
+        _ => "gatekeeper",
+    }
+}
+
+/// Compiles one constraint; `None` when it is invalid (errors recorded) or does not act on the
+/// node (notes recorded; the load goes on without it).
+pub(super) fn compile_constraint(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument> {
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut ok = true;
+    if let Some((_, version)) = group_of(api_version)
+        && !VERSIONS.contains(&version)
+    {
+        ctx.error(
+            "apiVersion",
+            format!(
+                "unsupported constraint version {version:?}; expected one of v1, v1beta1, v1alpha1"
+            ),
+        );
+        ok = false;
+    }
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind.is_empty() {
+        ctx.error("kind", "a constraint needs a kind (its template's kind)");
+        ok = false;
+    }
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .unwrap_or_default();
+    if name.is_empty() {
+        ctx.error("metadata.name", "a constraint needs a name");
+        ok = false;
+    }
+    let spec = value.get("spec").cloned().unwrap_or(Value::Null);
+    if !spec.is_null() && !spec.is_object() {
+        ctx.error("spec", "spec must be a mapping");
+        return None;
+    }
+    let effect = effect(ctx, &spec);
+    let scope = scope(ctx, &spec);
+    let params = spec.get("parameters").cloned().unwrap_or(Value::Null);
+    let rule = if kind.is_empty() {
+        Some(None)
+    } else {
+        rule(ctx, kind, &params)
+    };
+    let (Some(scope), Some(rule), true) = (scope, rule, ok) else {
+        return None;
+    };
+    let (Some(scope), Some(rule), Some(effect)) = (scope, rule, effect) else {
+        return None;
+    };
+    Some(CompiledDocument {
+        name: Arc::from(format!("{kind}/{name}")),
+        scope,
+        checks: vec![Check {
+            id: rule_id(kind),
+            effect,
+            rule,
+            remediate: Remediation::None,
+            exempt_images: None,
+            exemptions: Vec::new(),
+        }],
+    })
+}
