@@ -741,3 +741,27 @@ fn gatekeeper_constraints_are_policy_for_check_and_validate() {
     let out = nodeguard(&["policy", "validate", "--strict", &library]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn policy_md_shows_what_policy_validate_prints() {
+    let docs = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/policy.md"),
+    )
+    .unwrap();
+    let start = docs
+        .find("```\nbroken.yaml:")
+        .expect("the example in docs/policy.md")
+        + 4;
+    let end = start + docs[start..].find("```").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nodeguard"))
+        .args(["policy", "validate", "broken.yaml"])
+        .current_dir(testdata("policies"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        &docs[start..end],
+        "docs/policy.md's example is stale"
+    );
+}
