@@ -765,3 +765,26 @@ fn policy_md_shows_what_policy_validate_prints() {
         "docs/policy.md's example is stale"
     );
 }
+
+#[test]
+fn policy_validate_speaks_json_for_tools() {
+    let broken = path("policies/broken.yaml");
+    let corp = path("policies/corp.yaml");
+    let out = nodeguard(&["policy", "validate", "--format", "json", &corp, &broken]);
+    assert_eq!(out.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths = report["paths"].as_array().unwrap();
+    assert_eq!(paths[0]["valid"], true);
+    assert!(paths[0]["checks"].as_u64().unwrap() > 0);
+    assert_eq!(paths[1]["valid"], false);
+    let errors = paths[1]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 6);
+    assert_eq!(
+        (
+            errors[0]["line"].as_u64(),
+            errors[0]["column"].as_u64(),
+            errors[0]["field"].as_str()
+        ),
+        (Some(6), Some(3), Some("spec.effect"))
+    );
+}

@@ -150,14 +150,17 @@ impl PssLevel {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PodSecurityRaw {
-    /// `baseline` or `restricted`.
-    pub level: PssLevel,
+    /// `baseline` or `restricted` (required; read as optional so that a mistake in it does not
+    /// hide those in the exemptions).
+    #[serde(default)]
+    pub level: Option<PssLevel>,
     /// Effect of every control (default: the policy's).
     #[serde(default)]
     pub effect: Option<Effect>,
-    /// Controls switched off, everywhere or for some namespaces or images.
+    /// Controls switched off, everywhere or for some namespaces or images; each read on its
+    /// own ([`ExemptionRaw`]), so one's mistakes do not hide another's.
     #[serde(default)]
-    pub exemptions: Vec<ExemptionRaw>,
+    pub exemptions: Vec<Value>,
 }
 
 /// One exemption from Pod Security Standards controls.
@@ -165,6 +168,7 @@ pub struct PodSecurityRaw {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExemptionRaw {
     /// Control names (see `docs/policy.md`).
+    #[serde(default)]
     pub controls: Vec<String>,
     /// Only in these namespaces (globs; default: all).
     #[serde(default)]
@@ -457,4 +461,57 @@ pub struct DevicesRaw {
     /// Globs of device paths that may be given to containers (default: none).
     #[serde(default)]
     pub allowed: Vec<String>,
+}
+
+/// A serde error message in the words of the YAML the user wrote, without Rust's type names:
+/// `expected struct FlagRuleRaw` says `expected a mapping`, `expected u32` says `expected a
+/// whole number (0 to 4294967295)`, `sequence` says `list`.
+///
+/// ```
+/// use policy_core::document::plain_message;
+/// assert_eq!(plain_message("invalid type: boolean `true`, expected struct FlagRuleRaw"),
+///            "invalid type: boolean `true`, expected a mapping");
+/// assert_eq!(plain_message("invalid type: string \"zero\", expected u32"),
+///            "invalid type: string \"zero\", expected a whole number (0 to 4294967295)");
+/// ```
+pub fn plain_message(message: &str) -> String {
+    let mut out = message
+        .replace("invalid type: map,", "invalid type: mapping,")
+        .replace("invalid type: sequence,", "invalid type: list,")
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a map", "expected a mapping");
+    if let Some(at) = out.find("expected struct ") {
+        let rest = &out[at + "expected struct ".len()..];
+        let end = rest
+            .find(|c: char| !c.is_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
+        out.replace_range(
+            at..at + "expected struct ".len() + end,
+            "expected a mapping",
+        );
+    }
+    for (rust, plain) in [
+        ("u8", "a whole number (0 to 255)"),
+        ("u16", "a whole number (0 to 65535)"),
+        ("u32", "a whole number (0 to 4294967295)"),
+        ("u64", "a whole number (0 or more)"),
+        ("usize", "a whole number (0 or more)"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+    ] {
+        let needle = format!("expected {rust}");
+        if let Some(at) = out.find(&needle) {
+            let after = at + needle.len();
+            let whole_word = out[after..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_alphanumeric());
+            if whole_word {
+                out.replace_range(at..after, &format!("expected {plain}"));
+            }
+        }
+    }
+    out
 }

@@ -91,7 +91,7 @@ fn a_file_full_of_mistakes_reports_every_one_where_it_is() {
             (
                 33,
                 "spec.rules.seccomp.allowed",
-                r#"invalid type: string "RuntimeDefault", expected a sequence"#,
+                r#"invalid type: string "RuntimeDefault", expected a list"#,
             ),
             (
                 35,
@@ -281,7 +281,8 @@ fn duplicate_names_across_files_are_reported_in_the_second_file() {
     assert_eq!(error_places(&errors), [("b.yaml", 11, "metadata.name")]);
     assert_eq!(
         errors.0[0].message,
-        r#"policy name "shared" is used by another document"#
+        r#"policy name "shared" is used by another document (first at a.yaml:4:3)"#,
+        "the first definition is named"
     );
     // Names are compared after trimming.
     let c = document("' shared '", "rules: {privileged: {}}\n");
@@ -378,7 +379,7 @@ fn header_mistakes_are_each_reported() {
     assert_eq!(error_places(&errors), [("inline.yaml", 6, "spec.rules")]);
     assert_eq!(
         errors.0[0].message,
-        "invalid type: sequence, expected a map"
+        "invalid type: list, expected a mapping"
     );
 }
 
@@ -418,7 +419,7 @@ const RULE_MISTAKES: &[(&str, usize, &str, &str)] = &[
         "privileged: true\n",
         7,
         "spec.rules.privileged",
-        "invalid type: boolean `true`, expected struct FlagRuleRaw",
+        "invalid type: boolean `true`, expected a mapping",
     ),
     (
         "capabilities: {requiredDrop: [ALL, NET_FLY]}\n",
@@ -508,7 +509,7 @@ const RULE_MISTAKES: &[(&str, usize, &str, &str)] = &[
         "users: {supplementalGroups: [{min: -1, max: 5}]}\n",
         7,
         "spec.rules.users.supplementalGroups[0].min",
-        "invalid value: integer `-1`, expected u32",
+        "invalid value: integer `-1`, expected a whole number (0 to 4294967295)",
     ),
     (
         "users: {runAsUser: [{min: 1}]}\n",
@@ -787,5 +788,68 @@ fn policy_files_share_one_expansion_budget() {
     assert!(
         errors.0[0].message.contains("more than 48 MiB together"),
         "{errors}"
+    );
+}
+
+#[test]
+fn messages_speak_yaml_not_rust() {
+    // Every kind of wrong type a rule can meet, in one policy.
+    let errors = rule_errors(
+        "privileged: true\nimages: {allowed: 5, forbiddenTags: {a: 1}}\nusers: {runAsUser: {ranges: [{min: a, max: 5}]}}\nhostPorts: {allowed: yes}\n",
+    );
+    let text = errors.to_string();
+    for rust in [
+        "struct ", "Raw", "u32", "u16", "i64", "usize", "sequence", " map,",
+    ] {
+        assert!(!text.contains(rust), "{rust:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("expected a mapping") && text.contains("expected a list"),
+        "{text}"
+    );
+}
+
+#[test]
+fn independent_pod_security_mistakes_are_reported_in_one_pass() {
+    let errors = policy_err(&document(
+        "pss",
+        "podSecurity:\n  level: strict\n  effect: enforced\n  exemptions:\n    - controls: [privilegd, hostNamespace]\n    - controls: [seccomp]\n      images: ['(']\n  extra: 1\n",
+    ));
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.podSecurity.level",
+            "spec.podSecurity.effect",
+            "spec.podSecurity.exemptions[0].controls[0]",
+            "spec.podSecurity.exemptions[0].controls[1]",
+            "spec.podSecurity.exemptions[1].images[0]",
+            "spec.podSecurity.extra",
+        ],
+        "{errors}"
+    );
+    // Without a level at all, that is said too.
+    let errors = policy_err(&document("pss", "podSecurity:\n  effect: audit\n"));
+    assert!(
+        errors.to_string().contains("missing field `level`"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn unanchored_image_patterns_are_noted_with_the_anchored_form() {
+    let policy = crate::util::policy(&document(
+        "images",
+        "scope: {exemptImages: ['debug/']}\nrules:\n  images: {allowed: ['registry\\.corp/', '^ok/', ':pinned$']}\n",
+    ));
+    let notes: Vec<String> = policy.notes().iter().map(ToString::to_string).collect();
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert!(
+        notes[0].contains("spec.scope.exemptImages[0]: image pattern \"debug/\" is not anchored"),
+        "{notes:#?}"
+    );
+    assert!(
+        notes[1].contains(r#"spec.rules.images.allowed[0]: image pattern "registry\\.corp/" is not anchored: it also matches "evil.example/registry\\.corp/"; write "^registry\\.corp/""#),
+        "{notes:#?}"
     );
 }

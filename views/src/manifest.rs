@@ -215,7 +215,7 @@ fn field<T: serde::de::DeserializeOwned>(
                 } else {
                     format!("{key}.{inner}")
                 },
-                message: e.into_inner().to_string(),
+                message: policy_core::document::plain_message(&e.into_inner().to_string()),
             }
         }),
     }

@@ -203,7 +203,7 @@ impl RuntimeSpec {
     pub fn from_value(value: &serde_json::Value) -> Result<Self, SpecFieldError> {
         serde_path_to_error::deserialize(value).map_err(|e| SpecFieldError {
             path: e.path().to_string(),
-            message: e.inner().to_string(),
+            message: policy_core::document::plain_message(&e.inner().to_string()),
         })
     }
 

@@ -20,11 +20,83 @@ pub struct ValidateArgs {
     /// a parameter that needs the API server) are errors.
     #[arg(long)]
     pub strict: bool,
+    /// Output format: lines for people, or one JSON document for tools.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub format: ValidateFormat,
+}
+
+/// How `policy validate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateFormat {
+    /// `path: valid (...)`, or every mistake as `file:line:column: field: message`.
+    Text,
+    /// `{"paths": [{"path", "valid", "policies", "checks", "errors", "notes"}]}`, each error
+    /// and note with `file`, `line`, `column`, `field` and `message`.
+    Json,
+}
+
+fn problem(e: &policy_core::PolicyError) -> serde_json::Value {
+    serde_json::json!({
+        "file": e.source_name,
+        "line": e.location.line,
+        "column": e.location.column,
+        "field": e.path,
+        "message": e.message,
+    })
+}
+
+/// The JSON form of one path's result.
+fn json_result(
+    path: &std::path::Path,
+    loaded: &Result<policy_core::Policy, policy_files::LoadError>,
+    strict: bool,
+) -> serde_json::Value {
+    match loaded {
+        Ok(policy) => serde_json::json!({
+            "path": path.display().to_string(),
+            "valid": !strict || policy.notes().is_empty(),
+            "policies": policy.names().collect::<Vec<_>>(),
+            "checks": policy.check_count(),
+            "errors": [],
+            "notes": policy.notes().iter().map(problem).collect::<Vec<_>>(),
+        }),
+        Err(policy_files::LoadError::Invalid(errors)) => serde_json::json!({
+            "path": path.display().to_string(),
+            "valid": false,
+            "errors": errors.0.iter().map(problem).collect::<Vec<_>>(),
+            "notes": [],
+        }),
+        Err(other) => serde_json::json!({
+            "path": path.display().to_string(),
+            "valid": false,
+            "errors": [{"file": path.display().to_string(), "message": other.to_string()}],
+            "notes": [],
+        }),
+    }
 }
 
 /// Validates each path on its own, printing notes as `note:` lines. Exit status: 0 valid, 2
 /// invalid or unreadable (or, with `--strict`, noted).
 pub fn run(args: &ValidateArgs) -> ExitCode {
+    if args.format == ValidateFormat::Json {
+        let results: Vec<serde_json::Value> = args
+            .paths
+            .iter()
+            .map(|path| {
+                json_result(
+                    path,
+                    &policy_files::load(path, args.max_policy_size),
+                    args.strict,
+                )
+            })
+            .collect();
+        let failed = results.iter().any(|r| r["valid"] == false);
+        let mut text = serde_json::to_string_pretty(&serde_json::json!({"paths": results}))
+            .unwrap_or_default();
+        text.push('\n');
+        super::output::emit(&text);
+        return ExitCode::from(if failed { 2 } else { 0 });
+    }
     let mut failed = false;
     for path in &args.paths {
         match policy_files::load(path, args.max_policy_size) {

@@ -162,6 +162,7 @@ fn compile_scope(ctx: &mut Ctx<'_>, value: &Value) -> Option<Scope> {
         &raw.excluded_container_names,
     );
     let exempt = ctx.regexes("spec.scope.exemptImages", &raw.exempt_images);
+    ctx.unanchored_images("spec.scope.exemptImages", &raw.exempt_images);
     let selector = match &raw.pod_selector {
         Some(s) => compile_selector(ctx, "spec.scope.podSelector", s),
         None => Some(LabelSelector::default()),
@@ -255,26 +256,41 @@ fn compile_pod_security(
         return false;
     };
     let mut ok = true;
+    if raw.level.is_none() {
+        // Absent (a wrong value was reported where it stands).
+        if value.get("level").is_none() {
+            ctx.error(
+                "spec.podSecurity",
+                "missing field `level` (baseline or restricted)",
+            );
+        }
+        ok = false;
+    }
     let mut exemptions = Vec::new();
-    for (
-        i,
-        ExemptionRaw {
+    for (i, exemption) in raw.exemptions.iter().enumerate() {
+        let at = format!("spec.podSecurity.exemptions[{i}]");
+        let Some(ExemptionRaw {
             controls,
             namespaces,
             images,
-        },
-    ) in raw.exemptions.iter().enumerate()
-    {
-        let at = format!("spec.podSecurity.exemptions[{i}]");
+        }) = ctx.typed::<ExemptionRaw>(&at, exemption)
+        else {
+            ok = false;
+            continue;
+        };
         if controls.is_empty() {
             ctx.checks_nothing(&format!("{at}.controls"), "name at least one control");
             ok = false;
         }
-        let ns = ctx.globs(&format!("{at}.namespaces"), namespaces);
-        let im = ctx.regexes(&format!("{at}.images"), images);
-        let (Ok(ns), Ok(im)) = (ns, im) else {
-            ok = false;
-            continue;
+        let ns = ctx.globs(&format!("{at}.namespaces"), &namespaces);
+        let im = ctx.regexes(&format!("{at}.images"), &images);
+        ctx.unanchored_images(&format!("{at}.images"), &images);
+        let (ns, im) = match (ns, im) {
+            (Ok(ns), Ok(im)) => (ns, im),
+            _ => {
+                ok = false;
+                (None, None)
+            }
         };
         for (j, name) in controls.iter().enumerate() {
             if !Control::is_known_name(name) {
@@ -300,12 +316,15 @@ fn compile_pod_security(
             }
         }
     }
-    if ok {
-        checks.extend(pss_checks(
-            raw.level,
-            raw.effect.unwrap_or(default_effect),
-            exemptions,
-        ));
+    match raw.level {
+        Some(level) if ok => {
+            checks.extend(pss_checks(
+                level,
+                raw.effect.unwrap_or(default_effect),
+                exemptions,
+            ));
+            true
+        }
+        _ => false,
     }
-    ok
 }

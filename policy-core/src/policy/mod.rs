@@ -17,7 +17,7 @@ mod error;
 mod rule;
 mod validate;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -73,7 +73,8 @@ impl Policy {
         let mut errors = Vec::new();
         let mut notes = Vec::new();
         let mut documents = Vec::new();
-        let mut names = BTreeSet::new();
+        // Each name with where it was first defined.
+        let mut names: BTreeMap<String, (String, Location)> = BTreeMap::new();
         // The sources share one budget: many files cannot expand further than one.
         let mut spent = 0;
         for (source_name, text) in sources {
@@ -142,12 +143,18 @@ impl Policy {
                         )
                     };
                     // Names are compared whether or not their documents hold other mistakes.
+                    let here = (source_name.to_string(), locations.nearest("metadata.name"));
                     if let Some(name) = name
-                        && !names.insert(name.clone())
+                        && let Some((file, at)) = names.get(&name).cloned().or_else(|| {
+                            names.insert(name.clone(), here);
+                            None
+                        })
                     {
                         ctx.error(
                             "metadata.name",
-                            format!("policy name {name:?} is used by another document"),
+                            format!(
+                                "policy name {name:?} is used by another document (first at {file}:{at})"
+                            ),
                         );
                     } else if let Some(compiled) = compiled {
                         documents.push(compiled);

@@ -398,6 +398,8 @@ fn compile_images(
     let allowed = ctx.regexes(&format!("{path}.allowed"), &raw.allowed);
     let denied = ctx.regexes(&format!("{path}.denied"), &raw.denied);
     let exempt = ctx.regexes(&format!("{path}.exempt"), &raw.exempt);
+    ctx.unanchored_images(&format!("{path}.allowed"), &raw.allowed);
+    ctx.unanchored_images(&format!("{path}.exempt"), &raw.exempt);
     let mut ok = true;
     for (i, t) in raw.forbidden_tags.iter().enumerate() {
         if t.is_empty() || t.contains([':', '@', '/']) {

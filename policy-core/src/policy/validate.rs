@@ -105,7 +105,7 @@ impl Ctx<'_> {
             };
             let relative = e.path().to_string();
             let mut at = join(path, &relative);
-            let message = e.inner().to_string();
+            let message = crate::document::plain_message(&e.inner().to_string());
             // Point an unknown field's error at the field itself (serde_path_to_error
             // usually names it already; never name it twice).
             if let Some(rest) = message.strip_prefix("unknown field `")
@@ -152,6 +152,24 @@ impl Ctx<'_> {
                 let reason = reason.strip_prefix("error: ").unwrap_or(reason);
                 self.error(path, format!("invalid regex {pattern:?}: {reason}"));
                 None
+            }
+        }
+    }
+
+    /// Notes each image pattern anchored at neither end: an allow or exempt pattern such as
+    /// `registry.corp/` also lets `evil.example/registry.corp/x` through. A pattern anchored at
+    /// the end only (`:debug$`) is taken as a deliberate suffix.
+    pub(super) fn unanchored_images(&mut self, path: &str, patterns: &[String]) {
+        for (i, p) in patterns.iter().enumerate() {
+            if !p.starts_with('^') && !p.ends_with('$') {
+                self.note(
+                    &format!("{path}[{i}]"),
+                    format!(
+                        "image pattern {p:?} is not anchored: it also matches {:?}; write {:?}",
+                        format!("evil.example/{}", p.trim_start_matches(".*")),
+                        format!("^{p}")
+                    ),
+                );
             }
         }
     }
