@@ -119,8 +119,8 @@ def check_overlay(c, overlay, objects, repo):
             "required_plugins, nodeguard could never start again on a node)")
 
     pod = template["spec"]
-    c.check(pod.get("nodeSelector") == {"kubernetes.io/os": "linux"},
-            f"{where}: nodeSelector {pod.get('nodeSelector')}, want kubernetes.io/os: linux only")
+    c.check(pod.get("nodeSelector") == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"},
+            f"{where}: nodeSelector {pod.get('nodeSelector')}, want kubernetes.io/os: linux and kubernetes.io/arch: amd64 (the image is amd64 only)")
     c.check(pod.get("tolerations") == [{"operator": "Exists"}],
             f"{where}: tolerations {pod.get('tolerations')}, want [{{operator: Exists}}] (every node)")
     c.check(pod.get("priorityClassName") == "system-node-critical",

@@ -24,11 +24,14 @@ use crate::nri::service::PluginService;
 use crate::ops::audit::{AuditFile, AuditSink, Discard, Rotation};
 use crate::ops::http::Readiness;
 use crate::ops::metrics::{self, Metrics};
-use crate::ops::policy_files::{PolicyPath, Sources};
+use crate::ops::policy_files::{PolicyPath, Profile, Sources};
 use crate::ops::reload::{self, Loaded, PolicyHandle, Reloader};
 use crate::ops::size;
 use crate::ops::telemetry::LogFormat;
 use crate::runtime::containerd::ContainerdApi;
+
+/// Where `serve` reads its policy unless told otherwise (the DaemonSet's ConfigMap mount).
+pub const DEFAULT_POLICY: &str = "/etc/nodeguard/policy";
 
 /// How often the daemon retries the audit log's backlog and brings the state file up to
 /// date; the compliance audit's interval is counted in these steps.
@@ -43,13 +46,13 @@ fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
 /// The flags of `nodeguard serve`, as given.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeFlags {
-    /// Policy file, or directory of policy files (a mounted ConfigMap).
-    #[arg(
-        long,
-        env = "NODEGUARD_POLICY",
-        default_value = "/etc/nodeguard/policy"
-    )]
-    pub policy: PathBuf,
+    /// Policy file, or directory of policy files (a mounted ConfigMap); repeatable, all read
+    /// as one policy. Default: /etc/nodeguard/policy, unless --profile is given alone.
+    #[arg(long, env = "NODEGUARD_POLICY")]
+    pub policy: Vec<PathBuf>,
+    /// A Pod Security Standards level enforced beside the policy files (or alone).
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
     /// The most the policy files may hold together (`4MiB`, `512KiB`); a change over it is
     /// rejected and the last good policy stays in force.
     #[arg(long, default_value = "4MiB", value_parser = size::parse_size)]
@@ -167,8 +170,14 @@ impl DaemonConfig {
         if flags.reload_interval.is_zero() {
             problems.push("--reload-interval must be more than 0".to_string());
         }
+        let paths = if flags.policy.is_empty() && flags.profile.is_none() {
+            vec![PathBuf::from(DEFAULT_POLICY)]
+        } else {
+            flags.policy.clone()
+        };
         let policy_path = PolicyPath {
-            path: flags.policy.clone(),
+            paths,
+            profile: flags.profile.map(Profile::level),
             max_size: flags.max_policy_size,
         };
         let policy = match policy_path.read() {

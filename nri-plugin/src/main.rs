@@ -33,6 +33,12 @@ enum Command {
     ///
     /// Exit status: 0 nothing fails, 1 a container fails a rule, 2 no readable report.
     Report(ReportArgs),
+    /// Print a shell completion script (`nodeguard completion bash > /etc/bash_completion.d/nodeguard`).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run as a containerd NRI plugin, refusing containers that break the policy.
     ///
     /// Exit status 2 when flags or the policy are invalid (checked before any socket is
@@ -62,6 +68,13 @@ fn main() -> ExitCode {
         Command::Check(args) => nodeguard::cli::check::run(&args),
         Command::Policy(PolicyCommand::Validate(args)) => nodeguard::cli::validate::run(&args),
         Command::Report(args) => nodeguard::cli::report::run(&args),
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "nodeguard", &mut script);
+            nodeguard::cli::output::emit(&String::from_utf8_lossy(&script));
+            ExitCode::SUCCESS
+        }
         Command::Serve(flags) => match serve(*flags) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

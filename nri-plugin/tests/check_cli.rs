@@ -290,6 +290,14 @@ fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() 
     let table = nodeguard(&["report", "--file", file_arg]);
     assert_eq!(table.status.code(), Some(1), "a container fails");
     let out = stdout(&table);
+    // One name per concept across commands: serve's --report-file, and text as check says it.
+    for same in [
+        nodeguard(&["report", "--report-file", file_arg]),
+        nodeguard(&["report", "--report-file", file_arg, "--format", "text"]),
+        nodeguard(&["report", "--report-file", file_arg, "--format", "table"]),
+    ] {
+        assert_eq!(stdout(&same), out);
+    }
     assert!(out.contains("pass 1  fail 1"), "{out}");
     assert!(
         out.contains(
@@ -787,4 +795,58 @@ fn policy_validate_speaks_json_for_tools() {
         ),
         (Some(6), Some(3), Some("spec.effect"))
     );
+}
+
+#[test]
+fn policies_combine_repeated_policy_flags_and_a_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |name: &str, rules: &str| {
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!("apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {{name: {name}}}\nspec: {{rules: {{{rules}}}}}\n"),
+        )
+        .unwrap();
+        file.display().to_string()
+    };
+    let (tags, digests) = (
+        doc("tags", "images: {forbiddenTags: [latest]}"),
+        doc("privileged", "privileged: {}"),
+    );
+    let out = nodeguard(&[
+        "check",
+        "--policy",
+        &tags,
+        "--policy",
+        &digests,
+        "--profile",
+        "restricted",
+        &path("manifests/noncompliant.yaml"),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for from in [
+        "[tags images.tag]",
+        "[privileged privileged]",
+        "[pss-restricted pss.restricted.seccomp]",
+    ] {
+        assert!(text.contains(from), "{from}: {text}");
+    }
+}
+
+#[test]
+fn shell_completion_scripts_name_every_command() {
+    for (shell, marker) in [
+        ("bash", "_nodeguard()"),
+        ("zsh", "#compdef nodeguard"),
+        ("fish", "complete -c nodeguard"),
+    ] {
+        let out = nodeguard(&["completion", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in ["check", "serve", "report", "validate", "fail-if-empty"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
 }

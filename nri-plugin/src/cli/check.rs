@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::findings::{Finding, Format, InputError, ObjectResult, Report, Skipped, Summary};
 use super::output;
-use crate::ops::policy_files;
+use crate::ops::policy_files::{PolicyPath, Profile};
 use crate::ops::size;
 use nodeguard_views::manifest::{ManifestError, PodManifest};
 use nodeguard_views::oci::RuntimeSpec;
@@ -373,14 +373,14 @@ pub fn judge_pod(policy: &Policy, file: &str, at: Location, pod: &PodManifest) -
 /// The arguments of `nodeguard check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Policy file, or directory of policy files.
-    #[arg(long, conflicts_with = "profile", required_unless_present = "profile")]
-    pub policy: Option<PathBuf>,
+    /// Policy file, or directory of policy files; repeatable, all read as one policy.
+    #[arg(long, required_unless_present = "profile")]
+    pub policy: Vec<PathBuf>,
     /// The most the policy files may hold together (`4MiB`, `512KiB`); a change over it is
     /// rejected and the last good policy stays in force.
     #[arg(long, default_value = "4MiB", value_parser = size::parse_size)]
     pub max_policy_size: u64,
-    /// A Pod Security Standards level instead of a policy file.
+    /// A Pod Security Standards level, alone or beside the policy files.
     #[arg(long, value_enum)]
     pub profile: Option<Profile>,
     /// Output format.
@@ -404,29 +404,17 @@ pub struct CheckArgs {
     pub paths: Vec<PathBuf>,
 }
 
-/// A Pod Security Standards level.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Profile {
-    /// `baseline`.
-    Baseline,
-    /// `restricted`.
-    Restricted,
-}
-
 /// Runs `nodeguard check`. Exit status: 0 all compliant, 1 an enforced rule is violated, 2
 /// unusable input.
 pub fn run(args: &CheckArgs) -> std::process::ExitCode {
-    use policy_core::{Effect, PssLevel};
-    let policy = match (args.profile, &args.policy) {
-        (Some(Profile::Baseline), _) => Policy::pod_security(PssLevel::Baseline, Effect::Enforce),
-        (Some(Profile::Restricted), _) => {
-            Policy::pod_security(PssLevel::Restricted, Effect::Enforce)
-        }
-        (None, Some(path)) => match policy_files::load(path, args.max_policy_size) {
-            Ok(policy) => policy,
-            Err(e) => return output::unusable(e),
-        },
-        (None, None) => unreachable!("clap requires --policy or --profile"),
+    let source = PolicyPath {
+        paths: args.policy.clone(),
+        profile: args.profile.map(Profile::level),
+        max_size: args.max_policy_size,
+    };
+    let policy = match source.load() {
+        Ok(policy) => policy,
+        Err(e) => return output::unusable(e),
     };
     for note in policy.notes() {
         eprintln!("note: not judged: {note}");

@@ -10,11 +10,12 @@ use super::output::{emit, unusable};
 /// The arguments of `nodeguard report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The report file `nodeguard serve` writes.
-    #[arg(long, env = "NODEGUARD_REPORT", default_value = DEFAULT_REPORT)]
+    /// The report file `nodeguard serve` writes (the same flag as serve's; `--file` too).
+    #[arg(long = "report-file", alias = "file", env = "NODEGUARD_REPORT", default_value = DEFAULT_REPORT)]
     pub file: PathBuf,
-    /// Output format: a table of what needs attention, or the PolicyReport JSON.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    /// Output format: text (a table of what needs attention; `table` too), or the
+    /// PolicyReport JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
     /// Only this namespace.
     #[arg(long, short = 'n')]
@@ -27,8 +28,9 @@ pub struct ReportArgs {
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ReportFormat {
-    /// What needs attention, as a table.
-    Table,
+    /// What needs attention, as a table (the name every command uses for its text output).
+    #[value(alias = "table")]
+    Text,
     /// The PolicyReport JSON.
     Json,
 }
@@ -45,7 +47,7 @@ pub fn run(args: &ReportArgs) -> ExitCode {
         all: args.all,
     };
     match args.format {
-        ReportFormat::Table => emit(&report::render_table(&file, &filter)),
+        ReportFormat::Text => emit(&report::render_table(&file, &filter)),
         ReportFormat::Json => match serde_json::to_string_pretty(&filter.apply(&file)) {
             Ok(json) => emit(&format!("{json}\n")),
             Err(e) => return unusable(e),

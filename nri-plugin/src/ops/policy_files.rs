@@ -8,7 +8,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use policy_core::{Policy, PolicyErrors};
+use policy_core::{Policy, PolicyErrors, PssLevel};
 
 /// Why policies could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -140,11 +140,34 @@ impl Sources {
     }
 }
 
-/// Where policies are read from, and the most that may be read there.
+/// A Pod Security Standards level given on the command line (`--profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// `baseline`.
+    Baseline,
+    /// `restricted`.
+    Restricted,
+}
+
+impl Profile {
+    /// The level.
+    pub fn level(self) -> PssLevel {
+        match self {
+            Profile::Baseline => PssLevel::Baseline,
+            Profile::Restricted => PssLevel::Restricted,
+        }
+    }
+}
+
+/// Where policies are read from, and the most that may be read there: files and directories
+/// (`--policy`, repeatable), and a Pod Security Standards level (`--profile`), read together as
+/// one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyPath {
-    /// A policy file, or a directory of them.
-    pub path: PathBuf,
+    /// Policy files, or directories of them.
+    pub paths: Vec<PathBuf>,
+    /// A Pod Security Standards level enforced beside them.
+    pub profile: Option<PssLevel>,
     /// The most the files may hold together, in bytes.
     pub max_size: u64,
 }
@@ -153,25 +176,58 @@ impl PolicyPath {
     /// `path`, read within [`DEFAULT_MAX_SIZE`].
     pub fn new(path: impl Into<PathBuf>) -> Self {
         PolicyPath {
-            path: path.into(),
+            paths: vec![path.into()],
+            profile: None,
             max_size: DEFAULT_MAX_SIZE,
         }
     }
 
-    /// Reads the policy files (see [`read`]).
+    /// Reads the policy files of every path (see [`read`]), `max_size` bytes in all, and the
+    /// profile's document.
     ///
     /// # Errors
     /// As [`read`].
     pub fn read(&self) -> Result<Sources, LoadError> {
-        read(&self.path, self.max_size)
+        let mut all = Vec::new();
+        let mut left = self.max_size;
+        for path in &self.paths {
+            let Sources(texts) = read(path, left).map_err(|e| match e {
+                LoadError::TooLarge { path, .. } => LoadError::TooLarge {
+                    path,
+                    limit: self.max_size,
+                },
+                other => other,
+            })?;
+            left -= texts.iter().map(|(_, t)| t.len() as u64).sum::<u64>();
+            all.extend(texts);
+        }
+        if let Some(level) = self.profile {
+            all.push((
+                PathBuf::from(format!("--profile {}", level.as_str())),
+                format!(
+                    "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {{name: pss-{level}}}\nspec:\n  effect: enforce\n  podSecurity: {{level: {level}}}\n",
+                    level = level.as_str()
+                ),
+            ));
+        }
+        Ok(Sources(all))
     }
 
-    /// Loads and compiles the policy (see [`load`]).
+    /// Loads and compiles the policy.
     ///
     /// # Errors
     /// As [`load`].
     pub fn load(&self) -> Result<Policy, LoadError> {
-        load(&self.path, self.max_size)
+        Ok(self.read()?.compile()?)
+    }
+
+    /// The paths, for messages: `a.yaml, dir/` (and the profile).
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        if let Some(level) = self.profile {
+            parts.push(format!("--profile {}", level.as_str()));
+        }
+        parts.join(", ")
     }
 }
 

@@ -150,7 +150,7 @@ impl Reloader {
             Err(e) => {
                 let errors = e.to_string();
                 error!(
-                    path = %self.path.path.display(),
+                    path = %self.path.describe(),
                     generation = self.generation(),
                     "policy change rejected; the last good policy stays in force:\n{errors}"
                 );

@@ -338,3 +338,39 @@ async fn an_empty_report_or_state_file_turns_them_off_in_every_documented_form()
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn serve_takes_repeated_policies_and_a_profile_alone_or_beside_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    std::fs::write(&a, POLICY).unwrap();
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&b, POLICY.replace("daemon-test", "second")).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let (config, _) = DaemonConfig::validate(
+        flags(&["--policy", a, "--policy", b, "--profile", "baseline"]),
+        |_| None,
+        || None,
+    )
+    .expect("valid");
+    assert_eq!(
+        config.policy.names().collect::<Vec<_>>(),
+        ["daemon-test", "second", "pss-baseline"]
+    );
+    // A profile alone needs no policy file (the default path is not read).
+    let (config, _) =
+        DaemonConfig::validate(flags(&["--profile", "restricted"]), |_| None, || None)
+            .expect("valid without /etc/nodeguard/policy");
+    assert_eq!(
+        config.policy.names().collect::<Vec<_>>(),
+        ["pss-restricted"]
+    );
+    // Without either, the DaemonSet's mount is read, and its absence is an error.
+    let problems = DaemonConfig::validate(flags(&[]), |_| None, || None).expect_err("no policy");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("--policy: cannot read /etc/nodeguard/policy")),
+        "{problems:?}"
+    );
+}
