@@ -133,7 +133,7 @@ fn size(value: &serde_json::Value) -> (usize, usize) {
 }
 
 /// The limits a `yaml_limits` input is read with, chosen by its first byte: small enough that
-/// short inputs reach them.
+/// short inputs reach them; the high bit reads a top-level `items` list item by item.
 pub fn fuzz_limits(control: u8) -> yaml::Limits {
     let nodes = [4, 64, 1_000, 100_000][usize::from(control & 3)];
     let bytes = [512, 4_096, 65_536, 1 << 20][usize::from((control >> 2) & 3)];
@@ -152,6 +152,7 @@ pub fn fuzz_limits(control: u8) -> yaml::Limits {
         max_nodes: nodes,
         max_document_bytes: bytes,
         max_total_bytes: total,
+        split_items: control & 0x80 != 0,
     }
 }
 

@@ -850,3 +850,45 @@ fn shell_completion_scripts_name_every_command() {
         }
     }
 }
+
+#[test]
+fn a_large_kubectl_dump_is_judged_pod_by_pod() {
+    // `kubectl get pods -A -o yaml`: one List, items before kind. Each pod fits the bound on
+    // one document; the whole list is far over it.
+    let mut dump = String::from("apiVersion: v1\nitems:\n");
+    for i in 0..300 {
+        dump.push_str(&format!(
+            "- apiVersion: v1\n  kind: Pod\n  metadata: {{name: p{i}, namespace: ns{}, labels: {{app: a{i}}}}}\n  spec:\n    containers:\n    - name: app\n      image: registry.corp/app:{i}\n      securityContext: {{privileged: {}}}\n",
+            i % 7,
+            i % 2 == 0
+        ));
+    }
+    dump.push_str("kind: List\nmetadata: {resourceVersion: \"\"}\n");
+    let out = nodeguard_with_stdin(
+        &[
+            "check",
+            "--profile",
+            "baseline",
+            "--max-document-size",
+            "64KiB",
+            "--format",
+            "json",
+            "-",
+        ],
+        dump.as_bytes(),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["checked"], 300, "{}", report["errors"]);
+    assert_eq!(report["summary"]["failed"], 150);
+    assert_eq!(report["summary"]["input_errors"], 0);
+    // Each pod's own line.
+    let p7 = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "p7")
+        .unwrap();
+    let line = p7["line"].as_u64().unwrap() as usize;
+    assert_eq!(dump.lines().nth(line - 1).unwrap(), "- apiVersion: v1");
+    assert!(dump.lines().nth(line + 1).unwrap().contains("name: p7"));
+}

@@ -46,6 +46,11 @@ pub struct Limits {
     /// Most bytes all the documents of the stream may expand to together (for readers that
     /// keep every document; a reader that handles one document at a time leaves it unbounded).
     pub max_total_bytes: usize,
+    /// Yield each item of a top-level `items` list (what `kubectl get -o yaml` prints) as a
+    /// document of its own, within the per-document limits, instead of the whole list as one:
+    /// a dump of thousands of pods is read one pod at a time. The list's own document then
+    /// comes last, with `items` empty.
+    pub split_items: bool,
 }
 
 impl Limits {
@@ -57,15 +62,17 @@ impl Limits {
         max_nodes: MAX_NODES,
         max_document_bytes: 48 << 20,
         max_total_bytes: 48 << 20,
+        split_items: false,
     };
 
     /// Bounds for manifests read one document at a time (`nodeguard check`): 1,000,000 nodes
-    /// and 256 MiB per document, the stream unbounded.
+    /// and 256 MiB per document, and per item of a `List`; the stream unbounded.
     pub const MANIFEST: Limits = Limits {
         max_depth: MAX_DEPTH,
         max_nodes: MAX_NODES,
         max_document_bytes: 256 << 20,
         max_total_bytes: usize::MAX,
+        split_items: true,
     };
 }
 
@@ -308,6 +315,8 @@ enum Frame {
     Sequence {
         path: String,
         items: Vec<Value>,
+        /// Items already handed out as documents of their own (`Limits::split_items`).
+        emitted: usize,
         anchor: usize,
         cost_before: Cost,
     },
@@ -368,6 +377,9 @@ struct Builder {
     total_bytes: usize,
     /// The current document broke a limit: its remaining events are ignored.
     skipping: bool,
+    /// An item of a top-level `items` list being read as a document of its own: the list
+    /// document's locations and its cost when the item began.
+    item: Option<(Locations, Cost)>,
 }
 
 fn child_path(parent: &str, key: &str) -> String {
@@ -389,7 +401,17 @@ impl Builder {
             cost: Cost::default(),
             total_bytes: 0,
             skipping: false,
+            item: None,
         }
+    }
+
+    /// Whether the node about to start (or just finished) is an item of the document's
+    /// top-level `items` list, to be read on its own.
+    fn at_split_item(&self) -> bool {
+        self.limits.split_items
+            && self.stack.len() == 2
+            && matches!(&self.stack[0], Frame::Mapping { path, .. } if path.is_empty())
+            && matches!(&self.stack[1], Frame::Sequence { path, .. } if path == "items")
     }
 
     fn error(span: &Span, message: impl Into<String>) -> YamlError {
@@ -405,6 +427,7 @@ impl Builder {
         self.root = None;
         self.anchors.clear();
         self.locations = Locations::default();
+        self.item = None;
         self.skipping = true;
     }
 
@@ -477,7 +500,12 @@ impl Builder {
     fn next_path(&self) -> Option<String> {
         match self.stack.last() {
             None => Some(String::new()),
-            Some(Frame::Sequence { path, items, .. }) => Some(format!("{path}[{}]", items.len())),
+            Some(Frame::Sequence {
+                path,
+                items,
+                emitted,
+                ..
+            }) => Some(format!("{path}[{}]", items.len() + emitted)),
             Some(Frame::Mapping {
                 path, pending_key, ..
             }) => pending_key.as_ref().map(|key| child_path(path, key)),
@@ -537,6 +565,16 @@ impl Builder {
                 self.node(value, &span)?;
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.at_split_item() {
+                    let outer = std::mem::replace(
+                        &mut self.locations,
+                        Locations {
+                            by_path: HashMap::new(),
+                            start: Location::of(&span),
+                        },
+                    );
+                    self.item = Some((outer, self.cost));
+                }
                 let cost_before = self.cost;
                 self.charge(Cost::node(0), &span)?;
                 if self.stack.len() >= self.limits.max_depth {
@@ -554,6 +592,7 @@ impl Builder {
                         Frame::Sequence {
                             path,
                             items: Vec::new(),
+                            emitted: 0,
                             anchor,
                             cost_before,
                         }
@@ -587,11 +626,49 @@ impl Builder {
                     let cost = self.cost.since(cost_before);
                     self.keep_anchor(anchor, &value, cost, &span)?;
                 }
+                if self.at_split_item()
+                    && let Some((outer, before)) = self.item.take()
+                {
+                    return Ok(Some(self.emit_item(value, outer, before)));
+                }
                 self.attach(value, &span)?;
             }
             Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
         }
         Ok(None)
+    }
+
+    /// Hands out a finished item of the top-level `items` list as a document: its locations
+    /// relative to it, its cost taken off the list's (each item has the per-document limits).
+    fn emit_item(&mut self, value: Value, outer: Locations, before: Cost) -> Document {
+        let item_locations = std::mem::replace(&mut self.locations, outer);
+        let index = match self.stack.last_mut() {
+            Some(Frame::Sequence { items, emitted, .. }) => {
+                *emitted += 1;
+                items.len() + *emitted - 1
+            }
+            _ => 0,
+        };
+        let prefix = format!("items[{index}]");
+        let start = item_locations.get(&prefix).unwrap_or(item_locations.start);
+        let nested = format!("{prefix}.");
+        let by_path = item_locations
+            .by_path
+            .into_iter()
+            .filter_map(|(path, at)| {
+                path.strip_prefix(&nested)
+                    .map(|rest| (rest.to_string(), at))
+            })
+            .collect();
+        let cost = self.cost.since(before);
+        self.cost = before;
+        self.total_bytes = self.total_bytes.saturating_add(cost.bytes);
+        // The list keeps where the item was, for messages about the list itself.
+        self.locations.by_path.entry(prefix).or_insert(start);
+        Document {
+            value,
+            locations: Locations { by_path, start },
+        }
     }
 
     /// Places a finished scalar or alias value, or takes it as a mapping key.
@@ -878,6 +955,55 @@ mod tests {
         let next = results[1].as_ref().unwrap();
         assert_eq!(next.value["next"], 1);
         assert_eq!(next.locations.get("next").unwrap().line, 4);
+    }
+
+    #[test]
+    fn list_items_are_read_one_at_a_time_within_their_own_limits() {
+        // What `kubectl get pods -o yaml` prints: items before kind.
+        let item = |i: usize| {
+            format!(
+                "- kind: Pod\n  metadata: {{name: p{i}}}\n  spec: {{containers: [{{name: a, image: x}}]}}\n"
+            )
+        };
+        let items: String = (0..3).map(item).collect();
+        let text = format!("apiVersion: v1\nitems:\n{items}kind: List\nmetadata: {{}}\n");
+        // Each item is 16 nodes (with the list around it, 21), the whole list some 55: read as
+        // one it would fail.
+        let limits = Limits {
+            max_nodes: 30,
+            ..Limits::MANIFEST
+        };
+        let whole = Documents::new(
+            &text,
+            Limits {
+                split_items: false,
+                ..limits
+            },
+        )
+        .collect::<Result<Vec<_>, _>>();
+        assert!(whole.is_err());
+        let docs: Vec<Document> = Documents::new(&text, limits)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(docs.len(), 4, "three items, then the list");
+        for (i, doc) in docs[..3].iter().enumerate() {
+            assert_eq!(doc.value["metadata"]["name"], format!("p{i}"));
+            // Locations are the item's own, at the item's lines.
+            assert_eq!(doc.locations.start().line, 3 + 3 * i);
+            assert_eq!(
+                doc.locations.get("spec.containers[0]").unwrap().line,
+                5 + 3 * i
+            );
+        }
+        assert_eq!(docs[3].value["kind"], "List");
+        assert_eq!(docs[3].value["items"], json!([]));
+        // Only a top-level items list is split.
+        let nested = "spec:\n  items: [{a: 1}, {b: 2}]\n";
+        let docs: Vec<Document> = Documents::new(nested, Limits::MANIFEST)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].value["spec"]["items"], json!([{"a": 1}, {"b": 2}]));
     }
 
     #[test]
