@@ -11,7 +11,8 @@
 //! tells the node; containerd 1.7 tells an already normalized name.
 
 use crate::findings::{Findings, known};
-use crate::view::{ContainerKind, ContainerView};
+use crate::quantity::{Bytes, Millicores};
+use crate::view::{ContainerKind, ContainerView, MountSource};
 
 /// `exemptImages`, as the library's `exempt_container` reads it: an entry ending in `*` is a
 /// prefix (one trailing `*` removed), any other entry must equal the image.
@@ -57,6 +58,80 @@ pub(crate) enum GkRule {
     AllowPrivilegeEscalation,
     /// K8sPSPReadOnlyRootFilesystem.
     ReadOnlyRootFilesystem,
+    /// K8sPSPHostNetworkingPorts: host network only if allowed, host ports within `min..=max`;
+    /// `parameters` as the message prints them.
+    HostNetworkingPorts {
+        /// `hostNetwork`: whether the pod may share the host's network.
+        host_network: bool,
+        /// `min`: the lowest host port allowed.
+        min: Option<i64>,
+        /// `max`: the highest host port allowed.
+        max: Option<i64>,
+        /// The constraint's `parameters`, as Gatekeeper's message prints them.
+        parameters: String,
+    },
+    /// K8sPSPHostFilesystem: host paths under an allowed prefix (read-only where it says).
+    HostFilesystem(Vec<AllowedHostPath>),
+    /// K8sRequiredLabels: each key present, its value matching its regex.
+    RequiredLabels(Vec<RequiredLabel>),
+    /// K8sContainerLimits: limits set, and not above the maxima (`None`: not checked).
+    ContainerLimits {
+        /// `cpu` (absent or `"-1"`: CPU not checked at all), as written and parsed.
+        cpu: Option<(String, Option<Millicores>)>,
+        /// `memory` (a presence check always; the maximum when it parses), as written and parsed.
+        memory: Option<(String, Option<Bytes>)>,
+    },
+}
+
+/// An entry of K8sPSPHostFilesystem's `allowedHostPaths`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AllowedHostPath {
+    /// `pathPrefix`, compared as a string prefix (as the template's CEL does).
+    pub(crate) prefix: String,
+    /// `readOnly`: the path may only be mounted read-only.
+    pub(crate) read_only: bool,
+}
+
+/// An entry of K8sRequiredLabels' `labels`.
+#[derive(Debug, Clone)]
+pub(crate) struct RequiredLabel {
+    /// The label key.
+    pub(crate) key: String,
+    /// `allowedRegex`, an unanchored search as RE2 and CEL's `matches` do.
+    pub(crate) allowed: Option<regex::Regex>,
+}
+
+impl PartialEq for RequiredLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.allowed.as_ref().map(regex::Regex::as_str)
+                == other.allowed.as_ref().map(regex::Regex::as_str)
+    }
+}
+
+impl Eq for RequiredLabel {}
+
+/// A JSON value as OPA's `sprintf("%v")` prints it: strings quoted in arrays and objects, keys
+/// sorted, `": "` and `", "` between them.
+pub(crate) fn rego_value(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(rego_value).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let entries: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{k:?}: {}", rego_value(&map[*k])))
+                .collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
 }
 
 /// `container`, `initContainer` or `ephemeralContainer`, as the library's messages say.
@@ -184,6 +259,107 @@ impl GkRule {
                     out.violation(format!(
                         "Privilege escalation container is not allowed: {name}"
                     ));
+                }
+            }
+            GkRule::HostNetworkingPorts {
+                host_network,
+                min,
+                max,
+                parameters,
+            } => {
+                let pod = &view.pod.name;
+                let on_host = known!(out, &view.host_namespaces.network, "hostNamespaces.network");
+                let ports = known!(out, &view.host_ports, "hostPorts");
+                let outside = ports.iter().any(|&p| {
+                    min.is_some_and(|m| i64::from(p) < m) || max.is_some_and(|m| i64::from(p) > m)
+                });
+                if (*on_host && !host_network) || outside {
+                    out.violation(format!(
+                        "The specified hostNetwork and hostPort are not allowed, pod: {pod}. Allowed values: {parameters}"
+                    ));
+                }
+            }
+            GkRule::HostFilesystem(allowed) => {
+                let mounts = known!(out, &view.mounts, "mounts");
+                for m in mounts {
+                    let MountSource::HostPath(path) = &m.source else {
+                        continue;
+                    };
+                    let ok = allowed.iter().any(|a| {
+                        path.starts_with(a.prefix.as_str()) && (!a.read_only || m.read_only)
+                    });
+                    if !ok {
+                        let list: Vec<String> = allowed
+                            .iter()
+                            .map(|a| {
+                                format!(
+                                    "{{\"pathPrefix\": {:?}, \"readOnly\": {}}}",
+                                    a.prefix, a.read_only
+                                )
+                            })
+                            .collect();
+                        out.violation(format!(
+                            "HostPath volume {{\"hostPath\": {{\"path\": {path:?}}}}} is not allowed, pod: {}. Allowed path: [{}]",
+                            view.pod.name,
+                            list.join(", ")
+                        ));
+                    }
+                }
+            }
+            GkRule::RequiredLabels(required) => {
+                if view.pod.labels_unknown {
+                    out.unknown("pod.labels");
+                    return;
+                }
+                let labels = &view.pod.labels;
+                let missing = required.iter().any(|r| !labels.contains_key(&r.key));
+                if missing {
+                    let keys: Vec<&str> = required.iter().map(|r| r.key.as_str()).collect();
+                    out.violation(format!(
+                        "missing required label, requires all of: {}",
+                        keys.join(", ")
+                    ));
+                }
+                let mismatch = required
+                    .iter()
+                    .any(|r| match (labels.get(&r.key), &r.allowed) {
+                        (None, _) => true,
+                        (Some(v), Some(re)) => !re.is_match(v),
+                        (Some(_), None) => false,
+                    });
+                if mismatch {
+                    out.violation("regex mismatch".to_string());
+                }
+            }
+            GkRule::ContainerLimits { cpu, memory } => {
+                // Ephemeral containers cannot set resources: the template leaves them be.
+                if view.kind == Some(ContainerKind::Ephemeral) {
+                    return;
+                }
+                let resources = known!(out, &view.resources, "resources");
+                if resources.cpu_limit.is_none() && resources.memory_limit.is_none() {
+                    out.violation(format!("container <{name}> has no resource limits"));
+                    return;
+                }
+                if let Some((written, max)) = cpu {
+                    match resources.cpu_limit {
+                        None => out.violation(format!("container <{name}> has no cpu limit")),
+                        Some(limit) if max.is_some_and(|m| limit > m) => {
+                            out.violation(format!(
+                                "container <{name}> cpu limit <{limit}> is higher than the maximum allowed of <{written}>"
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                match (resources.memory_limit, memory) {
+                    (None, _) => out.violation(format!("container <{name}> has no memory limit")),
+                    (Some(limit), Some((written, Some(max)))) if limit > *max => {
+                        out.violation(format!(
+                            "container <{name}> memory limit <{limit}> is higher than the maximum allowed of <{written}>"
+                        ));
+                    }
+                    _ => {}
                 }
             }
             GkRule::ReadOnlyRootFilesystem => {

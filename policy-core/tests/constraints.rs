@@ -319,3 +319,141 @@ fn constraints_and_node_policies_mix_in_one_policy() {
     assert_eq!(policy.names().last(), Some("limits"));
     assert_eq!(policy.names().count(), 5);
 }
+
+#[test]
+fn host_network_and_ports_follow_the_parameters() {
+    let policy = constraint(
+        "K8sPSPHostNetworkingPorts",
+        "  parameters: {hostNetwork: false, min: 80, max: 9000}\n",
+    );
+    let mut view = with(|v| v.pod.name = "web".into());
+    view.host_ports = Some(vec![8080]);
+    assert!(violations(&policy, &view).is_empty());
+    view.host_ports = Some(vec![8080, 9090]);
+    assert_eq!(
+        violations(&policy, &view)[0].3,
+        r#"The specified hostNetwork and hostPort are not allowed, pod: web. Allowed values: {"hostNetwork": false, "max": 9000, "min": 80}"#
+    );
+    view.host_ports = Some(Vec::new());
+    view.host_namespaces.network = Some(true);
+    assert_eq!(
+        violations(&policy, &view).len(),
+        1,
+        "host network not allowed"
+    );
+    let allowed = constraint(
+        "K8sPSPHostNetworkingPorts",
+        "  parameters: {hostNetwork: true}\n",
+    );
+    assert!(violations(&allowed, &view).is_empty());
+}
+
+#[test]
+fn host_paths_need_an_allowed_prefix_and_read_only_where_it_says() {
+    use policy_core::view::{Mount, MountSource};
+    let policy = constraint(
+        "K8sPSPHostFilesystem",
+        "  parameters:\n    allowedHostPaths: [{pathPrefix: /foo, readOnly: true}, {pathPrefix: /logs}]\n",
+    );
+    let mount = |path: &str, read_only: bool| Mount {
+        destination: "/data".into(),
+        source: MountSource::HostPath(path.into()),
+        read_only,
+    };
+    let mut view = with(|v| v.pod.name = "p".into());
+    view.mounts = Some(vec![mount("/foo/bar", true), mount("/logs/app", false)]);
+    assert!(violations(&policy, &view).is_empty());
+    view.mounts = Some(vec![mount("/foo/bar", false)]);
+    assert_eq!(
+        violations(&policy, &view)[0].3,
+        r#"HostPath volume {"hostPath": {"path": "/foo/bar"}} is not allowed, pod: p. Allowed path: [{"pathPrefix": "/foo", "readOnly": true}, {"pathPrefix": "/logs", "readOnly": false}]"#
+    );
+    view.mounts = Some(vec![mount("/etc", true)]);
+    assert_eq!(violations(&policy, &view).len(), 1);
+    // No allowed paths: every host path is refused.
+    let none = constraint("K8sPSPHostFilesystem", "  parameters: {}\n");
+    view.mounts = Some(vec![mount("/anything", true)]);
+    assert_eq!(violations(&none, &view).len(), 1);
+}
+
+#[test]
+fn required_labels_speak_as_the_templates_cel() {
+    let policy = constraint(
+        "K8sRequiredLabels",
+        "  parameters:\n    labels: [{key: owner, allowedRegex: '^[a-z]+\\.agilebank\\.demo$'}, {key: team}]\n",
+    );
+    let mut view =
+        with(|v| v.pod.labels = labels(&[("owner", "me.agilebank.demo"), ("team", "a")]));
+    assert!(violations(&policy, &view).is_empty());
+    view.pod.labels = labels(&[("owner", "someone")]);
+    let messages: Vec<String> = violations(&policy, &view)
+        .into_iter()
+        .map(|v| v.3)
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "missing required label, requires all of: owner, team",
+            "regex mismatch"
+        ]
+    );
+    // A bare OCI spec cannot tell.
+    view.pod.labels_unknown = true;
+    assert!(violations(&policy, &view).is_empty());
+    assert_eq!(evaluate(&policy, &view).undecided[0].missing, "pod.labels");
+}
+
+#[test]
+fn container_limits_check_presence_and_maxima_as_the_template_does() {
+    use policy_core::quantity::{Bytes, Millicores};
+    use policy_core::view::Resources;
+    let policy = constraint(
+        "K8sContainerLimits",
+        "  parameters: {cpu: 200m, memory: 1Gi}\n",
+    );
+    let limits = |cpu: Option<u64>, memory: Option<u64>| {
+        Some(Resources {
+            cpu_limit: cpu.map(Millicores),
+            memory_limit: memory.map(Bytes),
+            ..Resources::default()
+        })
+    };
+    let mut view = compliant();
+    view.resources = limits(Some(200), Some(1 << 30));
+    assert!(
+        violations(&policy, &view).is_empty(),
+        "equal to the maximum is allowed"
+    );
+    view.resources = limits(None, None);
+    assert_eq!(
+        violations(&policy, &view)[0].3,
+        "container <app> has no resource limits"
+    );
+    view.resources = limits(Some(500), None);
+    let messages: Vec<String> = violations(&policy, &view)
+        .into_iter()
+        .map(|v| v.3)
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "container <app> cpu limit <500m> is higher than the maximum allowed of <200m>",
+            "container <app> has no memory limit"
+        ]
+    );
+    // cpu absent (or "-1"): CPU is not checked at all.
+    let memory_only = constraint("K8sContainerLimits", "  parameters: {memory: 1Gi}\n");
+    view.resources = limits(None, Some(2 << 30));
+    let messages: Vec<String> = violations(&memory_only, &view)
+        .into_iter()
+        .map(|v| v.3)
+        .collect();
+    assert_eq!(
+        messages,
+        ["container <app> memory limit <2Gi> is higher than the maximum allowed of <1Gi>"]
+    );
+    // Ephemeral containers cannot set resources: left be.
+    view.kind = Some(ContainerKind::Ephemeral);
+    view.resources = limits(None, None);
+    assert!(violations(&policy, &view).is_empty());
+}

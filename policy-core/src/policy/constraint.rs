@@ -14,6 +14,7 @@ use crate::decision::{Effect, Remediation};
 use crate::document::LabelSelectorRaw;
 use crate::gatekeeper::{ExemptImages, GkRule};
 use crate::matcher::{Globs, LabelSelector, Scope};
+use crate::quantity::{Bytes, Millicores};
 use crate::rules::{Check, Rule};
 
 /// The API group of constraints.
@@ -358,6 +359,130 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Option<Rule>> {
             (Some(GkRule::AllowPrivilegeEscalation), &["exemptImages"])
         }
         "K8sPSPReadOnlyRootFilesystem" => (Some(GkRule::ReadOnlyRootFilesystem), &["exemptImages"]),
+        "K8sPSPHostNetworkingPorts" => {
+            let host_network = match params.get("hostNetwork") {
+                None | Some(Value::Null) => Some(false),
+                Some(v) => ctx.typed::<bool>("spec.parameters.hostNetwork", v),
+            };
+            let port = |ctx: &mut Ctx<'_>, key: &str| match params.get(key) {
+                None | Some(Value::Null) => Some(None),
+                Some(v) => ctx
+                    .typed::<i64>(&format!("spec.parameters.{key}"), v)
+                    .map(Some),
+            };
+            let (min, max) = (port(ctx, "min"), port(ctx, "max"));
+            let (host_network, min, max) = (host_network?, min?, max?);
+            let parameters = if params.is_object() {
+                crate::gatekeeper::rego_value(params)
+            } else {
+                "{}".to_string()
+            };
+            (
+                Some(GkRule::HostNetworkingPorts {
+                    host_network,
+                    min,
+                    max,
+                    parameters,
+                }),
+                &["hostNetwork", "min", "max", "exemptImages"],
+            )
+        }
+        "K8sPSPHostFilesystem" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Allowed {
+                path_prefix: String,
+                #[serde(default)]
+                read_only: bool,
+            }
+            let allowed = match params.get("allowedHostPaths") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(v) => ctx.typed::<Vec<Allowed>>("spec.parameters.allowedHostPaths", v)?,
+            };
+            (
+                Some(GkRule::HostFilesystem(
+                    allowed
+                        .into_iter()
+                        .map(|a| crate::gatekeeper::AllowedHostPath {
+                            prefix: a.path_prefix,
+                            read_only: a.read_only,
+                        })
+                        .collect(),
+                )),
+                &["allowedHostPaths"],
+            )
+        }
+        "K8sRequiredLabels" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Label {
+                key: String,
+                #[serde(default)]
+                allowed_regex: Option<String>,
+            }
+            let labels = match params.get("labels") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(v) => ctx.typed::<Vec<Label>>("spec.parameters.labels", v)?,
+            };
+            if params.get("message").is_some() {
+                ctx.note(
+                    "spec.parameters.message",
+                    "message is used only by the template's Rego; Gatekeeper runs its CEL, as nodeguard does, with the library's own messages",
+                );
+            }
+            let mut required = Vec::new();
+            let mut ok = true;
+            for (i, l) in labels.into_iter().enumerate() {
+                let allowed = match l.allowed_regex.filter(|r| !r.is_empty()) {
+                    None => None,
+                    Some(r) => {
+                        let re =
+                            ctx.regex(&format!("spec.parameters.labels[{i}].allowedRegex"), &r);
+                        ok &= re.is_some();
+                        re
+                    }
+                };
+                required.push(crate::gatekeeper::RequiredLabel {
+                    key: l.key,
+                    allowed,
+                });
+            }
+            if !ok {
+                return None;
+            }
+            (
+                Some(GkRule::RequiredLabels(required)),
+                &["labels", "message"],
+            )
+        }
+        "K8sContainerLimits" => {
+            let text = |ctx: &mut Ctx<'_>, key: &str| match params.get(key) {
+                None | Some(Value::Null) => Some(None),
+                Some(Value::String(s)) => Some(Some(s.clone())),
+                Some(Value::Number(n)) => Some(Some(n.to_string())),
+                Some(_) => {
+                    ctx.error(
+                        &format!("spec.parameters.{key}"),
+                        format!("{key} must be a quantity such as \"500m\" or \"1Gi\""),
+                    );
+                    None
+                }
+            };
+            let (cpu, memory) = (text(ctx, "cpu"), text(ctx, "memory"));
+            let (cpu, memory) = (cpu?, memory?);
+            let cpu = cpu.filter(|c| c != "-1").map(|c| {
+                let parsed = Millicores::parse(&c).ok();
+                (c, parsed)
+            });
+            let memory = memory.map(|m| {
+                let parsed = Bytes::parse(&m).ok();
+                (m, parsed)
+            });
+            (
+                Some(GkRule::ContainerLimits { cpu, memory }),
+                &["cpu", "memory", "exemptImages"],
+            )
+        }
         _ => {
             ctx.note(
                 "kind",
@@ -387,6 +512,10 @@ fn rule_id(kind: &str) -> &'static str {
         "K8sPSPHostNamespace" => "K8sPSPHostNamespace",
         "K8sPSPAllowPrivilegeEscalationContainer" => "K8sPSPAllowPrivilegeEscalationContainer",
         "K8sPSPReadOnlyRootFilesystem" => "K8sPSPReadOnlyRootFilesystem",
+        "K8sPSPHostNetworkingPorts" => "K8sPSPHostNetworkingPorts",
+        "K8sPSPHostFilesystem" => "K8sPSPHostFilesystem",
+        "K8sRequiredLabels" => "K8sRequiredLabels",
+        "K8sContainerLimits" => "K8sContainerLimits",
         _ => "gatekeeper",
     }
 }
