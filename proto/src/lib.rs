@@ -35,6 +35,10 @@
 
 /// NRI, the Node Resource Interface of containerd and CRI-O.
 pub mod nri {
+    /// The containerd/nri release our `.proto` files match, sent as
+    /// `RegisterPluginRequest.NRI_version` (NRI v0.12+ runtimes log it at registration).
+    pub const NRI_VERSION: &str = "v0.12.2";
+
     /// Package `nri.pkg.api.v1alpha1`: the `Runtime` and `Plugin` services and their messages.
     #[allow(missing_docs)]
     pub mod v1alpha1 {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nodeguard_proto::nri::NRI_VERSION;
 use nodeguard_proto::nri::v1alpha1::{RegisterPluginRequest, runtime_service};
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -159,7 +160,7 @@ async fn register(
     let request = RegisterPluginRequest {
         plugin_name: registration.name.clone(),
         plugin_idx: registration.index.clone(),
-        ..Default::default()
+        nri_version: NRI_VERSION.to_owned(),
     };
     let envelope = request_envelope(
         runtime_service::NAME,

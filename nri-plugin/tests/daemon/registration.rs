@@ -17,6 +17,10 @@ async fn register_plugin_goes_first_on_connection_2() {
     let request = runtime.registration().await;
     assert_eq!(request.plugin_name, "nodeguard");
     assert_eq!(request.plugin_idx, "10");
+    assert_eq!(
+        request.nri_version, "v0.12.2",
+        "NRI v0.12 runtimes log the version a plugin was built with"
+    );
 
     let received = runtime.received();
     let (conn, first) = &received[0];
