@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "ttrpc/ttrpc.proto",
     "google/rpc/status.proto",
     "containerd/services.proto",
+    "containerd/types/task.proto",
     "containerd/tasks.proto",
 ];
 

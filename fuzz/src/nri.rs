@@ -6,6 +6,7 @@
 //! Container specs come from an in-memory source that fails for every container but one
 //! ([`SPEC_ID`]), which gets the OCI fixture, so that both start paths are reached.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use nodeguard::compliance::{Auditor, ComplianceConfig};
@@ -52,6 +53,11 @@ impl ContainerdApi for Specs {
     /// No task is ever running.
     async fn kill(&self, _id: &str, _signal: i32) -> Result<bool, ContainerdError> {
         Ok(false)
+    }
+
+    /// No task is ever running.
+    async fn live_tasks(&self) -> Result<HashSet<String>, ContainerdError> {
+        Ok(HashSet::new())
     }
 }
 

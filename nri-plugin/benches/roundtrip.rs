@@ -12,6 +12,7 @@
 #[path = "../tests/daemon/fake_runtime.rs"]
 mod fake_runtime;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,11 @@ impl ContainerdApi for NoSpecs {
 
     async fn kill(&self, _id: &str, _signal: i32) -> Result<bool, ContainerdError> {
         Ok(false)
+    }
+
+    /// No task is ever running.
+    async fn live_tasks(&self) -> Result<HashSet<String>, ContainerdError> {
+        Ok(HashSet::new())
     }
 }
 

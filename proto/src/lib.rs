@@ -76,6 +76,14 @@ pub mod containerd {
             }
         }
     }
+    /// Package `containerd.v1.types`: types the services share.
+    pub mod v1 {
+        /// The task types (`Process`, `Status`).
+        #[allow(missing_docs)]
+        pub mod types {
+            include!(concat!(env!("OUT_DIR"), "/containerd.v1.types.rs"));
+        }
+    }
 }
 
 /// Google's common protobuf packages, as far as ttrpc needs them.

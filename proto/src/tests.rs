@@ -298,3 +298,26 @@ fn service_names() {
     assert_eq!(plugin_service::METHODS.len(), 18);
     assert_eq!(runtime_service::METHODS.len(), 2);
 }
+
+#[test]
+fn list_tasks_response_bytes() {
+    use crate::containerd::services::tasks::v1::ListTasksResponse;
+    use crate::containerd::v1::types::Status as TaskStatus;
+
+    // What containerd sends for one running init process: Process{id=2, pid=3 (varint),
+    // status=4 (varint), stdin=5 (skipped by our decoder)} as ListTasksResponse.tasks (field 1).
+    let mut process = ld(0x12, b"c1");
+    process.extend([0x18, 0xe8, 0x07]); // pid 1000
+    process.extend([0x20, 0x02]); // RUNNING
+    process.extend(ld(0x2a, b"/run/stdin"));
+    let wire = ld(0x0a, &process);
+    let response = ListTasksResponse::decode(wire.as_slice()).unwrap();
+    assert_eq!(response.tasks.len(), 1);
+    let task = &response.tasks[0];
+    assert_eq!(task.id, "c1");
+    assert_eq!(task.container_id, "");
+    assert_eq!(task.pid, 1000);
+    assert_eq!(task.status, TaskStatus::Running as i32);
+    assert_eq!(TaskStatus::Stopped as i32, 3);
+    assert_eq!(TaskStatus::Pausing as i32, 5);
+}

@@ -20,7 +20,10 @@ struct Known {
 }
 
 /// The containers running on the node, as NRI told nodeguard: replaced at every
-/// `Synchronize`, added to when a container starts, removed from when it stops or goes away.
+/// `Synchronize`, added to when a container starts, and pruned before every compliance audit to
+/// the tasks containerd still runs ([`Inventory::retain_live`]). nodeguard does not subscribe to
+/// NRI's stop and remove events (each would cost the runtime a synchronous call per container);
+/// when a runtime sends them anyway, they are applied at once.
 #[derive(Debug, Default)]
 pub struct Inventory {
     known: Mutex<Known>,
@@ -78,6 +81,23 @@ impl Inventory {
         known.changes += 1;
         known.pods.remove(pod_id);
         known.containers.retain(|_, c| c.pod_sandbox_id != pod_id);
+    }
+
+    /// Keeps only the containers in `live` (the tasks containerd still runs) and the pods that
+    /// still have a container; returns how many containers were dropped.
+    pub fn retain_live(&self, live: &HashSet<String>) -> usize {
+        let mut known = self.lock();
+        let before = known.containers.len();
+        known.containers.retain(|id, _| live.contains(id));
+        let dropped = before - known.containers.len();
+        if dropped > 0 {
+            known.changes += 1;
+            let Known {
+                pods, containers, ..
+            } = &mut *known;
+            pods.retain(|id, _| containers.values().any(|c| &c.pod_sandbox_id == id));
+        }
+        dropped
     }
 
     /// Every running container with its pod, sorted by container id.

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use nodeguard_proto::nri::v1alpha1 as nri;
 use policy_core::{CheckOutcome, Decision, Effect, Remediation};
-use tracing::{Instrument as _, error, info, info_span, warn};
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::enforce::{Enforcement, Enforcer, Refusal};
 use crate::ops::audit::{self, Phase};
@@ -144,6 +144,20 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
     pub async fn compliance_audit(self: &Arc<Self>, trigger: Trigger) -> AuditSummary {
         let _running = self.auditing.lock().await;
         let enforcer = &self.enforcer;
+        // Containers that stopped since the last audit leave the inventory here: nodeguard does
+        // not subscribe to the stop and remove events. When containerd cannot say, the audit
+        // judges what NRI last reported, and a container gone meanwhile is an error result.
+        match enforcer.specs().live_tasks().await {
+            Ok(live) => {
+                let dropped = self.inventory.retain_live(&live);
+                if dropped > 0 {
+                    debug!(dropped, "containers no longer running left the inventory");
+                }
+            }
+            Err(error) => {
+                warn!(%error, "cannot list containerd's tasks; auditing the last known inventory")
+            }
+        }
         let containers = self.inventory.snapshot();
         let known = match &trigger {
             Trigger::Registration { known } => known.as_ref(),

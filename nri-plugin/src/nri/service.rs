@@ -11,15 +11,14 @@ use crate::enforce::{Enforcement, Refusal};
 use crate::nri::connection::Handler;
 use crate::nri::transport::status::{Code, RpcError};
 
-/// The events nodeguard subscribes to: the three it judges, and the three that keep its
-/// inventory of running containers (for compliance audits) current. Every bit is below 0x800,
-/// which every NRI version knows (an unknown bit gets a plugin rejected).
+/// The events nodeguard subscribes to: the three it judges, nothing more. The stop and remove
+/// events would keep the inventory of running containers current, but each is a synchronous
+/// call under containerd's NRI lock for every container; the inventory is pruned from
+/// containerd's task list before each compliance audit instead. Every bit is below 0x800, which
+/// every NRI version knows (an unknown bit gets a plugin rejected).
 pub const EVENTS: i32 = event_bit(Event::CreateContainer)
     | event_bit(Event::StartContainer)
-    | event_bit(Event::UpdateContainer)
-    | event_bit(Event::StopContainer)
-    | event_bit(Event::RemoveContainer)
-    | event_bit(Event::RemovePodSandbox);
+    | event_bit(Event::UpdateContainer);
 
 /// The subscription bit of an event: `1 << (event - 1)`.
 pub const fn event_bit(event: Event) -> i32 {

@@ -1,12 +1,13 @@
 //! The calls nodeguard makes to containerd's own gRPC API: reading a container's OCI spec at
-//! container start and in compliance audits, signalling a container's task when a rule says
-//! `remediate: stop`.
+//! container start and in compliance audits, listing the tasks that still run before an audit,
+//! signalling a container's task when a rule says `remediate: stop`.
 //!
 //! The few messages come from our `proto` crate (compiled with protox, so no `protoc` is
 //! needed to build; see ADR 0004 for why not the `containerd-client` crate). Calls go over
 //! containerd's unix socket with the `containerd-namespace` metadata that selects the
 //! Kubernetes namespace.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +15,10 @@ use hyper_util::rt::TokioIo;
 use nodeguard_proto::containerd::services::containers::v1::{
     GetContainerRequest, GetContainerResponse,
 };
-use nodeguard_proto::containerd::services::tasks::v1::KillRequest;
+use nodeguard_proto::containerd::services::tasks::v1::{
+    KillRequest, ListTasksRequest, ListTasksResponse,
+};
+use nodeguard_proto::containerd::v1::types::{Process, Status};
 use nodeguard_proto::google::protobuf::Empty;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -55,8 +59,8 @@ pub enum ContainerdError {
     },
 }
 
-/// What the daemon asks of containerd: a container's full OCI spec, and signals to its task.
-/// Generic so tests serve specs from memory and record signals.
+/// What the daemon asks of containerd: a container's full OCI spec, which tasks still run, and
+/// signals to a task. Generic so tests serve specs and tasks from memory and record signals.
 pub trait ContainerdApi: Send + Sync {
     /// The OCI runtime spec of container `id`.
     fn spec(
@@ -71,6 +75,29 @@ pub trait ContainerdApi: Send + Sync {
         id: &str,
         signal: i32,
     ) -> impl std::future::Future<Output = Result<bool, ContainerdError>> + Send;
+
+    /// The ids of the containers whose task has not exited (created, running, paused, or in a
+    /// state containerd cannot tell): what a compliance audit still has to judge.
+    fn live_tasks(
+        &self,
+    ) -> impl std::future::Future<Output = Result<HashSet<String>, ContainerdError>> + Send;
+}
+
+/// The container ids of `tasks` whose init process has not stopped. containerd names a task's
+/// init process by its container id (`id`); `container_id` is read when it is set instead.
+pub fn live_container_ids(tasks: &[Process]) -> HashSet<String> {
+    tasks
+        .iter()
+        .filter(|t| t.status != Status::Stopped as i32)
+        .map(|t| {
+            if t.container_id.is_empty() {
+                t.id.clone()
+            } else {
+                t.container_id.clone()
+            }
+        })
+        .filter(|id| !id.is_empty())
+        .collect()
 }
 
 /// A client of containerd's gRPC socket.
@@ -164,6 +191,17 @@ impl ContainerdApi for Containerd {
         }
     }
 
+    async fn live_tasks(&self) -> Result<HashSet<String>, ContainerdError> {
+        let response: ListTasksResponse = self
+            .unary(
+                "Tasks.List",
+                "/containerd.services.tasks.v1.Tasks/List",
+                ListTasksRequest::default(),
+            )
+            .await?;
+        Ok(live_container_ids(&response.tasks))
+    }
+
     async fn spec(&self, id: &str) -> Result<RuntimeSpec, ContainerdError> {
         let response: GetContainerResponse = self
             .unary(
@@ -180,5 +218,46 @@ impl ContainerdApi for Containerd {
             id: id.to_string(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(container_id: &str, id: &str, status: Status) -> Process {
+        Process {
+            container_id: container_id.into(),
+            id: id.into(),
+            pid: 1,
+            status: status as i32,
+        }
+    }
+
+    #[test]
+    fn every_task_but_a_stopped_one_is_live() {
+        let tasks = [
+            task("", "created", Status::Created),
+            task("", "running", Status::Running),
+            task("", "paused", Status::Paused),
+            task("", "pausing", Status::Pausing),
+            task("", "unknown", Status::Unknown),
+            task("", "stopped", Status::Stopped),
+            task("by-container-id", "exec-1", Status::Running),
+            task("", "", Status::Running),
+        ];
+        let mut live: Vec<String> = live_container_ids(&tasks).into_iter().collect();
+        live.sort();
+        assert_eq!(
+            live,
+            [
+                "by-container-id",
+                "created",
+                "paused",
+                "pausing",
+                "running",
+                "unknown"
+            ]
+        );
     }
 }

@@ -178,15 +178,96 @@ async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_regis
 }
 
 #[tokio::test]
-async fn the_inventory_follows_starts_stops_and_removals() {
+async fn the_inventory_follows_starts_and_is_pruned_to_containerds_tasks_before_each_audit() {
     let (daemon, runtime) = Daemon::connected().await;
     let plugin = &daemon.plugin;
     let inventory = plugin.auditor.inventory();
+    for id in ["a", "b", "c"] {
+        plugin.specs.insert(id, &compliant_spec());
+    }
+    plugin.specs.set_tasks(&["a", "b"]);
     synchronize(&runtime, vec![pod()], vec![running("a"), running("b")]).await;
+    wait_until("the registration audit", || {
+        plugin.records("sync").len() == 2
+    })
+    .await;
     assert_eq!(inventory.len(), 2);
-    plugin.specs.insert("c", &compliant_spec());
+    plugin.specs.set_tasks(&["a", "b", "c"]);
     start_ok(&runtime, "c").await;
     assert_eq!(inventory.len(), 3, "a started container joins");
+
+    // a exits and b is removed, without a word from NRI (nodeguard does not subscribe to
+    // stops and removals): they stay known until the next audit asks containerd.
+    plugin.specs.exit("a");
+    plugin.specs.exit("b");
+    plugin.specs.remove("b");
+    assert_eq!(inventory.len(), 3);
+    let summary = plugin.auditor.compliance_audit(Trigger::Periodic).await;
+    assert_eq!(summary.containers, 1, "{summary:?}");
+    let ids: Vec<String> = inventory
+        .snapshot()
+        .into_iter()
+        .map(|(_, c)| c.id)
+        .collect();
+    assert_eq!(ids, ["c"]);
+    let audited: Vec<_> = plugin
+        .records("sync")
+        .iter()
+        .skip(2)
+        .map(|r| r["container"]["id"].clone())
+        .collect();
+    assert_eq!(audited, ["c"], "the ended containers are not judged");
+
+    // A refused start does not join.
+    plugin.specs.insert("p", &privileged_spec());
+    let refused = runtime
+        .call(
+            method::START_CONTAINER,
+            &nri::StartContainerRequest {
+                pod: Some(pod()),
+                container: Some(container("p")),
+            },
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(inventory.len(), 1);
+
+    // The last container gone takes its pod out too.
+    plugin.specs.exit("c");
+    let summary = plugin.auditor.compliance_audit(Trigger::Periodic).await;
+    assert_eq!(summary.containers, 0);
+    assert!(inventory.is_empty());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn an_audit_judges_the_last_known_inventory_when_containerd_cannot_list_its_tasks() {
+    let (daemon, runtime) = Daemon::connected().await;
+    let plugin = &daemon.plugin;
+    plugin.specs.insert("a", &compliant_spec());
+    plugin.specs.fail_task_list();
+    synchronize(&runtime, vec![pod()], vec![running("a"), running("gone")]).await;
+    wait_until("the registration audit", || {
+        plugin.records("sync").len() == 2
+    })
+    .await;
+    let summary = plugin.auditor.compliance_audit(Trigger::Periodic).await;
+    assert_eq!(summary.containers, 2, "nothing dropped on a guess");
+    assert_eq!(plugin.auditor.inventory().len(), 2);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn stop_and_remove_events_a_runtime_sends_anyway_still_update_the_inventory() {
+    let (daemon, runtime) = Daemon::connected().await;
+    let inventory = daemon.plugin.auditor.inventory();
+    synchronize(
+        &runtime,
+        vec![pod()],
+        vec![running("a"), running("b"), running("c")],
+    )
+    .await;
+    assert_eq!(inventory.len(), 3);
     let _: nri::StopContainerResponse = runtime
         .call_ok(
             method::STOP_CONTAINER,
@@ -206,12 +287,7 @@ async fn the_inventory_follows_starts_stops_and_removals() {
             },
         )
         .await;
-    let ids: Vec<String> = inventory
-        .snapshot()
-        .into_iter()
-        .map(|(_, c)| c.id)
-        .collect();
-    assert_eq!(ids, ["c"]);
+    assert_eq!(inventory.len(), 1);
     let _: nri::RemovePodSandboxResponse = runtime
         .call_ok(
             method::REMOVE_POD_SANDBOX,
@@ -219,19 +295,6 @@ async fn the_inventory_follows_starts_stops_and_removals() {
         )
         .await;
     assert!(inventory.is_empty(), "a removed pod takes its containers");
-    // A refused start does not join.
-    plugin.specs.insert("p", &privileged_spec());
-    let refused = runtime
-        .call(
-            method::START_CONTAINER,
-            &nri::StartContainerRequest {
-                pod: Some(pod()),
-                container: Some(container("p")),
-            },
-        )
-        .await;
-    assert!(refused.is_err());
-    assert!(inventory.is_empty());
     daemon.stop().await;
 }
 

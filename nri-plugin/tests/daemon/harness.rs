@@ -2,7 +2,7 @@
 //! containers and OCI specs, and a running daemon ([`Daemon`]: `serve::run` against a
 //! [`RuntimeListener`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -81,6 +81,14 @@ enum Stored {
 pub struct MemorySpecs {
     specs: Arc<Mutex<HashMap<String, Stored>>>,
     kills: Arc<Mutex<Vec<(String, i32)>>>,
+    tasks: Arc<Mutex<Tasks>>,
+}
+
+/// containerd's task list. Tests that do not model tasks leave it `None`: listing then fails
+/// as on a containerd that cannot answer, and audits judge the inventory NRI reported.
+#[derive(Debug, Default)]
+struct Tasks {
+    live: Option<HashSet<String>>,
 }
 
 impl MemorySpecs {
@@ -94,6 +102,33 @@ impl MemorySpecs {
     pub fn fail(&self, id: &str, message: &str) {
         self.lock()
             .insert(id.to_string(), Stored::Fails(message.to_string()));
+    }
+
+    /// containerd's task list holds exactly `ids`, all running.
+    pub fn set_tasks(&self, ids: &[&str]) {
+        self.tasks().live = Some(ids.iter().map(|id| (*id).to_string()).collect());
+    }
+
+    /// Container `id`'s record is gone (removed): no spec, no task.
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+        self.exit(id);
+    }
+
+    /// From now on listing the tasks fails, as on a containerd that cannot answer.
+    pub fn fail_task_list(&self) {
+        self.tasks().live = None;
+    }
+
+    /// Container `id`'s task exited: it leaves the task list (its record stays).
+    pub fn exit(&self, id: &str) {
+        if let Some(live) = &mut self.tasks().live {
+            live.remove(id);
+        }
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stored>> {
@@ -134,6 +169,17 @@ impl ContainerdApi for MemorySpecs {
             .unwrap_or_else(PoisonError::into_inner)
             .push((id.to_string(), signal));
         Ok(self.lock().contains_key(id))
+    }
+
+    /// The task list set by [`MemorySpecs::set_tasks`]; an error when none was set.
+    async fn live_tasks(&self) -> Result<HashSet<String>, ContainerdError> {
+        self.tasks()
+            .live
+            .clone()
+            .ok_or_else(|| ContainerdError::Call {
+                call: "Tasks.List",
+                status: Box::new(tonic::Status::unavailable("no task list in this test")),
+            })
     }
 }
 
