@@ -236,6 +236,13 @@ async fn readiness_and_metrics_follow_registration(version: ContainerdVersion) -
             vec![("phase", "start"), ("outcome", "allowed")],
             1.0,
         ),
+        // The spec was read after the create, off the request path: containerd creates the
+        // task (runc create) before it calls StartContainer, which leaves it time to land.
+        (
+            "nodeguard_start_specs_total",
+            vec![("source", "prefetched")],
+            1.0,
+        ),
         ("nodeguard_nri_connected", vec![], 1.0),
         ("nodeguard_nri_registrations_total", vec![], 1.0),
         ("nodeguard_policy_generation", vec![], 1.0),

@@ -217,6 +217,11 @@ impl RuntimeSpec {
         !self.oci_version.is_empty()
     }
 
+    /// The value of annotation `key`, if the spec has it.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+
     /// The sysctls the spec sets, sorted by name (a pod's sysctls are in its sandbox's spec).
     pub fn sysctls(&self) -> Vec<(String, String)> {
         self.linux

@@ -409,7 +409,9 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
 
 impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
     fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal> {
-        self.enforcer.create(pod, container)
+        self.enforcer.create(pod, container)?;
+        self.enforcer.read_ahead(&pod.id, &container.id);
+        Ok(())
     }
 
     async fn start(
@@ -445,6 +447,7 @@ impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
     }
 
     fn stopped(&self, container_id: &str) {
+        self.enforcer.forget(container_id);
         self.inventory.stopped(container_id);
     }
 

@@ -6,21 +6,26 @@
 //! the compliance layer implements it around an [`Enforcer`], adding what runs to its
 //! inventory.
 
+pub mod prefetch;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nodeguard_proto::nri::v1alpha1 as nri;
 use policy_core::view::ContainerView;
 use policy_core::{Decision, Effect, evaluate};
-use tracing::{info, warn};
+use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::ops::audit::{AuditSink, ContainerRef, Outcome, Phase, PodRef, Record};
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, SpecSource};
 use crate::ops::reload::PolicyHandle;
-use crate::runtime::containerd::ContainerdApi;
+use crate::runtime::containerd::{ContainerdApi, ContainerdError};
+use nodeguard_views::kubelet::SANDBOX_ID_ANNOTATION;
 use nodeguard_views::nri::{Create, Start};
+use nodeguard_views::oci::RuntimeSpec;
+use prefetch::Prefetched;
 
 /// What to do at container start with an enforced rule that still cannot decide (the spec
 /// could not be read, or lacks what the rule needs).
@@ -89,8 +94,17 @@ pub struct Enforcer<S> {
     undecided_at_start: UndecidedAtStart,
     /// Pod sysctls by sandbox id: a sandbox's spec never changes, so it is read once per pod.
     pod_sysctls: Mutex<HashMap<String, Vec<(String, String)>>>,
+    /// Specs read after create, for StartContainer to take.
+    prefetched: Prefetched,
     metrics: Arc<Metrics>,
 }
+
+/// How long a read-ahead waits for containerd's container record after the create.
+const READ_AHEAD_PATIENCE: Duration = Duration::from_secs(5);
+/// The first pause between read-ahead attempts; it doubles up to [`READ_AHEAD_MAX_PAUSE`].
+const READ_AHEAD_FIRST_PAUSE: Duration = Duration::from_millis(5);
+/// The longest pause between read-ahead attempts.
+const READ_AHEAD_MAX_PAUSE: Duration = Duration::from_millis(250);
 
 /// Sandboxes whose sysctls are remembered at most (the cache is emptied when full).
 const POD_SYSCTLS_CACHE: usize = 4096;
@@ -108,6 +122,13 @@ fn refusal(view: &ContainerView, decision: &Decision) -> Refusal {
         describe(view),
         decision.refusal_message()
     ))
+}
+
+/// Whether a spec read ahead is the one of a container of `pod`: containerd names the sandbox
+/// in every container's spec; a spec without the annotation is taken as it is.
+fn belongs_to(spec: &RuntimeSpec, pod: &nri::PodSandbox) -> bool {
+    spec.annotation(SANDBOX_ID_ANNOTATION)
+        .is_none_or(|sandbox| sandbox == pod.id)
 }
 
 /// Enforced rules still undecided that the node could have decided.
@@ -138,6 +159,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             node,
             undecided_at_start,
             pod_sysctls: Mutex::new(HashMap::new()),
+            prefetched: Prefetched::default(),
             metrics,
         }
     }
@@ -268,7 +290,17 @@ impl<S: ContainerdApi> Enforcer<S> {
         container: &nri::Container,
     ) -> Result<(), Refusal> {
         let started = Instant::now();
-        let (view, failure) = self.full_view(pod, container).await;
+        let spec = match self.prefetched.take(&container.id, Instant::now()) {
+            Some(spec) if belongs_to(&spec, pod) => {
+                self.metrics.spec_read(SpecSource::Prefetched);
+                Ok(spec)
+            }
+            _ => {
+                self.metrics.spec_read(SpecSource::OnDemand);
+                self.specs.spec(&container.id).await.map(Arc::new)
+            }
+        };
+        let (view, failure) = self.view_on(pod, container, spec).await;
         let decision = self.evaluate(Phase::Start, &view);
         let undecided = decidable_undecided(&decision);
         let refuse_undecided =
@@ -297,7 +329,19 @@ impl<S: ContainerdApi> Enforcer<S> {
         pod: &nri::PodSandbox,
         container: &nri::Container,
     ) -> (ContainerView, Option<String>) {
-        match self.specs.spec(&container.id).await {
+        let spec = self.specs.spec(&container.id).await.map(Arc::new);
+        self.view_on(pod, container, spec).await
+    }
+
+    /// The view of a container on `spec` (and its pod's sysctls), or on what NRI tells when
+    /// the spec could not be read, with the reason.
+    async fn view_on(
+        &self,
+        pod: &nri::PodSandbox,
+        container: &nri::Container,
+        spec: Result<Arc<RuntimeSpec>, ContainerdError>,
+    ) -> (ContainerView, Option<String>) {
+        match spec {
             Ok(spec) => {
                 let mut view = ContainerView::from(Start {
                     pod,
@@ -330,17 +374,22 @@ impl<S: ContainerdApi> Enforcer<S> {
         {
             return;
         }
+        view.security.sysctls = self.pod_sysctls(&pod.id).await;
+    }
+
+    /// Sandbox `pod_id`'s sysctls, read once per pod (a sandbox's spec never changes); `None`
+    /// when its spec cannot be read.
+    async fn pod_sysctls(&self, pod_id: &str) -> Option<Vec<(String, String)>> {
         let cached = self
             .pod_sysctls
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&pod.id)
+            .get(pod_id)
             .cloned();
-        if let Some(sysctls) = cached {
-            view.security.sysctls = Some(sysctls);
-            return;
+        if cached.is_some() {
+            return cached;
         }
-        match self.specs.spec(&pod.id).await {
+        match self.specs.spec(pod_id).await {
             Ok(sandbox) => {
                 let sysctls = sandbox.sysctls();
                 let mut cache = self
@@ -350,14 +399,67 @@ impl<S: ContainerdApi> Enforcer<S> {
                 if cache.len() >= POD_SYSCTLS_CACHE {
                     cache.clear();
                 }
-                cache.insert(pod.id.clone(), sysctls.clone());
-                view.security.sysctls = Some(sysctls);
+                cache.insert(pod_id.to_string(), sysctls.clone());
+                Some(sysctls)
             }
             Err(e) => {
                 warn!(error = %e, "cannot read the pod sandbox's spec for its sysctls");
-                view.security.sysctls = None;
+                None
             }
         }
+    }
+
+    /// Reads container `container_id`'s spec (and warms its pod's sysctls) in the background,
+    /// as soon as containerd has the record, for [`Enforcer::start`] to take. Called after a
+    /// create nodeguard allowed, once the reply is on its way.
+    pub fn read_ahead(self: &Arc<Self>, pod_id: &str, container_id: &str)
+    where
+        S: 'static,
+    {
+        let this = Arc::clone(self);
+        let (pod_id, id) = (pod_id.to_string(), container_id.to_string());
+        let span = info_span!("read-ahead", container = %id);
+        tokio::spawn(async move { this.prefetch(&pod_id, &id).await }.instrument(span));
+    }
+
+    /// The read-ahead itself: waits for the record, gives up on any other error, and stores
+    /// nothing when an update came meanwhile.
+    async fn prefetch(&self, pod_id: &str, id: &str) {
+        let ticket = self.prefetched.begin(id);
+        let deadline = Instant::now() + READ_AHEAD_PATIENCE;
+        let mut pause = READ_AHEAD_FIRST_PAUSE;
+        loop {
+            if !self.prefetched.wanted(id, ticket) {
+                return;
+            }
+            match self.specs.spec(id).await {
+                Ok(spec) => {
+                    if self.prefetched.finish(id, ticket, spec, Instant::now()) {
+                        self.pod_sysctls(pod_id).await;
+                    }
+                    return;
+                }
+                Err(e) if e.is_not_found() && Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(READ_AHEAD_MAX_PAUSE);
+                }
+                Err(e) => {
+                    debug!(error = %e, "no spec read ahead; the start reads it");
+                    self.prefetched.abandon(id, ticket);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Forgets what was read ahead for `container_id` (it stopped or went away).
+    pub fn forget(&self, container_id: &str) {
+        self.prefetched.forget(container_id);
+    }
+
+    /// Specs read ahead and not yet taken, with the reads under way.
+    pub fn read_ahead_pending(&self) -> usize {
+        self.prefetched.len()
     }
 
     /// Judges a change of a running container's resources: refused when it breaks an
@@ -371,6 +473,8 @@ impl<S: ContainerdApi> Enforcer<S> {
         container: &nri::Container,
         resources: Option<&nri::LinuxResources>,
     ) -> Result<(), Refusal> {
+        // The record's spec may change with the update: a spec read ahead is stale.
+        self.prefetched.forget(&container.id);
         let mut updated = container.clone();
         if let Some(resources) = resources {
             updated.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());

@@ -47,6 +47,30 @@ struct MethodLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+/// Where the spec judged at StartContainer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecSource {
+    /// Read after the create, off the request path.
+    Prefetched,
+    /// Read from containerd inside the StartContainer request.
+    OnDemand,
+}
+
+impl SpecSource {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecSource::Prefetched => "prefetched",
+            SpecSource::OnDemand => "on_demand",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -161,6 +185,7 @@ pub struct Metrics {
     remediations: Family<RemediationLabels, Counter>,
     report_write_failures: Counter,
     malformed_requests: Family<MethodLabels, Counter>,
+    spec_reads: Family<SourceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -245,6 +270,11 @@ impl Metrics {
             "malformed_requests",
             "Runtime requests refused as malformed (undecodable, or without the pod or container they concern), by NRI method",
         );
+        let spec_reads: Family<SourceLabels, Counter> = registered(
+            &mut registry,
+            "start_specs",
+            "Container OCI specs judged at StartContainer, by source: prefetched (read after the create, off the request path) or on_demand (read inside the request)",
+        );
         registry.register_collector(Box::new(Sources(sources)));
         Metrics {
             registry,
@@ -262,6 +292,7 @@ impl Metrics {
             remediations,
             report_write_failures,
             malformed_requests,
+            spec_reads,
         }
     }
 
@@ -314,6 +345,15 @@ impl Metrics {
                 phase: phase.as_str(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a spec judged at StartContainer by where it came from.
+    pub fn spec_read(&self, source: SpecSource) {
+        self.spec_reads
+            .get_or_create(&SourceLabels {
+                source: source.as_str(),
+            })
+            .inc();
     }
 
     /// Counts a spec containerd could not give.

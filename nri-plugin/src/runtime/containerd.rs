@@ -59,6 +59,14 @@ pub enum ContainerdError {
     },
 }
 
+impl ContainerdError {
+    /// Whether containerd has no record of the container (yet: right after an NRI
+    /// CreateContainer, the record is made once every plugin has answered).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ContainerdError::Call { status, .. } if status.code() == tonic::Code::NotFound)
+    }
+}
+
 /// What the daemon asks of containerd: a container's full OCI spec, which tasks still run, and
 /// signals to a task. Generic so tests serve specs and tasks from memory and record signals.
 pub trait ContainerdApi: Send + Sync {

@@ -73,6 +73,8 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 enum Stored {
     Spec(Vec<u8>),
     Fails(String),
+    /// No record yet (containerd answers NotFound), as right after an NRI CreateContainer.
+    NotYet,
 }
 
 /// containerd's container records, in memory: an OCI spec (JSON) or an error per id. Ids
@@ -82,6 +84,7 @@ pub struct MemorySpecs {
     specs: Arc<Mutex<HashMap<String, Stored>>>,
     kills: Arc<Mutex<Vec<(String, i32)>>>,
     tasks: Arc<Mutex<Tasks>>,
+    reads: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 /// containerd's task list. Tests that do not model tasks leave it `None`: listing then fails
@@ -92,6 +95,21 @@ struct Tasks {
 }
 
 impl MemorySpecs {
+    /// Container `id` has no record yet: reading it is NotFound until [`MemorySpecs::insert`].
+    pub fn not_yet(&self, id: &str) {
+        self.lock().insert(id.to_string(), Stored::NotYet);
+    }
+
+    /// How many times container `id`'s spec was read.
+    pub fn reads(&self, id: &str) -> usize {
+        self.reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Container `id` has `spec`.
     pub fn insert(&self, id: &str, spec: &Value) {
         let json = serde_json::to_vec(spec).expect("JSON");
@@ -146,6 +164,12 @@ impl MemorySpecs {
 
 impl ContainerdApi for MemorySpecs {
     async fn spec(&self, id: &str) -> Result<RuntimeSpec, ContainerdError> {
+        *self
+            .reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_string())
+            .or_default() += 1;
         let stored = self.lock().get(id).cloned();
         match stored {
             Some(Stored::Spec(json)) => {
@@ -157,6 +181,12 @@ impl ContainerdApi for MemorySpecs {
             Some(Stored::Fails(message)) => Err(ContainerdError::Call {
                 call: "Containers.Get",
                 status: Box::new(tonic::Status::unavailable(message)),
+            }),
+            Some(Stored::NotYet) => Err(ContainerdError::Call {
+                call: "Containers.Get",
+                status: Box::new(tonic::Status::not_found(format!(
+                    "container \"{id}\": not found"
+                ))),
             }),
             None => Err(ContainerdError::NoSpec(id.to_string())),
         }
@@ -580,6 +610,7 @@ pub fn compliant_spec() -> Value {
             "io.kubernetes.cri.container-type": "container",
             "io.kubernetes.cri.container-name": "app",
             "io.kubernetes.cri.image-name": IMAGE,
+            "io.kubernetes.cri.sandbox-id": "sandbox-1",
             "io.kubernetes.cri.sandbox-name": "web",
             "io.kubernetes.cri.sandbox-namespace": "default"
         },

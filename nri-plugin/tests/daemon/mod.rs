@@ -16,6 +16,7 @@ mod housekeeping;
 mod lifecycle;
 mod load;
 mod methods;
+mod read_ahead;
 mod registration;
 mod run;
 mod runtime_versions;
