@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use nodeguard::compliance::{Auditor, ComplianceConfig};
 use nodeguard::enforce::{Enforcer, UndecidedAtStart};
-use nodeguard::nri::service::{EVENTS, PluginService};
+use nodeguard::nri::service::{EVENTS, EVENTS_WITH_VALIDATION, PluginService};
 use nodeguard::nri::transport::status::{self, Code, RpcError};
+use nodeguard::nri::version;
 use nodeguard::ops::audit::Discard;
 use nodeguard::ops::metrics::Metrics;
 use nodeguard::ops::reload::{Loaded, PolicyHandle};
@@ -114,16 +115,35 @@ fn request_valid(name: &str, payload: &[u8]) -> Option<bool> {
         }),
         method::REMOVE_CONTAINER => decodes::<nri::RemoveContainerRequest>(payload),
         method::REMOVE_POD_SANDBOX => decodes::<nri::RemovePodSandboxRequest>(payload),
+        method::VALIDATE_CONTAINER_ADJUSTMENT => {
+            valid(payload, |r: &nri::ValidateContainerAdjustmentRequest| {
+                names_subject(r.pod.as_ref(), r.container.as_ref())
+            })
+        }
         _ => return None,
     })
 }
 
 /// The reply of a successful call decodes as the method's response.
-fn check_reply(name: &str, reply: &[u8]) {
+fn check_reply(name: &str, payload: &[u8], reply: &[u8]) {
     match name {
         method::CONFIGURE => {
             let response = nri::ConfigureResponse::decode(reply).unwrap();
-            assert_eq!(response.events, EVENTS);
+            let request = nri::ConfigureRequest::decode(payload).unwrap();
+            let expected = if version::validates(&request) {
+                EVENTS_WITH_VALIDATION
+            } else {
+                EVENTS
+            };
+            assert_eq!(response.events, expected);
+        }
+        method::VALIDATE_CONTAINER_ADJUSTMENT => {
+            let response = nri::ValidateContainerAdjustmentResponse::decode(reply).unwrap();
+            assert_eq!(
+                response.reject,
+                !response.reason.is_empty(),
+                "a rejection says why"
+            );
         }
         method::SYNCHRONIZE => {
             nri::SynchronizeResponse::decode(reply).unwrap();
@@ -188,7 +208,7 @@ impl Harness {
             for name in method::METHODS {
                 let result = service.call(method::NAME, name, payload).await;
                 match (request_valid(name, payload), &result) {
-                    (_, Ok(reply)) => check_reply(name, reply),
+                    (_, Ok(reply)) => check_reply(name, payload, reply),
                     (Some(false), Err(err)) => assert_eq!(err.code, Code::INVALID_ARGUMENT),
                     (Some(true), Err(err)) => assert_eq!(
                         err.code,

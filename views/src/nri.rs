@@ -267,6 +267,108 @@ fn start_view(
     view
 }
 
+/// The mark NRI puts before an annotation key, a mount destination, a device path, a
+/// namespace type or a sysctl to remove it.
+const REMOVAL_MARK: char = '-';
+
+/// The container as the runtime will create it: `container` (as it was before any plugin)
+/// with `adjust` (every plugin's combined adjustments, as `ValidateContainerAdjustment`
+/// carries them) applied, for the fields a container view reads (annotations, mounts,
+/// devices, namespaces, sysctls, CPU and memory resources; not arguments, environment, hooks
+/// or rlimits). Removals (a key marked with a leading `-`) are applied before additions, so a
+/// plugin's "remove, then add" replaces.
+pub fn adjusted(container: &nri::Container, adjust: &nri::ContainerAdjustment) -> nri::Container {
+    let mut c = container.clone();
+    let (removed_annotations, added_annotations): (Vec<_>, Vec<_>) = adjust
+        .annotations
+        .iter()
+        .partition(|(key, _)| key.starts_with(REMOVAL_MARK));
+    for (key, _) in removed_annotations {
+        c.annotations.remove(&key[1..]);
+    }
+    for (key, value) in added_annotations {
+        c.annotations.insert(key.clone(), value.clone());
+    }
+
+    for m in &adjust.mounts {
+        let destination = m
+            .destination
+            .strip_prefix(REMOVAL_MARK)
+            .unwrap_or(&m.destination);
+        c.mounts.retain(|old| old.destination != destination);
+    }
+    c.mounts.extend(
+        adjust
+            .mounts
+            .iter()
+            .filter(|m| !m.destination.starts_with(REMOVAL_MARK))
+            .cloned(),
+    );
+
+    if let Some(adj) = &adjust.linux {
+        let linux = c.linux.get_or_insert_with(Default::default);
+        for d in &adj.devices {
+            let path = d.path.strip_prefix(REMOVAL_MARK).unwrap_or(&d.path);
+            linux.devices.retain(|old| old.path != path);
+        }
+        linux.devices.extend(
+            adj.devices
+                .iter()
+                .filter(|d| !d.path.starts_with(REMOVAL_MARK))
+                .cloned(),
+        );
+        for n in &adj.namespaces {
+            let kind = n.r#type.strip_prefix(REMOVAL_MARK).unwrap_or(&n.r#type);
+            linux.namespaces.retain(|old| old.r#type != kind);
+        }
+        linux.namespaces.extend(
+            adj.namespaces
+                .iter()
+                .filter(|n| !n.r#type.starts_with(REMOVAL_MARK))
+                .cloned(),
+        );
+        for (key, value) in &adj.sysctl {
+            match key.strip_prefix(REMOVAL_MARK) {
+                Some(key) => {
+                    linux.sysctl.remove(key);
+                }
+                None => {
+                    linux.sysctl.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(r) = &adj.resources {
+            merge_resources(linux.resources.get_or_insert_with(Default::default), r);
+        }
+    }
+    c
+}
+
+/// Sets in `into` every resource `adjust` sets, among those a view reads (CPU shares, quota
+/// and period; memory limit).
+fn merge_resources(into: &mut nri::LinuxResources, adjust: &nri::LinuxResources) {
+    if let Some(cpu) = &adjust.cpu {
+        let into = into.cpu.get_or_insert_with(Default::default);
+        if cpu.shares.is_some() {
+            into.shares.clone_from(&cpu.shares);
+        }
+        if cpu.quota.is_some() {
+            into.quota.clone_from(&cpu.quota);
+        }
+        if cpu.period.is_some() {
+            into.period.clone_from(&cpu.period);
+        }
+    }
+    if let Some(memory) = &adjust.memory
+        && memory.limit.is_some()
+    {
+        into.memory
+            .get_or_insert_with(Default::default)
+            .limit
+            .clone_from(&memory.limit);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +513,131 @@ mod tests {
         );
         // A type a later NRI may add: unknown, not guessed.
         assert_eq!(with(Some(9)), None);
+    }
+
+    #[test]
+    fn adjustments_apply_removals_before_additions() {
+        let (_, mut container) = sample();
+        container.annotations.insert("gone".into(), "x".into());
+        container.linux.as_mut().unwrap().devices = vec![nri::LinuxDevice {
+            path: "/dev/old".into(),
+            ..Default::default()
+        }];
+        container.linux.as_mut().unwrap().namespaces = vec![ns("network")];
+        container
+            .linux
+            .as_mut()
+            .unwrap()
+            .sysctl
+            .insert("net.ipv4.ip_forward".into(), "0".into());
+        let adjust = nri::ContainerAdjustment {
+            annotations: [
+                ("-gone".to_string(), String::new()),
+                ("added".to_string(), "y".to_string()),
+            ]
+            .into(),
+            mounts: vec![
+                nri::Mount {
+                    destination: "-/host".into(),
+                    ..Default::default()
+                },
+                nri::Mount {
+                    destination: "/host".into(),
+                    r#type: "bind".into(),
+                    source: "/var/lib".into(),
+                    options: vec!["rbind".into()],
+                },
+                nri::Mount {
+                    destination: "/data".into(),
+                    r#type: "bind".into(),
+                    source: "/srv".into(),
+                    options: vec![],
+                },
+            ],
+            linux: Some(nri::LinuxContainerAdjustment {
+                devices: vec![
+                    nri::LinuxDevice {
+                        path: "-/dev/old".into(),
+                        ..Default::default()
+                    },
+                    nri::LinuxDevice {
+                        path: "/dev/fuse".into(),
+                        ..Default::default()
+                    },
+                ],
+                namespaces: vec![ns("-network")],
+                sysctl: [
+                    ("-net.ipv4.ip_forward".to_string(), String::new()),
+                    ("kernel.shm_rmid_forced".to_string(), "1".to_string()),
+                ]
+                .into(),
+                resources: Some(nri::LinuxResources {
+                    memory: Some(nri::LinuxMemory {
+                        limit: Some(nri::OptionalInt64 { value: 128 << 20 }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = adjusted(&container, &adjust);
+        assert!(!c.annotations.contains_key("gone"));
+        assert_eq!(c.annotations["added"], "y");
+        let mounts: Vec<(&str, &str)> = c
+            .mounts
+            .iter()
+            .map(|m| (m.destination.as_str(), m.source.as_str()))
+            .collect();
+        assert_eq!(mounts, [("/host", "/var/lib"), ("/data", "/srv")]);
+        let linux = c.linux.as_ref().unwrap();
+        let devices: Vec<&str> = linux.devices.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(devices, ["/dev/fuse"]);
+        assert!(linux.namespaces.is_empty());
+        assert_eq!(
+            linux.sysctl.iter().collect::<Vec<_>>(),
+            [(&"kernel.shm_rmid_forced".to_string(), &"1".to_string())]
+        );
+        let resources = linux.resources.as_ref().unwrap();
+        assert_eq!(
+            resources
+                .memory
+                .as_ref()
+                .unwrap()
+                .limit
+                .as_ref()
+                .unwrap()
+                .value,
+            128 << 20,
+            "the adjusted memory limit"
+        );
+        assert_eq!(
+            resources
+                .cpu
+                .as_ref()
+                .unwrap()
+                .quota
+                .as_ref()
+                .unwrap()
+                .value,
+            25_000,
+            "what the adjustment leaves alone stays"
+        );
+
+        // The view reads the adjusted container.
+        let (pod, _) = sample();
+        let v = create_view(&pod, &c);
+        assert_eq!(v.devices.unwrap().len(), 1);
+        assert_eq!(v.resources.unwrap().memory_limit, Some(Bytes(128 << 20)));
+    }
+
+    #[test]
+    fn no_adjustment_changes_nothing() {
+        let (_, container) = sample();
+        assert_eq!(
+            adjusted(&container, &nri::ContainerAdjustment::default()),
+            container
+        );
     }
 }

@@ -12,3 +12,4 @@ pub mod inherited;
 pub mod serve;
 pub mod service;
 pub mod transport;
+pub mod version;

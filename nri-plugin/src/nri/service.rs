@@ -1,6 +1,7 @@
 //! The NRI `Plugin` service: decodes each call containerd makes, hands it to
 //! [`Enforcement`], and encodes the reply. Refusals become errors here, in one place.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
@@ -10,6 +11,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::enforce::{Enforcement, Refusal};
 use crate::nri::connection::Handler;
 use crate::nri::transport::status::{Code, RpcError};
+use crate::nri::version;
 
 /// The events nodeguard subscribes to: the three it judges, nothing more. The stop and remove
 /// events would keep the inventory of running containers current, but each is a synchronous
@@ -19,6 +21,11 @@ use crate::nri::transport::status::{Code, RpcError};
 pub const EVENTS: i32 = event_bit(Event::CreateContainer)
     | event_bit(Event::StartContainer)
     | event_bit(Event::UpdateContainer);
+
+/// [`EVENTS`] and `ValidateContainerAdjustment` (0x2000), for a runtime that knows it
+/// (containerd 2.2+, NRI v0.10+): the create-time decision is then taken there, where a
+/// timeout or an error fails the container instead of letting it through.
+pub const EVENTS_WITH_VALIDATION: i32 = EVENTS | event_bit(Event::ValidateContainerAdjustment);
 
 /// The subscription bit of an event: `1 << (event - 1)`.
 pub const fn event_bit(event: Event) -> i32 {
@@ -42,6 +49,8 @@ struct SyncParts {
 pub struct PluginService<E> {
     node: Arc<E>,
     sync: Mutex<SyncParts>,
+    /// The runtime calls `ValidateContainerAdjustment` (known from its Configure).
+    validating: AtomicBool,
 }
 
 fn decode<M: prost::Message + Default>(payload: &[u8]) -> Result<M, RpcError> {
@@ -88,6 +97,7 @@ impl<E: Enforcement> PluginService<E> {
         PluginService {
             node,
             sync: Mutex::new(SyncParts::default()),
+            validating: AtomicBool::new(false),
         }
     }
 
@@ -120,13 +130,22 @@ impl<E: Enforcement> PluginService<E> {
         match name {
             method::CONFIGURE => {
                 let req: nri::ConfigureRequest = decode(payload)?;
+                let validating = version::validates(&req);
+                self.validating.store(validating, Ordering::Relaxed);
                 info!(
                     runtime = %req.runtime_name,
                     version = %req.runtime_version,
+                    nri_version = %req.nri_version,
                     request_timeout_ms = req.request_timeout,
+                    create_decided_at = if validating { "ValidateContainerAdjustment" } else { "CreateContainer" },
                     "configured by the runtime"
                 );
-                Ok(nri::ConfigureResponse { events: EVENTS }.encode_to_vec())
+                let events = if validating {
+                    EVENTS_WITH_VALIDATION
+                } else {
+                    EVENTS
+                };
+                Ok(nri::ConfigureResponse { events }.encode_to_vec())
             }
             method::SYNCHRONIZE => {
                 let req: nri::SynchronizeRequest = decode(payload)?;
@@ -156,8 +175,13 @@ impl<E: Enforcement> PluginService<E> {
             method::CREATE_CONTAINER => {
                 let req: nri::CreateContainerRequest = decode(payload)?;
                 let (pod, container) = subject("CreateContainer", req.pod, req.container)?;
-                let _span = span_for(Some(&pod), Some(&container), "CreateContainer").entered();
-                self.node.create(&pod, &container)?;
+                // With validation the decision waits for the final container; CreateContainer
+                // then answers at once, so that it cannot time out (a timeout there lets the
+                // container through, one at validation fails it).
+                if !self.validating.load(Ordering::Relaxed) {
+                    let _span = span_for(Some(&pod), Some(&container), "CreateContainer").entered();
+                    self.node.create(&pod, &container)?;
+                }
                 Ok(nri::CreateContainerResponse::default().encode_to_vec())
             }
             method::START_CONTAINER => {
@@ -226,8 +250,31 @@ impl<E: Enforcement> PluginService<E> {
             | method::STOP_POD_SANDBOX
             | method::POST_CREATE_CONTAINER
             | method::POST_START_CONTAINER
-            | method::POST_UPDATE_CONTAINER
-            | method::VALIDATE_CONTAINER_ADJUSTMENT => Ok(Vec::new()),
+            | method::POST_UPDATE_CONTAINER => Ok(Vec::new()),
+            method::VALIDATE_CONTAINER_ADJUSTMENT => {
+                let req: nri::ValidateContainerAdjustmentRequest = decode(payload)?;
+                // Not subscribed (a runtime before NRI v0.10): CreateContainer decided.
+                if !self.validating.load(Ordering::Relaxed) {
+                    return Ok(nri::ValidateContainerAdjustmentResponse::default().encode_to_vec());
+                }
+                let (pod, container) =
+                    subject("ValidateContainerAdjustment", req.pod, req.container)?;
+                let _span =
+                    span_for(Some(&pod), Some(&container), "ValidateContainerAdjustment").entered();
+                // The container as it will be created, every plugin's adjustments applied.
+                let container = match &req.adjust {
+                    Some(adjust) => nodeguard_views::nri::adjusted(&container, adjust),
+                    None => container,
+                };
+                let reply = match self.node.create(&pod, &container) {
+                    Ok(()) => nri::ValidateContainerAdjustmentResponse::default(),
+                    Err(Refusal(reason)) => nri::ValidateContainerAdjustmentResponse {
+                        reject: true,
+                        reason,
+                    },
+                };
+                Ok(reply.encode_to_vec())
+            }
             _ => Err(RpcError::unimplemented(service, name)),
         }
     }

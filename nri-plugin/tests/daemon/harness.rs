@@ -540,6 +540,49 @@ pub async fn synchronize(
         .await;
 }
 
+/// A creation as NRI v0.10+ runs it: CreateContainer, then ValidateContainerAdjustment with
+/// `adjust` (what the plugins before and after nodeguard changed). `Err`: the rejection.
+pub async fn create_and_validate(
+    runtime: &FakeRuntime,
+    c: nri::Container,
+    adjust: nri::ContainerAdjustment,
+) -> Result<(), String> {
+    let created: nri::CreateContainerResponse = runtime
+        .call_ok(
+            method::CREATE_CONTAINER,
+            &nri::CreateContainerRequest {
+                pod: Some(pod()),
+                container: Some(c.clone()),
+            },
+        )
+        .await;
+    assert_eq!(
+        created,
+        nri::CreateContainerResponse::default(),
+        "CreateContainer adjusts nothing"
+    );
+    let validated: nri::ValidateContainerAdjustmentResponse = runtime
+        .call_ok(
+            method::VALIDATE_CONTAINER_ADJUSTMENT,
+            &nri::ValidateContainerAdjustmentRequest {
+                pod: Some(pod()),
+                container: Some(c),
+                adjust: Some(adjust),
+                plugins: vec![nri::PluginInstance {
+                    name: "nodeguard".into(),
+                    index: "10".into(),
+                }],
+                ..Default::default()
+            },
+        )
+        .await;
+    if validated.reject {
+        Err(validated.reason)
+    } else {
+        Ok(())
+    }
+}
+
 /// Starts container `id` of [`pod`]; panics unless it is allowed.
 pub async fn start_ok(runtime: &FakeRuntime, id: &str) {
     let _: nri::StartContainerResponse = runtime

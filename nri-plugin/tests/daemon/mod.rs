@@ -22,4 +22,5 @@ mod run;
 mod runtime_versions;
 mod start;
 mod sync;
+mod validation;
 mod wire;
