@@ -223,3 +223,86 @@ async fn the_same_pod_gets_the_same_verdict_with_and_without_the_profile_at_crea
         }
     }
 }
+
+/// [`container`] as containerd 2.3 describes it at create: the seccomp profile, the user and
+/// the container's sysctls.
+fn container_2_3(id: &str, uid: u32, sysctls: &[(&str, &str)]) -> nri::Container {
+    let mut c = container_2_2(id, SeccompDefault::On);
+    c.user = Some(nri::User {
+        uid,
+        gid: uid,
+        additional_gids: vec![],
+    });
+    c.linux.as_mut().expect("linux").sysctl = sysctls
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    c
+}
+
+#[tokio::test]
+async fn on_2_3_the_user_and_sysctls_are_decided_at_create() {
+    // Root under restricted: refused at create, before containerd commits anything, without a
+    // spec to read (none is stored for these containers).
+    let (daemon, runtime) = connected(RESTRICTED).await;
+    let reason = create(&runtime, container_2_3("root", 0, &[]))
+        .await
+        .expect_err("root is known at create on 2.3");
+    assert!(reason.contains("[pss.restricted.runAsNonRoot]"), "{reason}");
+    assert_eq!(
+        daemon.plugin.specs.reads("root"),
+        0,
+        "decided without the spec"
+    );
+    daemon.stop().await;
+
+    // An unsafe sysctl under baseline: refused at create.
+    let (daemon, runtime) = connected(BASELINE).await;
+    let reason = create(
+        &runtime,
+        container_2_3("sysctl", 1000, &[("kernel.msgmax", "65536")]),
+    )
+    .await
+    .expect_err("an unsafe sysctl");
+    assert!(reason.contains("[pss.baseline.sysctls]"), "{reason}");
+    // A safe one passes create; the create record no longer waits on the user or sysctls.
+    create(
+        &runtime,
+        container_2_3("safe", 1000, &[("net.ipv4.ping_group_range", "0 0")]),
+    )
+    .await
+    .expect("a safe sysctl");
+    let records = daemon.plugin.records("create");
+    let safe = records
+        .iter()
+        .find(|r| r["container"]["id"] == "safe")
+        .expect("a record");
+    assert!(!safe.to_string().contains("sysctl"), "{safe:#}");
+    daemon.stop().await;
+
+    // The same root container on 2.1 (no user at create): undecided at create, refused at start.
+    let (daemon, runtime) =
+        Daemon::connected_with(Plugin::with(RESTRICTED, UndecidedAtStart::Deny)).await;
+    let _: nri::CreateContainerResponse = runtime
+        .call_ok(
+            method::CREATE_CONTAINER,
+            &nri::CreateContainerRequest {
+                pod: Some(pod()),
+                container: Some(container("root")),
+            },
+        )
+        .await;
+    let create_record = &daemon.plugin.records("create")[0];
+    assert_eq!(create_record["outcome"], "undecided", "{create_record:#}");
+    let mut root = restricted_spec();
+    root["process"]["user"] = json!({"uid": 0, "gid": 0});
+    daemon.plugin.specs.insert("root", &root);
+    let (_, message) = start(&runtime, container("root"))
+        .await
+        .expect_err("refused at start");
+    assert!(
+        message.contains("[pss.restricted.runAsNonRoot]"),
+        "{message}"
+    );
+    daemon.stop().await;
+}
