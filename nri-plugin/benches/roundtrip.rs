@@ -12,6 +12,8 @@
 #[path = "../tests/daemon/fake_runtime.rs"]
 mod fake_runtime;
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,19 +96,7 @@ fn request() -> nri::CreateContainerRequest {
                 options: vec!["rbind".into(), "ro".into()],
             }],
             linux: Some(nri::LinuxContainer {
-                resources: Some(nri::LinuxResources {
-                    cpu: Some(nri::LinuxCpu {
-                        shares: Some(nri::OptionalUInt64 { value: 512 }),
-                        quota: Some(nri::OptionalInt64 { value: 50_000 }),
-                        period: Some(nri::OptionalUInt64 { value: 100_000 }),
-                        ..Default::default()
-                    }),
-                    memory: Some(nri::LinuxMemory {
-                        limit: Some(nri::OptionalInt64 { value: 256 << 20 }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
+                resources: Some(common::half_cpu_256_mib()),
                 ..Default::default()
             }),
             ..Default::default()

@@ -322,14 +322,16 @@ pub fn build(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> R
     }
 }
 
-/// Writes `report` to `path` atomically (see [`write_atomically`]).
+/// Writes `report` to `path` atomically (see [`write_atomically`]), serialized straight into
+/// the file: a report of thousands of containers is never held as text in memory as well.
 ///
 /// # Errors
 /// When the directory cannot be written.
 pub fn write(path: &Path, report: &ReportFile) -> std::io::Result<()> {
-    let mut json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    json.push(b'\n');
-    write_atomically(path, &json)
+    write_atomically_with(path, |out| {
+        serde_json::to_writer_pretty(&mut *out, report).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")
+    })
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
@@ -339,6 +341,14 @@ pub fn write(path: &Path, report: &ReportFile) -> std::io::Result<()> {
 /// # Errors
 /// When the directory cannot be written.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |out| out.write_all(bytes))
+}
+
+/// [`write_atomically`] with the content written by `fill` through a buffer.
+fn write_atomically_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -353,9 +363,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .create(true)
         .truncate(true)
         .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
+            fill(&mut out)?;
+            out.into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?
+                .sync_all()
         })
         .and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {

@@ -1,0 +1,288 @@
+//! A node with many containers, in memory: `Synchronize` of 1,000 and 10,000 containers split
+//! as containerd's NRI (`pkg/adaptation`, v0.8 to v0.12.2) splits it, then a compliance audit of
+//! all of them, with nodeguard's resident memory.
+//!
+//! `cargo bench -p nodeguard --bench scale` runs each size in a child process of its own (so
+//! that one size's memory does not count in the next) and prints a table. Each child builds the
+//! runtime's messages, drops them once sent (what stays is nodeguard's), and reads its VmRSS.
+//!
+//! The split: containerd first sends everything in one message; a message over ttrpc's 4 MiB
+//! is refused (ResourceExhausted) and it retries with both counts scaled by
+//! `min(0.9, max / rejected length)`, then sends parts of that size with `more` set. The whole
+//! exchange runs under one request timeout (2 s). Here the sizes are computed the same way
+//! from the encoded lengths, without the refused first attempt.
+//!
+//! Targets (issue 12): the Synchronize exchange well inside 2 s, the audit of 10,000 in
+//! <= 200 ms, resident memory <= 16 MiB with 1,000 containers and <= 64 MiB with 10,000.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nodeguard::compliance::{Auditor, ComplianceConfig, Trigger};
+use nodeguard::enforce::{Enforcer, UndecidedAtStart};
+use nodeguard::nri::service::PluginService;
+use nodeguard::ops::audit::Discard;
+use nodeguard::ops::metrics::Metrics;
+use nodeguard::ops::reload::Loaded;
+use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
+use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
+use nodeguard_views::oci::RuntimeSpec;
+use prost::Message as _;
+
+const POLICY: &str = include_str!("../../policy-core/benches/policies/twelve-rules.yaml");
+const SPEC: &[u8] = include_bytes!("../testdata/oci/config.json");
+/// ttrpc's largest message.
+const MAX_MESSAGE: usize = 4 << 20;
+/// Containers per pod on the simulated node.
+const PER_POD: usize = 2;
+
+/// containerd's records: every container has the fixture spec (parsed at each read, as the
+/// gRPC client parses what containerd sends) and a running task.
+struct Records {
+    ids: HashSet<String>,
+}
+
+impl ContainerdApi for Records {
+    async fn spec(&self, _id: &str) -> Result<RuntimeSpec, ContainerdError> {
+        Ok(RuntimeSpec::from_json(SPEC).expect("the OCI fixture parses"))
+    }
+
+    async fn kill(&self, _id: &str, _signal: i32) -> Result<bool, ContainerdError> {
+        Ok(false)
+    }
+
+    async fn live_tasks(&self) -> Result<HashSet<String>, ContainerdError> {
+        Ok(self.ids.clone())
+    }
+}
+
+fn ns(t: &str) -> nri::LinuxNamespace {
+    nri::LinuxNamespace {
+        r#type: t.into(),
+        path: format!("/proc/1/ns/{t}"),
+    }
+}
+
+fn pod(i: usize) -> nri::PodSandbox {
+    nri::PodSandbox {
+        id: format!("{i:064x}"),
+        name: format!("web-{i}-7d4b9c"),
+        uid: format!("0b7f5a9e-0000-4000-8000-{i:012}"),
+        namespace: format!("team-{}", i % 40),
+        labels: [
+            ("app".to_string(), format!("web-{i}")),
+            ("pod-template-hash".to_string(), "7d4b9c".to_string()),
+        ]
+        .into(),
+        annotations: [(
+            "kubernetes.io/config.seen".to_string(),
+            "2026-12-01T10:00:00.000000000Z".to_string(),
+        )]
+        .into(),
+        linux: Some(nri::LinuxPodSandbox {
+            namespaces: vec![ns("ipc"), ns("uts"), ns("network")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container(i: usize, pod: &nri::PodSandbox) -> nri::Container {
+    nri::Container {
+        id: format!("c{i:063x}"),
+        pod_sandbox_id: pod.id.clone(),
+        name: format!("app-{}", i % PER_POD),
+        state: nri::ContainerState::ContainerRunning as i32,
+        labels: [
+            ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
+            (
+                "io.kubernetes.pod.namespace".to_string(),
+                pod.namespace.clone(),
+            ),
+        ]
+        .into(),
+        annotations: [
+            (
+                "io.kubernetes.cri.image-name".to_string(),
+                "registry.corp/shop/web:1.4.2".to_string(),
+            ),
+            (
+                "io.kubernetes.cri.container-type".to_string(),
+                "container".to_string(),
+            ),
+            ("io.kubernetes.cri.sandbox-id".to_string(), pod.id.clone()),
+        ]
+        .into(),
+        args: vec!["/server".into(), "--port=8080".into()],
+        env: vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            "KUBERNETES_SERVICE_HOST=10.96.0.1".into(),
+        ],
+        mounts: vec![nri::Mount {
+            destination: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+            r#type: "bind".into(),
+            source: format!(
+                "/var/lib/kubelet/pods/{}/volumes/kubernetes.io~projected/kube-api-access",
+                pod.uid
+            ),
+            options: vec!["rbind".into(), "ro".into()],
+        }],
+        linux: Some(nri::LinuxContainer {
+            resources: Some(common::half_cpu_256_mib()),
+            cgroups_path: format!("kubepods-burstable-pod{}.slice:cri-containerd:{i}", pod.uid),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The parts containerd sends: everything if it fits in one message, else both lists cut by
+/// `min(0.9, max / length)` until a part fits.
+fn split(
+    pods: Vec<nri::PodSandbox>,
+    containers: Vec<nri::Container>,
+) -> Vec<nri::SynchronizeRequest> {
+    let (mut pods_per, mut ctrs_per) = (pods.len(), containers.len());
+    loop {
+        let probe = nri::SynchronizeRequest {
+            pods: pods[..pods_per].to_vec(),
+            containers: containers[..ctrs_per].to_vec(),
+            more: true,
+        };
+        let length = probe.encoded_len();
+        if length <= MAX_MESSAGE {
+            break;
+        }
+        let factor = (MAX_MESSAGE as f64 / length as f64).min(0.9);
+        pods_per = (pods_per as f64 * factor) as usize;
+        ctrs_per = (ctrs_per as f64 * factor) as usize;
+    }
+    let (mut pods, mut containers) = (pods.as_slice(), containers.as_slice());
+    let mut parts = Vec::new();
+    loop {
+        let (p, c) = (pods_per.min(pods.len()), ctrs_per.min(containers.len()));
+        let more = pods.len() > p || containers.len() > c;
+        parts.push(nri::SynchronizeRequest {
+            pods: pods[..p].to_vec(),
+            containers: containers[..c].to_vec(),
+            more,
+        });
+        (pods, containers) = (&pods[p..], &containers[c..]);
+        if !more {
+            return parts;
+        }
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One size, in this process: prints one tab-separated line of figures.
+async fn run(n: usize) {
+    let rss_start = rss_kib();
+    let pods: Vec<nri::PodSandbox> = (0..n.div_ceil(PER_POD)).map(pod).collect();
+    let containers: Vec<nri::Container> =
+        (0..n).map(|i| container(i, &pods[i / PER_POD])).collect();
+    let ids = containers.iter().map(|c| c.id.clone()).collect();
+    let payloads: Vec<Vec<u8>> = split(pods, containers)
+        .iter()
+        .map(prost::Message::encode_to_vec)
+        .collect();
+    let parts = payloads.len();
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+
+    let dir = std::env::temp_dir().join(format!("nodeguard-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let policy = policy_core::Policy::parse("twelve-rules.yaml", POLICY).expect("policy");
+    let enforcer = Arc::new(Enforcer::new(
+        Loaded::first(policy),
+        Records { ids },
+        Arc::new(Discard),
+        Arc::new(Metrics::default()),
+        "bench".into(),
+        UndecidedAtStart::Deny,
+    ));
+    let auditor = Arc::new(Auditor::new(
+        enforcer,
+        ComplianceConfig {
+            report_path: Some(dir.join("report.json")),
+            ..ComplianceConfig::default()
+        },
+    ));
+    let service = PluginService::new(Arc::clone(&auditor));
+
+    // The exchange as containerd times it: from the first part sent to the last reply. The
+    // registration audit it spawns is waited for below, as its own figure.
+    let started = Instant::now();
+    for payload in &payloads {
+        service
+            .call(method::NAME, method::SYNCHRONIZE, payload)
+            .await
+            .expect("Synchronize answered");
+    }
+    let sync = started.elapsed();
+    drop(payloads);
+    // The registration audit runs in a task of its own; wait for it (it writes the report).
+    while !dir.join("report.json").exists() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = Instant::now();
+    let summary = auditor.compliance_audit(Trigger::Periodic).await;
+    let audit = started.elapsed();
+    assert_eq!(summary.containers, n, "every container audited");
+    let rss_end = rss_kib();
+    println!(
+        "{n}\t{parts}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.1}",
+        bytes as f64 / (1 << 20) as f64,
+        sync.as_secs_f64() * 1e3,
+        audit.as_secs_f64() * 1e3,
+        rss_start as f64 / 1024.0,
+        rss_end as f64 / 1024.0,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--child")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+    {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(run(n));
+        return;
+    }
+    println!(
+        "containers\tsync parts\tsync MiB\tsync exchange ms\taudit ms\tRSS before MiB\tRSS after MiB"
+    );
+    let exe = std::env::current_exe().expect("own path");
+    for n in [1_000usize, 10_000] {
+        let out = std::process::Command::new(&exe)
+            .args(["--child", &n.to_string()])
+            .output()
+            .expect("the child runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
