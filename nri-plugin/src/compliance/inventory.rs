@@ -2,7 +2,7 @@
 //! the state file that lets a restarted nodeguard name what started while it was away.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState};
 use tracing::warn;
@@ -11,8 +11,8 @@ use super::report;
 
 #[derive(Debug, Default)]
 struct Known {
-    pods: HashMap<String, nri::PodSandbox>,
-    containers: HashMap<String, nri::Container>,
+    pods: HashMap<String, Arc<nri::PodSandbox>>,
+    containers: HashMap<String, Arc<nri::Container>>,
     /// Bumped at every change, so a writer knows whether the state file is behind.
     changes: u64,
     /// Whether a `Synchronize` has filled it since the process started.
@@ -48,11 +48,14 @@ impl Inventory {
             .then(|| known.containers.keys().cloned().collect());
         known.synchronized = true;
         known.changes += 1;
-        known.pods = pods.iter().map(|p| (p.id.clone(), p.clone())).collect();
+        known.pods = pods
+            .iter()
+            .map(|p| (p.id.clone(), Arc::new(p.clone())))
+            .collect();
         known.containers = containers
             .iter()
             .filter(|c| c.state != ContainerState::ContainerStopped as i32)
-            .map(|c| (c.id.clone(), c.clone()))
+            .map(|c| (c.id.clone(), Arc::new(c.clone())))
             .collect();
         before
     }
@@ -61,10 +64,10 @@ impl Inventory {
     pub fn started(&self, pod: &nri::PodSandbox, container: &nri::Container) {
         let mut known = self.lock();
         known.changes += 1;
-        known.pods.insert(pod.id.clone(), pod.clone());
+        known.pods.insert(pod.id.clone(), Arc::new(pod.clone()));
         known
             .containers
-            .insert(container.id.clone(), container.clone());
+            .insert(container.id.clone(), Arc::new(container.clone()));
     }
 
     /// A container stopped or was removed.
@@ -100,8 +103,8 @@ impl Inventory {
         dropped
     }
 
-    /// Every running container with its pod, sorted by container id.
-    pub fn snapshot(&self) -> Vec<(nri::PodSandbox, nri::Container)> {
+    /// Every running container with its pod, sorted by container id (shared, not copied).
+    pub fn snapshot(&self) -> Vec<(Arc<nri::PodSandbox>, Arc<nri::Container>)> {
         let known = self.lock();
         let mut all: Vec<_> = known
             .containers
@@ -110,7 +113,7 @@ impl Inventory {
                 known
                     .pods
                     .get(&c.pod_sandbox_id)
-                    .map(|p| (p.clone(), c.clone()))
+                    .map(|p| (Arc::clone(p), Arc::clone(c)))
             })
             .collect();
         all.sort_by(|a, b| a.1.id.cmp(&b.1.id));

@@ -207,7 +207,7 @@ async fn the_inventory_follows_starts_and_is_pruned_to_containerds_tasks_before_
     let ids: Vec<String> = inventory
         .snapshot()
         .into_iter()
-        .map(|(_, c)| c.id)
+        .map(|(_, c)| c.id.clone())
         .collect();
     assert_eq!(ids, ["c"]);
     let audited: Vec<_> = plugin
