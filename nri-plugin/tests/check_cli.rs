@@ -249,7 +249,9 @@ fn serve_refuses_an_inherited_socket_that_is_not_one() {
 
 #[test]
 fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() {
-    use nodeguard::compliance::report::{ContainerFindings, Outcome, ReportContext, build, write};
+    use nodeguard::compliance::report::{
+        ContainerFindings, Findings, Outcome, ReportContext, write_findings,
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("report.json");
     let findings = |ns: &str, id: &str, outcome: Outcome| ContainerFindings {
@@ -273,19 +275,24 @@ fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() 
         started_while_away: false,
         remediation: None,
     };
-    let report = build(
-        &ReportContext {
-            node: "n1",
-            generated: std::time::SystemTime::now(),
-            trigger: "periodic",
-            policy_generation: 1,
+    let context = ReportContext {
+        node: "n1",
+        generated: std::time::SystemTime::now(),
+        trigger: "periodic",
+        policy_generation: 1,
+    };
+    let containers = [
+        findings("prod", "a", Outcome::Fail),
+        findings("dev", "b", Outcome::Pass),
+    ];
+    write_findings(
+        &file,
+        Findings {
+            context: &context,
+            containers: &containers,
         },
-        &[
-            findings("prod", "a", Outcome::Fail),
-            findings("dev", "b", Outcome::Pass),
-        ],
-    );
-    write(&file, &report).unwrap();
+    )
+    .unwrap();
     let file_arg = file.to_str().unwrap();
     let table = nodeguard(&["report", "--file", file_arg]);
     assert_eq!(table.status.code(), Some(1), "a container fails");

@@ -280,17 +280,26 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
             .compliance(summary.pass, summary.fail, summary.warn, summary.skip);
         self.persist_state().await;
         if let Some(path) = &self.config.report_path {
-            let file = report::build(
-                &ReportContext {
-                    node: enforcer.node(),
-                    generated: SystemTime::now(),
-                    trigger: trigger.as_str(),
-                    policy_generation: generation,
-                },
-                &all,
-            );
             let path = path.clone();
-            let written = tokio::task::spawn_blocking(move || report::write(&path, &file)).await;
+            let node = enforcer.node().to_string();
+            let trigger_name = trigger.as_str();
+            let generated = SystemTime::now();
+            let written = tokio::task::spawn_blocking(move || {
+                let context = ReportContext {
+                    node: &node,
+                    generated,
+                    trigger: trigger_name,
+                    policy_generation: generation,
+                };
+                report::write_findings(
+                    &path,
+                    report::Findings {
+                        context: &context,
+                        containers: &all,
+                    },
+                )
+            })
+            .await;
             if !matches!(written, Ok(Ok(()))) {
                 enforcer.metrics().report_write_failure();
                 error!(

@@ -249,89 +249,203 @@ pub struct ReportContext<'a> {
     pub policy_generation: u64,
 }
 
-/// Builds the report file from every container's findings.
-pub fn build(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> ReportFile {
-    let timestamp = Timestamp::of(context.generated);
-    let generated = humantime::format_rfc3339_seconds(context.generated).to_string();
-    let mut by_namespace: BTreeMap<&str, PolicyReport> = BTreeMap::new();
-    for c in containers {
-        let report = by_namespace
-            .entry(&c.namespace)
-            .or_insert_with(|| PolicyReport {
-                api_version: API_VERSION.to_string(),
-                kind: "PolicyReport".to_string(),
-                metadata: Metadata {
-                    name: format!("nodeguard-{}", context.node),
-                    namespace: c.namespace.clone(),
-                    labels: BTreeMap::from([
-                        ("app.kubernetes.io/managed-by".into(), "nodeguard".into()),
-                        ("nodeguard.io/node".into(), context.node.to_string()),
-                    ]),
-                    annotations: BTreeMap::from([
-                        ("nodeguard.io/generated".into(), generated.clone()),
-                        ("nodeguard.io/trigger".into(), context.trigger.to_string()),
-                        (
-                            "nodeguard.io/policy-generation".into(),
-                            context.policy_generation.to_string(),
-                        ),
-                    ]),
-                },
-                summary: Summary::default(),
-                results: Vec::new(),
-            });
-        for (policy, rule, outcome, effect, message) in &c.results {
-            let mut properties = BTreeMap::from([
-                ("container".to_string(), c.container.clone()),
-                ("containerID".to_string(), c.container_id.clone()),
-                ("effect".to_string(), effect.as_str().to_string()),
-                ("node".to_string(), context.node.to_string()),
-            ]);
-            if let Some(image) = &c.image {
-                properties.insert("image".into(), image.clone());
-            }
-            if c.started_while_away {
-                properties.insert("startedWhileAway".into(), "true".into());
-            }
-            if let Some(r) = &c.remediation {
-                properties.insert("remediation".into(), r.clone());
-            }
-            report.summary.add(*outcome);
-            report.results.push(ReportResult {
-                policy: policy.clone(),
-                rule: (*rule).to_string(),
-                result: *outcome,
-                scored: true,
-                source: SOURCE.to_string(),
-                message: message.clone(),
-                timestamp,
-                resources: vec![ObjectReference {
-                    api_version: "v1".into(),
-                    kind: "Pod".into(),
-                    namespace: c.namespace.clone(),
-                    name: c.pod.clone(),
-                    uid: c.pod_uid.clone(),
-                }],
-                properties,
-            });
+/// The report file of every container's findings, serialized as it is written: the
+/// results are produced one by one from the findings, borrowing their strings, so a report of
+/// thousands of containers is never built in memory (as a [`ReportFile`] or as text). Its
+/// JSON is exactly a [`ReportFile`]'s (the tests read it back as one).
+#[derive(Debug, Clone, Copy)]
+pub struct Findings<'a> {
+    /// Where, when and why.
+    pub context: &'a ReportContext<'a>,
+    /// Every container's findings.
+    pub containers: &'a [ContainerFindings],
+}
+
+/// One namespace's report, borrowing its containers' findings.
+struct NamespaceReport<'a> {
+    context: &'a ReportContext<'a>,
+    namespace: &'a str,
+    containers: Vec<&'a ContainerFindings>,
+    generated: &'a str,
+    timestamp: Timestamp,
+}
+
+/// The results of one namespace, produced as they are serialized.
+struct Results<'a>(&'a NamespaceReport<'a>);
+
+/// One result, borrowed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResultRef<'a> {
+    policy: &'a str,
+    rule: &'a str,
+    result: Outcome,
+    scored: bool,
+    source: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    timestamp: Timestamp,
+    resources: [PodRef<'a>; 1],
+    properties: Properties<'a>,
+}
+
+/// The pod a result is about, borrowed ([`ObjectReference`]'s JSON).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PodRef<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    uid: &'a str,
+}
+
+/// A result's properties, in the key order of [`ReportResult::properties`] (a `BTreeMap`).
+struct Properties<'a> {
+    container: &'a ContainerFindings,
+    effect: &'a str,
+    node: &'a str,
+}
+
+impl Serialize for Properties<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let c = self.container;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("container", &c.container)?;
+        map.serialize_entry("containerID", &c.container_id)?;
+        map.serialize_entry("effect", self.effect)?;
+        if let Some(image) = &c.image {
+            map.serialize_entry("image", image)?;
         }
-    }
-    ReportFile {
-        api_version: "v1".into(),
-        kind: "List".into(),
-        items: by_namespace.into_values().collect(),
+        map.serialize_entry("node", self.node)?;
+        if let Some(remediation) = &c.remediation {
+            map.serialize_entry("remediation", remediation)?;
+        }
+        if c.started_while_away {
+            map.serialize_entry("startedWhileAway", "true")?;
+        }
+        map.end()
     }
 }
 
-/// Writes `report` to `path` atomically (see [`write_atomically`]), serialized straight into
-/// the file: a report of thousands of containers is never held as text in memory as well.
+impl Serialize for Results<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let report = self.0;
+        let node = report.context.node;
+        serializer.collect_seq(report.containers.iter().flat_map(|c| {
+            c.results
+                .iter()
+                .map(move |(policy, rule, outcome, effect, message)| ResultRef {
+                    policy,
+                    rule,
+                    result: *outcome,
+                    scored: true,
+                    source: SOURCE,
+                    message,
+                    timestamp: report.timestamp,
+                    resources: [PodRef {
+                        api_version: "v1",
+                        kind: "Pod",
+                        namespace: &c.namespace,
+                        name: &c.pod,
+                        uid: &c.pod_uid,
+                    }],
+                    properties: Properties {
+                        container: c,
+                        effect: effect.as_str(),
+                        node,
+                    },
+                })
+        }))
+    }
+}
+
+impl Serialize for NamespaceReport<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let context = self.context;
+        let mut summary = Summary::default();
+        for c in &self.containers {
+            for r in &c.results {
+                summary.add(r.2);
+            }
+        }
+        let metadata = Metadata {
+            name: format!("nodeguard-{}", context.node),
+            namespace: self.namespace.to_string(),
+            labels: BTreeMap::from([
+                ("app.kubernetes.io/managed-by".into(), "nodeguard".into()),
+                ("nodeguard.io/node".into(), context.node.to_string()),
+            ]),
+            annotations: BTreeMap::from([
+                ("nodeguard.io/generated".into(), self.generated.to_string()),
+                ("nodeguard.io/trigger".into(), context.trigger.to_string()),
+                (
+                    "nodeguard.io/policy-generation".into(),
+                    context.policy_generation.to_string(),
+                ),
+            ]),
+        };
+        let mut report = serializer.serialize_struct("PolicyReport", 5)?;
+        report.serialize_field("apiVersion", API_VERSION)?;
+        report.serialize_field("kind", "PolicyReport")?;
+        report.serialize_field("metadata", &metadata)?;
+        report.serialize_field("summary", &summary)?;
+        report.serialize_field("results", &Results(self))?;
+        report.end()
+    }
+}
+
+impl Serialize for Findings<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let timestamp = Timestamp::of(self.context.generated);
+        let generated = humantime::format_rfc3339_seconds(self.context.generated).to_string();
+        let mut by_namespace: BTreeMap<&str, Vec<&ContainerFindings>> = BTreeMap::new();
+        for c in self.containers {
+            by_namespace.entry(&c.namespace).or_default().push(c);
+        }
+        let items: Vec<NamespaceReport<'_>> = by_namespace
+            .into_iter()
+            .map(|(namespace, containers)| NamespaceReport {
+                context: self.context,
+                namespace,
+                containers,
+                generated: &generated,
+                timestamp,
+            })
+            .collect();
+        // The items borrow `generated`, local to this call: serialize them here.
+        let mut file = serializer.serialize_struct("ReportFile", 3)?;
+        file.serialize_field("apiVersion", "v1")?;
+        file.serialize_field("kind", "List")?;
+        file.serialize_field("items", &items)?;
+        file.end()
+    }
+}
+
+/// Writes the report of `findings` to `path` atomically, streaming it into the file.
 ///
 /// # Errors
 /// When the directory cannot be written.
-pub fn write(path: &Path, report: &ReportFile) -> std::io::Result<()> {
+pub fn write_findings(path: &Path, findings: Findings<'_>) -> std::io::Result<()> {
     write_atomically_with(path, |out| {
-        serde_json::to_writer_pretty(&mut *out, report).map_err(std::io::Error::other)?;
+        serde_json::to_writer_pretty(&mut *out, &findings).map_err(std::io::Error::other)?;
         out.write_all(b"\n")
     })
+}
+
+/// The report file of `containers`, as [`write_findings`] writes it, read back.
+#[cfg(test)]
+pub fn build(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> ReportFile {
+    let json = serde_json::to_vec(&Findings {
+        context,
+        containers,
+    })
+    .expect("findings serialize");
+    serde_json::from_slice(&json).expect("the findings' JSON is a report file")
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
@@ -613,6 +727,56 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_streamed_report_is_byte_for_byte_a_report_files_json() {
+        let mut remediated = findings("prod", "web", "c1", &[("privileged", Outcome::Fail)]);
+        remediated.remediation = Some("stopping".into());
+        remediated.pod_uid = String::new();
+        let mut imageless = findings("kube-system", "dns", "c4", &[("privileged", Outcome::Pass)]);
+        imageless.image = None;
+        let containers = [
+            remediated,
+            findings(
+                "dev",
+                "job",
+                "c2",
+                &[("privileged", Outcome::Warn), ("procMount", Outcome::Skip)],
+            ),
+            imageless,
+            findings("prod", "db", "c3", &[("images.allowed", Outcome::Error)]),
+        ];
+        let context = ReportContext {
+            node: "node-1",
+            generated: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000),
+            trigger: "periodic",
+            policy_generation: 7,
+        };
+        let streamed = serde_json::to_string_pretty(&Findings {
+            context: &context,
+            containers: &containers,
+        })
+        .unwrap();
+        let file: ReportFile = serde_json::from_str(&streamed).unwrap();
+        assert_eq!(serde_json::to_string_pretty(&file).unwrap(), streamed);
+        let namespaces: Vec<&str> = file
+            .items
+            .iter()
+            .map(|r| r.metadata.namespace.as_str())
+            .collect();
+        assert_eq!(namespaces, ["dev", "kube-system", "prod"]);
+        let prod = &file.items[2];
+        assert_eq!(prod.results.len(), 2);
+        assert_eq!(prod.summary.fail, 1);
+        assert_eq!(prod.summary.error, 1);
+        assert_eq!(prod.results[0].property("remediation"), "stopping");
+        assert_eq!(prod.results[0].resources[0].uid, "");
+        assert_eq!(
+            file.items[0].results[0].property("startedWhileAway"),
+            "true"
+        );
+        assert_eq!(file.items[1].results[0].property("image"), "");
+    }
+
     fn sample() -> ReportFile {
         build(
             &ReportContext {
@@ -690,7 +854,7 @@ mod tests {
     fn a_written_report_reads_back_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/report.json");
-        write(&path, &sample()).unwrap();
+        write_atomically(&path, &serde_json::to_vec_pretty(&sample()).unwrap()).unwrap();
         let back = read(&path).unwrap();
         assert_eq!(back, sample());
         assert_eq!(
