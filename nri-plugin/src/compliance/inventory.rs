@@ -39,8 +39,8 @@ impl Inventory {
     /// a reconnection); `None` at the first registration.
     pub fn replace(
         &self,
-        pods: &[nri::PodSandbox],
-        containers: &[nri::Container],
+        pods: Vec<nri::PodSandbox>,
+        containers: Vec<nri::Container>,
     ) -> Option<HashSet<String>> {
         let mut known = self.lock();
         let before = known
@@ -49,13 +49,13 @@ impl Inventory {
         known.synchronized = true;
         known.changes += 1;
         known.pods = pods
-            .iter()
-            .map(|p| (p.id.clone(), Arc::new(p.clone())))
+            .into_iter()
+            .map(|p| (p.id.clone(), Arc::new(p)))
             .collect();
         known.containers = containers
-            .iter()
+            .into_iter()
             .filter(|c| c.state != ContainerState::ContainerStopped as i32)
-            .map(|c| (c.id.clone(), Arc::new(c.clone())))
+            .map(|c| (c.id.clone(), Arc::new(c)))
             .collect();
         before
     }

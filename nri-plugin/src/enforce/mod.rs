@@ -73,7 +73,7 @@ pub trait Enforcement: Send + Sync + 'static {
     ) -> Result<(), Refusal>;
 
     /// `Synchronize` delivered everything that exists (all its parts together).
-    fn synchronized(self: &Arc<Self>, pods: &[nri::PodSandbox], containers: &[nri::Container]);
+    fn synchronized(self: &Arc<Self>, pods: Vec<nri::PodSandbox>, containers: Vec<nri::Container>);
 
     /// A container stopped or was removed.
     fn stopped(&self, container_id: &str);

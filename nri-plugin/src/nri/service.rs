@@ -169,7 +169,7 @@ impl<E: Enforcement> PluginService<E> {
                     containers = containers.len(),
                     "synchronized"
                 );
-                self.node.synchronized(&pods, &containers);
+                self.node.synchronized(pods, containers);
                 Ok(nri::SynchronizeResponse::default().encode_to_vec())
             }
             method::CREATE_CONTAINER => {

@@ -486,7 +486,7 @@ async fn the_state_file_is_left_alone_until_the_first_synchronize() {
     assert_eq!(std::fs::read_to_string(&state).unwrap(), previous);
     let known = plugin
         .auditor
-        .take_inventory(&[pod()], &[running("c-old"), running("c-new")]);
+        .take_inventory(vec![pod()], vec![running("c-old"), running("c-new")]);
     assert_eq!(known, Some(["c-old".to_string()].into()));
     plugin.auditor.persist_state().await;
     let written: serde_json::Value =
