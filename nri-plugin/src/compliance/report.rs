@@ -432,7 +432,7 @@ impl Serialize for Findings<'_> {
 /// When the directory cannot be written.
 pub fn write_findings(path: &Path, findings: Findings<'_>) -> std::io::Result<()> {
     write_atomically_with(path, |out| {
-        serde_json::to_writer_pretty(&mut *out, &findings).map_err(std::io::Error::other)?;
+        serde_json::to_writer(&mut *out, &findings).map_err(std::io::Error::other)?;
         out.write_all(b"\n")
     })
 }

@@ -198,7 +198,7 @@ async fn a_policy_reload_re_audits_what_runs_by_the_new_policy() {
             &report,
             &[
                 "\"policy-reload\"",
-                "\"nodeguard.io/policy-generation\": \"2\"",
+                "\"nodeguard.io/policy-generation\":\"2\"",
             ],
         )
     })
