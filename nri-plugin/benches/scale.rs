@@ -90,9 +90,13 @@ fn pod(i: usize) -> nri::PodSandbox {
     }
 }
 
+fn container_id(i: usize) -> String {
+    format!("c{i:063x}")
+}
+
 fn container(i: usize, pod: &nri::PodSandbox) -> nri::Container {
     nri::Container {
-        id: format!("c{i:063x}"),
+        id: container_id(i),
         pod_sandbox_id: pod.id.clone(),
         name: format!("app-{}", i % PER_POD),
         state: nri::ContainerState::ContainerRunning as i32,
@@ -117,10 +121,26 @@ fn container(i: usize, pod: &nri::PodSandbox) -> nri::Container {
         ]
         .into(),
         args: vec!["/server".into(), "--port=8080".into()],
-        env: vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            "KUBERNETES_SERVICE_HOST=10.96.0.1".into(),
-        ],
+        // PATH, and the variables the kubelet adds for every Service of the namespace (four
+        // here, six variables each).
+        env: std::iter::once(
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        )
+        .chain(
+            ["KUBERNETES", "WEB", "CART", "REDIS"]
+                .iter()
+                .flat_map(|svc| {
+                    [
+                        format!("{svc}_SERVICE_HOST=10.96.0.1"),
+                        format!("{svc}_SERVICE_PORT=443"),
+                        format!("{svc}_PORT=tcp://10.96.0.1:443"),
+                        format!("{svc}_PORT_443_TCP=tcp://10.96.0.1:443"),
+                        format!("{svc}_PORT_443_TCP_PROTO=tcp"),
+                        format!("{svc}_PORT_443_TCP_ADDR=10.96.0.1"),
+                    ]
+                }),
+        )
+        .collect(),
         mounts: vec![nri::Mount {
             destination: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
             r#type: "bind".into(),
@@ -188,22 +208,36 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// One size, in this process: prints one tab-separated line of figures.
-async fn run(n: usize) {
-    let rss_start = rss_kib();
+/// Writes the encoded `Synchronize` parts of a node with `n` containers into `dir`
+/// (`part-000.pb`, ...), so that the measuring process holds only their bytes, as nodeguard
+/// holds what it reads off the socket.
+fn write_parts(n: usize, dir: &std::path::Path) {
     let pods: Vec<nri::PodSandbox> = (0..n.div_ceil(PER_POD)).map(pod).collect();
     let containers: Vec<nri::Container> =
         (0..n).map(|i| container(i, &pods[i / PER_POD])).collect();
-    let ids = containers.iter().map(|c| c.id.clone()).collect();
-    let payloads: Vec<Vec<u8>> = split(pods, containers)
+    for (i, part) in split(pods, containers).iter().enumerate() {
+        std::fs::write(dir.join(format!("part-{i:03}.pb")), part.encode_to_vec())
+            .expect("part written");
+    }
+}
+
+/// One size, in this process, from the parts in `dir`: prints one tab-separated line.
+async fn run(n: usize, dir: &std::path::Path) {
+    let rss_start = rss_kib();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("parts")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pb"))
+        .collect();
+    files.sort();
+    let payloads: Vec<Vec<u8>> = files
         .iter()
-        .map(prost::Message::encode_to_vec)
+        .map(|f| std::fs::read(f).expect("part read"))
         .collect();
     let parts = payloads.len();
     let bytes: usize = payloads.iter().map(Vec::len).sum();
-
-    let dir = std::env::temp_dir().join(format!("nodeguard-scale-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    // containerd's task list: the ids `container` gives.
+    let ids = (0..n).map(container_id).collect();
     let policy = policy_core::Policy::parse("twelve-rules.yaml", POLICY).expect("policy");
     let enforcer = Arc::new(Enforcer::new(
         Loaded::first(policy),
@@ -250,23 +284,19 @@ async fn run(n: usize) {
         rss_start as f64 / 1024.0,
         rss_end as f64 / 1024.0,
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(n) = args
-        .iter()
-        .position(|a| a == "--child")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-    {
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let n: usize = args[i + 1].parse().expect("a container count");
+        let dir = std::path::PathBuf::from(&args[i + 2]);
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("a tokio runtime")
-            .block_on(run(n));
+            .block_on(run(n, &dir));
         return;
     }
     println!(
@@ -274,10 +304,18 @@ fn main() {
     );
     let exe = std::env::current_exe().expect("own path");
     for n in [1_000usize, 10_000] {
+        let dir = std::env::temp_dir().join(format!("nodeguard-scale-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        write_parts(n, &dir);
         let out = std::process::Command::new(&exe)
-            .args(["--child", &n.to_string()])
+            .args([
+                "--child",
+                &n.to_string(),
+                dir.to_str().expect("a UTF-8 path"),
+            ])
             .output()
             .expect("the child runs");
+        let _ = std::fs::remove_dir_all(&dir);
         assert!(
             out.status.success(),
             "{}",

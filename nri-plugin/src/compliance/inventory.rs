@@ -19,6 +19,15 @@ struct Known {
     synchronized: bool,
 }
 
+/// A container as the inventory keeps it: without what no container view reads (arguments,
+/// environment, hooks), which on a real node is most of its size (every Service's variables).
+fn slim(mut container: nri::Container) -> nri::Container {
+    container.args = Vec::new();
+    container.env = Vec::new();
+    container.hooks = None;
+    container
+}
+
 /// The containers running on the node, as NRI told nodeguard: replaced at every
 /// `Synchronize`, added to when a container starts, and pruned before every compliance audit to
 /// the tasks containerd still runs ([`Inventory::retain_live`]). nodeguard does not subscribe to
@@ -55,7 +64,7 @@ impl Inventory {
         known.containers = containers
             .into_iter()
             .filter(|c| c.state != ContainerState::ContainerStopped as i32)
-            .map(|c| (c.id.clone(), Arc::new(c)))
+            .map(|c| (c.id.clone(), Arc::new(slim(c))))
             .collect();
         before
     }
@@ -67,7 +76,7 @@ impl Inventory {
         known.pods.insert(pod.id.clone(), Arc::new(pod.clone()));
         known
             .containers
-            .insert(container.id.clone(), Arc::new(container.clone()));
+            .insert(container.id.clone(), Arc::new(slim(container.clone())));
     }
 
     /// A container stopped or was removed.
@@ -191,4 +200,53 @@ pub fn write_state(path: &std::path::Path, ids: Vec<String>) -> std::io::Result<
     };
     let json = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
     report::write_atomically(path, &json)
+}
+
+#[cfg(test)]
+mod slim_tests {
+    use super::*;
+    use nodeguard_views::nri::Create;
+    use policy_core::view::ContainerView;
+
+    #[test]
+    fn a_slim_container_gives_the_same_view() {
+        let pod = nri::PodSandbox {
+            id: "sb".into(),
+            name: "web".into(),
+            namespace: "prod".into(),
+            ..Default::default()
+        };
+        let container = nri::Container {
+            id: "c1".into(),
+            pod_sandbox_id: "sb".into(),
+            name: "app".into(),
+            args: vec!["/server".into()],
+            env: vec!["KUBERNETES_SERVICE_HOST=10.96.0.1".into()],
+            hooks: Some(nri::Hooks::default()),
+            annotations: [(
+                "io.kubernetes.cri.image-name".to_string(),
+                "registry.corp/web:1".to_string(),
+            )]
+            .into(),
+            mounts: vec![nri::Mount {
+                destination: "/data".into(),
+                r#type: "bind".into(),
+                source: "/srv".into(),
+                options: vec![],
+            }],
+            ..Default::default()
+        };
+        let slimmed = slim(container.clone());
+        assert!(slimmed.env.is_empty() && slimmed.args.is_empty() && slimmed.hooks.is_none());
+        assert_eq!(
+            ContainerView::from(Create {
+                pod: &pod,
+                container: &slimmed
+            }),
+            ContainerView::from(Create {
+                pod: &pod,
+                container: &container
+            })
+        );
+    }
 }
