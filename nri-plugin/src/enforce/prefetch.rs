@@ -22,18 +22,26 @@ pub const CAPACITY: usize = 1024;
 /// How long a read-ahead spec stays usable: a start later than this reads on demand.
 pub const TTL: Duration = Duration::from_secs(300);
 
+/// One container's read-ahead.
 #[derive(Debug)]
-enum Slot {
-    /// A read is under way; `ticket` names it, so that a read outlived by an update or a
-    /// newer read is not stored.
-    Reading { ticket: u64 },
-    /// The spec, read at `at`.
-    Ready { spec: Arc<RuntimeSpec>, at: Instant },
+struct Slot {
+    /// The read that filled (or is filling) it, numbered in the order reads began: a read
+    /// outlived by an update or by a newer read does not match, and the smallest is the oldest.
+    ticket: u64,
+    /// The spec and when it was read; `None` while the read is under way.
+    ready: Option<(Arc<RuntimeSpec>, Instant)>,
+}
+
+impl Slot {
+    /// Whether read `ticket` is the one under way here.
+    fn reading(&self, ticket: Ticket) -> bool {
+        self.ticket == ticket.0 && self.ready.is_none()
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    slots: HashMap<String, (u64, Slot)>,
+    slots: HashMap<String, Slot>,
     next: u64,
 }
 
@@ -58,20 +66,23 @@ impl Prefetched {
         let mut inner = self.lock();
         inner.next += 1;
         let ticket = inner.next;
-        if inner.slots.len() >= CAPACITY && !inner.slots.contains_key(id) {
-            // Entries are numbered in the order they began: the smallest is the oldest.
-            if let Some(oldest) = inner
+        if inner.slots.len() >= CAPACITY
+            && !inner.slots.contains_key(id)
+            && let Some(oldest) = inner
                 .slots
                 .iter()
-                .min_by_key(|(_, (order, _))| *order)
+                .min_by_key(|(_, slot)| slot.ticket)
                 .map(|(id, _)| id.clone())
-            {
-                inner.slots.remove(&oldest);
-            }
+        {
+            inner.slots.remove(&oldest);
         }
-        inner
-            .slots
-            .insert(id.to_string(), (ticket, Slot::Reading { ticket }));
+        inner.slots.insert(
+            id.to_string(),
+            Slot {
+                ticket,
+                ready: None,
+            },
+        );
         Ticket(ticket)
     }
 
@@ -79,43 +90,39 @@ impl Prefetched {
     /// again meanwhile; returns whether it was stored.
     pub fn finish(&self, id: &str, ticket: Ticket, spec: RuntimeSpec, now: Instant) -> bool {
         let mut inner = self.lock();
-        let Some((_, slot)) = inner.slots.get_mut(id) else {
-            return false;
-        };
-        if !matches!(slot, Slot::Reading { ticket: t } if *t == ticket.0) {
-            return false;
+        match inner.slots.get_mut(id) {
+            Some(slot) if slot.reading(ticket) => {
+                slot.ready = Some((Arc::new(spec), now));
+                true
+            }
+            _ => false,
         }
-        *slot = Slot::Ready {
-            spec: Arc::new(spec),
-            at: now,
-        };
-        true
     }
 
     /// Drops the read `ticket` (it failed or gave up), unless a newer one replaced it.
     pub fn abandon(&self, id: &str, ticket: Ticket) {
         let mut inner = self.lock();
-        if matches!(inner.slots.get(id), Some((_, Slot::Reading { ticket: t })) if *t == ticket.0) {
+        if inner.slots.get(id).is_some_and(|slot| slot.reading(ticket)) {
             inner.slots.remove(id);
         }
     }
 
     /// Whether the read `ticket` is still wanted (the container was not forgotten meanwhile).
     pub fn wanted(&self, id: &str, ticket: Ticket) -> bool {
-        matches!(self.lock().slots.get(id), Some((_, Slot::Reading { ticket: t })) if *t == ticket.0)
+        self.lock()
+            .slots
+            .get(id)
+            .is_some_and(|slot| slot.reading(ticket))
     }
 
     /// Takes the spec read ahead for `id`, if it is there and younger than [`TTL`] at `now`.
     /// A read still under way is left alone (the caller reads on demand).
     pub fn take(&self, id: &str, now: Instant) -> Option<Arc<RuntimeSpec>> {
         let mut inner = self.lock();
-        match inner.slots.get(id) {
-            Some((_, Slot::Ready { .. })) => match inner.slots.remove(id) {
-                Some((_, Slot::Ready { spec, at })) if now.duration_since(at) < TTL => Some(spec),
-                _ => None,
-            },
-            _ => None,
-        }
+        // A read under way stays; only a finished one is taken.
+        inner.slots.get(id)?.ready.as_ref()?;
+        let (spec, at) = inner.slots.remove(id)?.ready?;
+        (now.duration_since(at) < TTL).then_some(spec)
     }
 
     /// Forgets `id`: its spec may have changed (an update), or it is gone.

@@ -83,15 +83,10 @@ enum Stored {
 pub struct MemorySpecs {
     specs: Arc<Mutex<HashMap<String, Stored>>>,
     kills: Arc<Mutex<Vec<(String, i32)>>>,
-    tasks: Arc<Mutex<Tasks>>,
+    /// containerd's task list. Tests that do not model tasks leave it `None`: listing then
+    /// fails as on a containerd that cannot answer, and audits judge the inventory NRI reported.
+    tasks: Arc<Mutex<Option<HashSet<String>>>>,
     reads: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-/// containerd's task list. Tests that do not model tasks leave it `None`: listing then fails
-/// as on a containerd that cannot answer, and audits judge the inventory NRI reported.
-#[derive(Debug, Default)]
-struct Tasks {
-    live: Option<HashSet<String>>,
 }
 
 impl MemorySpecs {
@@ -124,7 +119,7 @@ impl MemorySpecs {
 
     /// containerd's task list holds exactly `ids`, all running.
     pub fn set_tasks(&self, ids: &[&str]) {
-        self.tasks().live = Some(ids.iter().map(|id| (*id).to_string()).collect());
+        *self.tasks() = Some(ids.iter().map(|id| (*id).to_string()).collect());
     }
 
     /// Container `id`'s record is gone (removed): no spec, no task.
@@ -135,17 +130,17 @@ impl MemorySpecs {
 
     /// From now on listing the tasks fails, as on a containerd that cannot answer.
     pub fn fail_task_list(&self) {
-        self.tasks().live = None;
+        *self.tasks() = None;
     }
 
     /// Container `id`'s task exited: it leaves the task list (its record stays).
     pub fn exit(&self, id: &str) {
-        if let Some(live) = &mut self.tasks().live {
+        if let Some(live) = &mut *self.tasks() {
             live.remove(id);
         }
     }
 
-    fn tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {
+    fn tasks(&self) -> std::sync::MutexGuard<'_, Option<HashSet<String>>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -203,13 +198,10 @@ impl ContainerdApi for MemorySpecs {
 
     /// The task list set by [`MemorySpecs::set_tasks`]; an error when none was set.
     async fn live_tasks(&self) -> Result<HashSet<String>, ContainerdError> {
-        self.tasks()
-            .live
-            .clone()
-            .ok_or_else(|| ContainerdError::Call {
-                call: "Tasks.List",
-                status: Box::new(tonic::Status::unavailable("no task list in this test")),
-            })
+        self.tasks().clone().ok_or_else(|| ContainerdError::Call {
+            call: "Tasks.List",
+            status: Box::new(tonic::Status::unavailable("no task list in this test")),
+        })
     }
 }
 
