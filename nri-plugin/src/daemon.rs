@@ -57,6 +57,11 @@ pub struct ServeFlags {
     /// rejected and the last good policy stays in force.
     #[arg(long, default_value = "4MiB", value_parser = size::parse_size)]
     pub max_policy_size: u64,
+    /// What the node would not enforce (a Gatekeeper kind nodeguard does not implement, a
+    /// parameter that needs the API server) makes the policy invalid: at start, an error;
+    /// at a reload, a rejected change.
+    #[arg(long)]
+    pub strict: bool,
     /// The runtime's NRI socket.
     #[arg(long, default_value = "/var/run/nri/nri.sock")]
     pub nri_socket: PathBuf,
@@ -179,9 +184,10 @@ impl DaemonConfig {
             paths,
             profile: flags.profile.map(Profile::level),
             max_size: flags.max_policy_size,
+            strict: flags.strict,
         };
         let policy = match policy_path.read() {
-            Ok(sources) => match sources.compile() {
+            Ok(sources) => match policy_path.compile(&sources) {
                 Ok(policy) => Some((sources, policy)),
                 Err(e) => {
                     problems.push(format!("--policy: {e}"));

@@ -755,6 +755,21 @@ fn gatekeeper_constraints_are_policy_for_check_and_validate() {
     );
     let out = nodeguard(&["policy", "validate", "--strict", &library]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // `check` says what it does not judge, and --strict makes that unusable input.
+    let pod = pod.display().to_string();
+    let out = nodeguard(&["check", "--policy", &unenforceable, &pod]);
+    assert!(
+        stderr(&out).contains("note: not judged: ") && stderr(&out).contains("K8sRequiredProbes"),
+        "{}",
+        stderr(&out)
+    );
+    let out = nodeguard(&["check", "--strict", "--policy", &unenforceable, &pod]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unenforceable.yaml:3:1: kind: nodeguard does not implement"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

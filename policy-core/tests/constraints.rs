@@ -241,6 +241,24 @@ fn what_a_node_cannot_enforce_is_a_located_note_never_a_silent_pass() {
     )
     .unwrap();
     assert_eq!(policy.names().count(), 0);
+    // The kind it does not implement and the match it cannot see stay in the policy, with no
+    // check: the containers in their scope are listed as skipped for them.
+    assert_eq!(
+        policy.not_enforced_names().collect::<Vec<_>>(),
+        [
+            "K8sRequiredProbes/must-have-probes",
+            "K8sPSPHostNamespace/host-namespace-by-label"
+        ]
+    );
+    let mut view = compliant();
+    view.pod.namespace = "prod".into();
+    let skipped: Vec<(&str, &str)> = policy.not_enforced(&view).collect();
+    assert_eq!(skipped.len(), 2);
+    assert_eq!(
+        skipped[1].1,
+        "its match.namespaceSelector needs namespace labels, which the node does not have"
+    );
+    assert!(evaluate(&policy, &view).is_clean());
     let notes: Vec<(usize, &str, &str)> = policy
         .notes()
         .iter()

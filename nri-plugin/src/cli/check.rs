@@ -380,6 +380,10 @@ pub struct CheckArgs {
     /// rejected and the last good policy stays in force.
     #[arg(long, default_value = "4MiB", value_parser = size::parse_size)]
     pub max_policy_size: u64,
+    /// What the node would not judge (a Gatekeeper kind nodeguard does not implement, a
+    /// parameter that needs the API server) is an error (exit 2), not a note.
+    #[arg(long)]
+    pub strict: bool,
     /// A Pod Security Standards level, alone or beside the policy files.
     #[arg(long, value_enum)]
     pub profile: Option<Profile>,
@@ -411,6 +415,7 @@ pub fn run(args: &CheckArgs) -> std::process::ExitCode {
         paths: args.policy.clone(),
         profile: args.profile.map(Profile::level),
         max_size: args.max_policy_size,
+        strict: args.strict,
     };
     let policy = match source.load() {
         Ok(policy) => policy,

@@ -26,6 +26,9 @@ use report::{ContainerFindings, Outcome, ReportContext};
 /// Where `nodeguard serve` keeps the ids of the containers it knows to run.
 pub const DEFAULT_STATE: &str = "/var/lib/nodeguard/containers.json";
 
+/// The rule id of a report's result for a constraint the node cannot judge (a kind nodeguard
+/// does not implement, a match that needs the API server): its outcome is `skip`.
+pub const NOT_ENFORCED: &str = "not-enforced";
 /// SIGTERM.
 const SIGTERM: i32 = 15;
 /// SIGKILL.
@@ -214,6 +217,16 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                         ),
                     },
                 }
+            }
+            // A constraint the node cannot judge: its containers are skipped for it, not passed.
+            for (name, why) in policy.not_enforced(&view) {
+                results.push((
+                    name.to_string(),
+                    NOT_ENFORCED,
+                    Outcome::Skip,
+                    Effect::Disabled,
+                    format!("not judged on the node: {why}"),
+                ));
             }
             let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));
             enforcer.write_record(

@@ -47,6 +47,11 @@ struct MethodLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    policy: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: &'static str,
 }
@@ -186,6 +191,8 @@ pub struct Metrics {
     report_write_failures: Counter,
     malformed_requests: Family<MethodLabels, Counter>,
     spec_reads: Family<SourceLabels, Counter>,
+    policy_notes: Gauge,
+    policy_not_enforced: Family<PolicyLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -275,6 +282,16 @@ impl Metrics {
             "start_specs",
             "Container OCI specs judged at StartContainer, by source: prefetched (read after the create, off the request path) or on_demand (read inside the request)",
         );
+        let policy_notes: Gauge = registered(
+            &mut registry,
+            "policy_notes",
+            "What the policy in force asks that the node does not enforce: constraints and parameters `nodeguard policy validate` lists as notes",
+        );
+        let policy_not_enforced: Family<PolicyLabels, Gauge> = registered(
+            &mut registry,
+            "policy_not_enforced",
+            "1 for each constraint of the policy in force the node cannot judge (a kind nodeguard does not implement, a match that needs the API server); its containers are skipped in the report",
+        );
         registry.register_collector(Box::new(Sources(sources)));
         Metrics {
             registry,
@@ -293,6 +310,22 @@ impl Metrics {
             report_write_failures,
             malformed_requests,
             spec_reads,
+            policy_notes,
+            policy_not_enforced,
+        }
+    }
+
+    /// Records what the policy now in force does not enforce.
+    pub fn policy_in_force(&self, policy: &policy_core::Policy) {
+        self.policy_notes
+            .set(i64::try_from(policy.notes().len()).unwrap_or(i64::MAX));
+        self.policy_not_enforced.clear();
+        for name in policy.not_enforced_names() {
+            self.policy_not_enforced
+                .get_or_create(&PolicyLabels {
+                    policy: name.to_string(),
+                })
+                .set(1);
         }
     }
 
@@ -568,6 +601,27 @@ mod tests {
         let text = m.encode();
         assert!(text.contains("nodeguard_policy_generation 2"));
         assert!(text.contains("nodeguard_policy_last_reload_success 1"));
+    }
+
+    #[test]
+    fn what_the_policy_does_not_enforce_is_exposed_and_replaced_at_reload() {
+        let m = Metrics::default();
+        let policy = policy_core::Policy::parse(
+            "c.yaml",
+            "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sNoSuchKind\nmetadata: {name: x}\n",
+        )
+        .unwrap();
+        m.policy_in_force(&policy);
+        let text = m.encode();
+        assert!(text.contains("nodeguard_policy_notes 1"), "{text}");
+        assert!(
+            text.contains(r#"nodeguard_policy_not_enforced{policy="K8sNoSuchKind/x"} 1"#),
+            "{text}"
+        );
+        m.policy_in_force(&policy_core::Policy::default());
+        let text = m.encode();
+        assert!(text.contains("nodeguard_policy_notes 0"), "{text}");
+        assert!(!text.contains("K8sNoSuchKind/x"), "{text}");
     }
 
     #[test]

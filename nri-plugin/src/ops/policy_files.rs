@@ -170,6 +170,8 @@ pub struct PolicyPath {
     pub profile: Option<PssLevel>,
     /// The most the files may hold together, in bytes.
     pub max_size: u64,
+    /// Whether what the node would not enforce (a policy's notes) makes the policy invalid.
+    pub strict: bool,
 }
 
 impl PolicyPath {
@@ -179,6 +181,7 @@ impl PolicyPath {
             paths: vec![path.into()],
             profile: None,
             max_size: DEFAULT_MAX_SIZE,
+            strict: false,
         }
     }
 
@@ -218,7 +221,20 @@ impl PolicyPath {
     /// # Errors
     /// As [`load`].
     pub fn load(&self) -> Result<Policy, LoadError> {
-        Ok(self.read()?.compile()?)
+        Ok(self.compile(&self.read()?)?)
+    }
+
+    /// Compiles `sources`, read from these paths; with [`PolicyPath::strict`], notes are errors.
+    ///
+    /// # Errors
+    /// Every mistake in the sources (and, strict, every note).
+    pub fn compile(&self, sources: &Sources) -> Result<Policy, PolicyErrors> {
+        let policy = sources.compile()?;
+        if self.strict {
+            policy.into_strict()
+        } else {
+            Ok(policy)
+        }
     }
 
     /// The paths, for messages: `a.yaml, dir/` (and the profile).

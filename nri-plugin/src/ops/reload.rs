@@ -91,6 +91,7 @@ impl Reloader {
         metrics: Arc<Metrics>,
     ) -> Self {
         metrics.policy_initial();
+        metrics.policy_in_force(&policy.load().policy);
         Reloader {
             path,
             policy,
@@ -128,7 +129,8 @@ impl Reloader {
             return ReloadOutcome::Unchanged;
         }
         state.seen = seen;
-        let compiled = read.and_then(|sources| sources.compile().map_err(LoadError::from));
+        let compiled =
+            read.and_then(|sources| self.path.compile(&sources).map_err(LoadError::from));
         match compiled {
             Ok(policy) => {
                 state.last_error = None;
@@ -145,6 +147,7 @@ impl Reloader {
                 }
                 self.policy.store(Arc::new(Loaded { generation, policy }));
                 self.metrics.policy_load(true, generation);
+                self.metrics.policy_in_force(&self.policy.load().policy);
                 ReloadOutcome::Reloaded { generation }
             }
             Err(e) => {

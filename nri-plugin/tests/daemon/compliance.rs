@@ -112,6 +112,51 @@ async fn registration_writes_a_policy_report_of_every_running_container() {
 }
 
 #[tokio::test]
+async fn a_constraint_the_node_cannot_judge_skips_its_containers_in_the_report_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    // A kind nodeguard does not implement, limited to another namespace's pods: the one pod
+    // here is skipped for the first only, and passes the NodePolicy.
+    let policy = format!(
+        "{POLICY}---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredProbes\nmetadata: {{name: probes}}\nspec:\n  parameters: {{probes: [readinessProbe]}}\n---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredProbes\nmetadata: {{name: probes-elsewhere}}\nspec:\n  match: {{namespaces: [prod]}}\n"
+    );
+    let daemon = Daemon::start(report_plugin(&dir, &policy, Duration::ZERO));
+    let plugin = &daemon.plugin;
+    plugin.specs.insert("c-ok", &compliant_spec());
+    let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+    runtime.registration().await;
+    synchronize(&runtime, vec![pod()], vec![running("c-ok")]).await;
+
+    let path = dir.path().join("report.json");
+    wait_until("the report", || path.exists()).await;
+    let r = report::read(&path).unwrap();
+    let results = results_of(&r, "c-ok");
+    let skipped: Vec<(&str, &str, &str)> = results
+        .iter()
+        .filter(|res| res.result == Outcome::Skip)
+        .map(|res| (res.policy.as_str(), res.rule.as_str(), res.message.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [(
+            "K8sRequiredProbes/probes",
+            "not-enforced",
+            "not judged on the node: nodeguard does not implement the kind K8sRequiredProbes"
+        )]
+    );
+    assert!(
+        results
+            .iter()
+            .filter(|res| res.policy == "daemon-test")
+            .all(|res| res.result == Outcome::Pass)
+    );
+    assert_eq!(r.items[0].summary.skip, 1);
+    let metrics = plugin.metrics.encode();
+    let line = r#"nodeguard_compliance_containers{result="skip"} 1"#;
+    assert!(metrics.contains(line), "{line} not in {metrics}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn containers_started_while_nodeguard_was_away_are_named_at_the_next_registration() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.json");

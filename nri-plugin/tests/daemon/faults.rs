@@ -161,3 +161,45 @@ async fn policy_files_replaced_by_garbage_emptied_deleted_bombs_or_oversized_lea
     assert_eq!(judged("docker.io/evil/x:1").await, Ok(()));
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn what_a_reloaded_policy_cannot_enforce_replaces_the_last_ones_in_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    let unjudged = |names: &[&str]| {
+        let mut text = POLICY.to_string();
+        for name in names {
+            text.push_str(&format!(
+                "---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredProbes\nmetadata: {{name: {name}}}\n"
+            ));
+        }
+        text
+    };
+    std::fs::write(&file, unjudged(&["first"])).unwrap();
+    let path = PolicyPath::new(&file);
+    let sources = path.read().unwrap();
+    let plugin = Plugin::new();
+    plugin.policy.store(Arc::new(Loaded {
+        generation: 1,
+        policy: sources.compile().unwrap(),
+    }));
+    let metrics = Arc::clone(&plugin.metrics);
+    let reloader = Reloader::new(
+        path,
+        Arc::clone(&plugin.policy),
+        sources,
+        Arc::clone(&metrics),
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"nodeguard_policy_not_enforced{policy="K8sRequiredProbes/first"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("nodeguard_policy_notes 1"), "{text}");
+    std::fs::write(&file, unjudged(&["second", "third"])).unwrap();
+    assert_eq!(reloader.check(), ReloadOutcome::Reloaded { generation: 2 });
+    let text = metrics.encode();
+    assert!(!text.contains("K8sRequiredProbes/first"), "{text}");
+    assert!(text.contains(r#"nodeguard_policy_not_enforced{policy="K8sRequiredProbes/third"} 1"#));
+    assert!(text.contains("nodeguard_policy_notes 2"), "{text}");
+}

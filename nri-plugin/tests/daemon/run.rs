@@ -298,6 +298,30 @@ async fn every_flag_problem_is_reported_at_once_before_any_socket() {
 }
 
 #[tokio::test]
+async fn serve_strict_refuses_a_policy_the_node_would_not_wholly_enforce() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!("{POLICY}---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredProbes\nmetadata: {{name: probes}}\n"),
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap();
+    let (config, _) =
+        DaemonConfig::validate(flags(&["--policy", policy]), |_| None, || None).expect("valid");
+    assert_eq!(config.policy.not_enforced_names().count(), 1);
+    let problems =
+        DaemonConfig::validate(flags(&["--strict", "--policy", policy]), |_| None, || None)
+            .expect_err("strict");
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0]
+            .contains("policy.yaml:21:1: kind: nodeguard does not implement the Gatekeeper kind"),
+        "{problems:#?}"
+    );
+}
+
+#[tokio::test]
 async fn an_empty_report_or_state_file_turns_them_off_in_every_documented_form() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");

@@ -23,6 +23,10 @@ pub(super) struct CompiledDocument {
     pub(super) name: Arc<str>,
     pub(super) scope: Scope,
     pub(super) checks: Vec<Check>,
+    /// Why the node cannot judge this document (a Gatekeeper constraint of a kind nodeguard
+    /// does not implement, or that needs the API server): it has no checks, and the containers
+    /// in its scope are listed as skipped for it ([`super::Policy::not_enforced`]).
+    pub(super) not_enforced: Option<Arc<str>>,
 }
 
 pub(super) fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument> {
@@ -103,6 +107,7 @@ pub(super) fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<Compi
     }
     let scope = scope?;
     ok.then(|| CompiledDocument {
+        not_enforced: None,
         name: Arc::from(name),
         scope,
         checks,

@@ -206,11 +206,22 @@ fn effect(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Effect> {
     best
 }
 
-/// The scope `match` describes for pods on the node; `None` when it can never match one, or
-/// needs what the node does not have (each noted).
-fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Option<Scope>> {
+/// What `match` says of pods on the node.
+enum Matches {
+    /// The pods of this scope.
+    Pods(Scope),
+    /// No pod ever (noted).
+    Never,
+    /// The pods of this scope, narrowed by what the node cannot see (noted): the node cannot
+    /// judge the constraint, and lists the scope's containers as skipped for it.
+    Unknowable(Scope, &'static str),
+}
+
+/// The scope `match` describes for pods on the node; `None` when it is invalid (errors
+/// recorded).
+fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Matches> {
     let Some(raw) = spec.get("match") else {
-        return Some(Some(Scope::default()));
+        return Some(Matches::Pods(Scope::default()));
     };
     let m: MatchRaw = ctx.typed("spec.match", raw)?;
     let mut ok = true;
@@ -240,12 +251,15 @@ fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Option<Scope>> {
         );
         applies = false;
     }
+    let mut unknowable = None;
     if m.namespace_selector.is_some() {
         ctx.note(
             "spec.match.namespaceSelector",
             "namespaceSelector needs namespace labels, which a node does not have: the constraint is not enforced on the node",
         );
-        applies = false;
+        unknowable = Some(
+            "its match.namespaceSelector needs namespace labels, which the node does not have",
+        );
     }
     let mut wildcards = |ctx: &mut Ctx<'_>, path: &str, patterns: &[String]| -> Option<Globs> {
         for (i, p) in patterns.iter().enumerate() {
@@ -275,13 +289,18 @@ fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Option<Scope>> {
     if !ok {
         return None;
     }
-    Some(applies.then(|| Scope {
+    let scope = Scope {
         namespaces,
         excluded_namespaces: excluded,
         pod_selector: selector,
         pod_names: names,
         ..Scope::default()
-    }))
+    };
+    Some(match (applies, unknowable) {
+        (false, _) => Matches::Never,
+        (true, Some(why)) => Matches::Unknowable(scope, why),
+        (true, None) => Matches::Pods(scope),
+    })
 }
 
 /// A constraint's parameters of one kind: the list it needs, whether it is given.
@@ -308,9 +327,19 @@ fn unknown_parameters(ctx: &mut Ctx<'_>, kind: &str, params: &Value, known: &[&s
     }
 }
 
-/// The check of one kind with its parameters; `None` when the kind is not one nodeguard
-/// implements, or its parameters make Gatekeeper report nothing (each noted).
-fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Option<Rule>> {
+/// What a kind with its parameters comes to on the node.
+enum Judged {
+    /// A check.
+    Check(Rule),
+    /// Nothing: Gatekeeper reports nothing with these parameters (noted).
+    Silent,
+    /// The node cannot judge it (noted), for this reason.
+    NotOnNode(String),
+}
+
+/// The check of one kind with its parameters; `None` when the parameters are invalid (errors
+/// recorded).
+fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
     let exempt = |ctx: &mut Ctx<'_>| -> Option<ExemptImages> {
         Some(ExemptImages::new(
             strings(ctx, params, "exemptImages")?.unwrap_or_default(),
@@ -486,9 +515,11 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Option<Rule>> {
         _ => {
             ctx.note(
                 "kind",
-                format!("nodeguard does not implement the Gatekeeper kind {kind:?} yet: the constraint is not enforced on the node"),
+                format!("nodeguard does not implement the Gatekeeper kind {kind:?}: the constraint is not enforced on the node"),
             );
-            return Some(None);
+            return Some(Judged::NotOnNode(format!(
+                "nodeguard does not implement the kind {kind}"
+            )));
         }
     };
     unknown_parameters(ctx, kind, params, known);
@@ -497,7 +528,9 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Option<Rule>> {
     } else {
         ExemptImages::default()
     };
-    Some(gk.map(|gk| Rule::Gatekeeper(gk, exempt)))
+    Some(gk.map_or(Judged::Silent, |gk| {
+        Judged::Check(Rule::Gatekeeper(gk, exempt))
+    }))
 }
 
 /// The check id a kind's violations carry.
@@ -565,26 +598,38 @@ pub(super) fn compile_constraint(ctx: &mut Ctx<'_>, value: &Value) -> Option<Com
     let scope = scope(ctx, &spec);
     let params = spec.get("parameters").cloned().unwrap_or(Value::Null);
     let rule = if kind.is_empty() {
-        Some(None)
+        Some(Judged::Silent)
     } else {
         rule(ctx, kind, &params)
     };
-    let (Some(scope), Some(rule), true) = (scope, rule, ok) else {
+    let (Some(matches), Some(judged), true, Some(effect)) = (scope, rule, ok, effect) else {
         return None;
     };
-    let (Some(scope), Some(rule), Some(effect)) = (scope, rule, effect) else {
-        return None;
-    };
-    Some(CompiledDocument {
-        name: Arc::from(format!("{kind}/{name}")),
+    let name: Arc<str> = Arc::from(format!("{kind}/{name}"));
+    let not_enforced = |scope, why: &str| CompiledDocument {
+        name: Arc::clone(&name),
         scope,
-        checks: vec![Check {
-            id: rule_id(kind),
-            effect,
-            rule,
-            remediate: Remediation::None,
-            exempt_images: None,
-            exemptions: Vec::new(),
-        }],
-    })
+        checks: Vec::new(),
+        not_enforced: Some(Arc::from(why)),
+    };
+    match (matches, judged) {
+        (Matches::Never, _) | (_, Judged::Silent) => None,
+        (Matches::Pods(scope) | Matches::Unknowable(scope, _), Judged::NotOnNode(why)) => {
+            Some(not_enforced(scope, &why))
+        }
+        (Matches::Unknowable(scope, why), Judged::Check(_)) => Some(not_enforced(scope, why)),
+        (Matches::Pods(scope), Judged::Check(rule)) => Some(CompiledDocument {
+            name: Arc::clone(&name),
+            scope,
+            checks: vec![Check {
+                id: rule_id(kind),
+                effect,
+                rule,
+                remediate: Remediation::None,
+                exempt_images: None,
+                exemptions: Vec::new(),
+            }],
+            not_enforced: None,
+        }),
+    }
 }

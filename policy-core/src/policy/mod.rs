@@ -184,6 +184,7 @@ impl Policy {
                 name,
                 scope: Scope::default(),
                 checks: pss_checks(level, effect, Vec::new()),
+                not_enforced: None,
             }],
             notes: Vec::new(),
         }
@@ -196,9 +197,45 @@ impl Policy {
         &self.notes
     }
 
-    /// Names of the policy documents, in load order.
+    /// The documents the node cannot judge whose scope holds the container of `view`, each as
+    /// `(policy name, why)`: a compliance report lists the container as skipped for them.
+    pub fn not_enforced<'p>(
+        &'p self,
+        view: &'p ContainerView,
+    ) -> impl Iterator<Item = (&'p str, &'p str)> + 'p {
+        self.documents.iter().filter_map(move |d| {
+            let why = d.not_enforced.as_deref()?;
+            d.scope.applies_to(view).then_some((&*d.name, why))
+        })
+    }
+
+    /// The policy, or its notes as errors: what `--strict` asks (nothing accepted that the
+    /// node will not enforce).
+    ///
+    /// # Errors
+    /// Every note, as an error with its place.
+    pub fn into_strict(self) -> Result<Policy, PolicyErrors> {
+        if self.notes.is_empty() {
+            Ok(self)
+        } else {
+            Err(PolicyErrors(self.notes))
+        }
+    }
+
+    /// Names of the documents the node cannot judge (see [`Policy::not_enforced`]).
+    pub fn not_enforced_names(&self) -> impl Iterator<Item = &str> {
+        self.documents
+            .iter()
+            .filter(|d| d.not_enforced.is_some())
+            .map(|d| &*d.name)
+    }
+
+    /// Names of the policy documents the node judges, in load order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.documents.iter().map(|d| &*d.name)
+        self.documents
+            .iter()
+            .filter(|d| d.not_enforced.is_none())
+            .map(|d| &*d.name)
     }
 
     /// Number of checks across all documents (disabled ones excluded).
