@@ -69,13 +69,22 @@ pub fn state_args(report_file: &Path, state_file: &Path) -> Vec<String> {
     ]
 }
 
+/// What `--policy` names.
+#[derive(Debug, Clone)]
+enum PolicySource {
+    /// Policy text, written to `<instance>/nodeguard/policy.yaml`.
+    Text(String),
+    /// A directory of policy files, passed as it is (nodeguard only reads it).
+    Dir(PathBuf),
+}
+
 /// Options for a [`Nodeguard`]; see [`Nodeguard::builder`].
 #[derive(Debug, Clone)]
 pub struct NodeguardBuilder {
     dir: PathBuf,
     nri_socket: PathBuf,
     containerd_socket: PathBuf,
-    policy: String,
+    policy: PolicySource,
     audit_log: PathBuf,
     report_file: PathBuf,
     metrics: bool,
@@ -133,8 +142,14 @@ impl NodeguardBuilder {
                 std::fs::create_dir_all(parent)?;
             }
         }
-        let policy_path = self.dir.join("policy.yaml");
-        std::fs::write(&policy_path, &self.policy)?;
+        let policy_path = match self.policy {
+            PolicySource::Text(text) => {
+                let path = self.dir.join("policy.yaml");
+                std::fs::write(&path, text)?;
+                path
+            }
+            PolicySource::Dir(dir) => dir,
+        };
         let metrics_addr = if self.metrics {
             Some(http::free_loopback_addr()?)
         } else {
@@ -208,11 +223,24 @@ impl Nodeguard {
             report_file: dir.join("report.json"),
             nri_socket: containerd.nri_socket(),
             containerd_socket: containerd.socket(),
-            policy: policy.to_owned(),
+            policy: PolicySource::Text(policy.to_owned()),
             metrics: false,
             extra: Vec::new(),
             wait_registered: true,
             dir,
+        }
+    }
+
+    /// Options for a nodeguard serving `containerd` with the policy files in `dir`
+    /// (`--policy <dir>`, as a mounted ConfigMap is served). nodeguard only reads them; its
+    /// other files go to `<instance>/nodeguard/`.
+    pub fn builder_with_policy_dir(
+        containerd: &Containerd,
+        dir: impl Into<PathBuf>,
+    ) -> NodeguardBuilder {
+        NodeguardBuilder {
+            policy: PolicySource::Dir(dir.into()),
+            ..Nodeguard::builder(containerd, "")
         }
     }
 
@@ -315,7 +343,7 @@ impl Nodeguard {
         Ok(())
     }
 
-    /// The policy file nodeguard reads (and re-reads: see `--reload-interval`).
+    /// The policy file, or directory, nodeguard reads (and re-reads: see `--reload-interval`).
     pub fn policy_path(&self) -> &Path {
         &self.policy_path
     }
@@ -324,8 +352,15 @@ impl Nodeguard {
     /// update does: a reload never reads half a file.
     ///
     /// # Errors
-    /// When the file cannot be written.
+    /// When the file cannot be written, or the policy is a directory
+    /// ([`Nodeguard::builder_with_policy_dir`]).
     pub fn write_policy(&self, text: &str) -> Result<()> {
+        if self.policy_path.is_dir() {
+            bail!(
+                "the policy is the directory {}: write its files",
+                self.policy_path.display()
+            );
+        }
         let tmp = self.dir.join(".policy.yaml.tmp");
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, &self.policy_path)?;

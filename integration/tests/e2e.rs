@@ -4,6 +4,7 @@
 //! `scripts/testbed/setup.sh`; without it they fail and say so.
 
 mod enforcement;
+mod gatekeeper;
 mod harness;
 mod operations;
 mod smoke;
