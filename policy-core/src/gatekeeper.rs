@@ -14,26 +14,36 @@ use crate::findings::{Findings, known};
 use crate::quantity::{Bytes, Millicores};
 use crate::view::{ContainerKind, ContainerView, MountSource};
 
-/// `exemptImages`, as the library's `exempt_container` reads it: an entry ending in `*` is a
-/// prefix (one trailing `*` removed), any other entry must equal the image.
+/// The containers a constraint leaves be: the library's `exemptImages` (Azure's
+/// `excludedImages`), read as its `exempt_container` reads them (an entry ending in `*` is a
+/// prefix, one trailing `*` removed; any other entry must equal the image), and Azure's
+/// `excludedContainers` (container names, compared exactly).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ExemptImages(Vec<String>);
+pub(crate) struct Exempt {
+    images: Vec<String>,
+    containers: Vec<String>,
+}
 
-impl ExemptImages {
-    pub(crate) fn new(entries: Vec<String>) -> Self {
-        ExemptImages(entries)
+impl Exempt {
+    pub(crate) fn new(images: Vec<String>, containers: Vec<String>) -> Self {
+        Exempt { images, containers }
     }
 
-    /// Whether the container's image is exempt. An unknown image is never exempt.
+    /// Whether the container is exempt. An unknown image is never exempt by image.
     pub(crate) fn covers(&self, view: &ContainerView) -> bool {
+        if self.containers.contains(&view.name) {
+            return true;
+        }
         let Some(image) = &view.image else {
             return false;
         };
         let image = image.as_written();
-        self.0.iter().any(|entry| match entry.strip_suffix('*') {
-            Some(prefix) => image.starts_with(prefix),
-            None => image == entry,
-        })
+        self.images
+            .iter()
+            .any(|entry| match entry.strip_suffix('*') {
+                Some(prefix) => image.starts_with(prefix),
+                None => image == entry,
+            })
     }
 }
 
@@ -50,10 +60,16 @@ pub(crate) enum GkRule {
     DisallowedTags(Vec<String>),
     /// K8sImageDigests: the image names a digest.
     ImageDigests,
-    /// K8sPSPPrivilegedContainer.
-    Privileged,
-    /// K8sPSPHostNamespace: neither hostPID nor hostIPC.
-    HostNamespace,
+    /// Azure's allowed images (`imageRegex`): the image as written matches the regex, searched
+    /// unanchored as OPA's `re_match` does.
+    ImageRegex(Pattern),
+    /// K8sPSPPrivilegedContainer (Azure's NoPrivilege: the same check, its own message).
+    Privileged(Dialect),
+    /// K8sPSPHostNamespace: neither hostPID nor hostIPC (and, for Azure's V3, nor hostNetwork).
+    HostNamespace {
+        /// hostNetwork counts too.
+        network: bool,
+    },
     /// K8sPSPAllowPrivilegeEscalationContainer: privilege escalation explicitly off.
     AllowPrivilegeEscalation,
     /// K8sPSPReadOnlyRootFilesystem.
@@ -61,27 +77,57 @@ pub(crate) enum GkRule {
     /// K8sPSPHostNetworkingPorts: host network only if allowed, host ports within `min..=max`;
     /// `parameters` as the message prints them.
     HostNetworkingPorts {
-        /// `hostNetwork`: whether the pod may share the host's network.
+        /// `hostNetwork` (Azure: `allowHostNetwork`): whether the pod may share the host's network.
         host_network: bool,
-        /// `min`: the lowest host port allowed.
+        /// `min` (Azure: `minPort`): the lowest host port allowed.
         min: Option<i64>,
-        /// `max`: the highest host port allowed.
+        /// `max` (Azure: `maxPort`): the highest host port allowed.
         max: Option<i64>,
+        /// Azure's V4 `allowedHostPorts`: ports and inclusive ranges, the only ones allowed.
+        allowed: Option<Vec<(u16, u16)>>,
         /// The constraint's `parameters`, as Gatekeeper's message prints them.
         parameters: String,
+        /// Whose message: Azure's names the container too.
+        dialect: Dialect,
     },
     /// K8sPSPHostFilesystem: host paths under an allowed prefix (read-only where it says).
     HostFilesystem(Vec<AllowedHostPath>),
     /// K8sRequiredLabels: each key present, its value matching its regex.
     RequiredLabels(Vec<RequiredLabel>),
-    /// K8sContainerLimits: limits set, and not above the maxima (`None`: not checked).
+    /// Azure's PodEnforceLabels: each key present, any value.
+    LabelsPresent(Vec<String>),
+    /// K8sContainerLimits (Azure's ContainerLimits): limits set, and not above the maxima
+    /// (`None`: not checked).
     ContainerLimits {
-        /// `cpu` (absent or `"-1"`: CPU not checked at all), as written and parsed.
+        /// `cpu` (library: absent or `"-1"`, CPU not checked at all; Azure's `cpuLimit`: absent,
+        /// only its presence is checked, with an empty text), as written and parsed.
         cpu: Option<(String, Option<Millicores>)>,
         /// `memory` (a presence check always; the maximum when it parses), as written and parsed.
         memory: Option<(String, Option<Bytes>)>,
     },
 }
+
+/// Whose template a kind follows where the gatekeeper-library and Azure Policy differ (in
+/// messages, or in a detail of the check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// The gatekeeper-library's.
+    Library,
+    /// Azure Policy for AKS's (`K8sAzure...`).
+    Azure,
+}
+
+/// A regex parameter, compared by its text.
+#[derive(Debug, Clone)]
+pub(crate) struct Pattern(pub(crate) regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Pattern {}
 
 /// An entry of K8sPSPHostFilesystem's `allowedHostPaths`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,18 +277,37 @@ impl GkRule {
                     ));
                 }
             }
-            GkRule::Privileged => {
-                if *known!(out, &view.security.privileged, "security.privileged") {
+            GkRule::ImageRegex(Pattern(re)) => {
+                let image = known!(out, &view.image, "image").as_written();
+                if !re.is_match(image) {
                     out.violation(format!(
-                        "Privileged container is not allowed: {name}, securityContext.privileged: true"
+                        "Container image {image} for container {name} has not been allowed."
                     ));
                 }
             }
-            GkRule::HostNamespace => {
+            GkRule::Privileged(dialect) => {
+                if *known!(out, &view.security.privileged, "security.privileged") {
+                    out.violation(match dialect {
+                        Dialect::Library => format!(
+                            "Privileged container is not allowed: {name}, securityContext.privileged: true"
+                        ),
+                        // The template prints the whole securityContext; the node knows this much.
+                        Dialect::Azure => format!(
+                            "Privileged container is not allowed: {name}, securityContext: {{\"privileged\": true}}"
+                        ),
+                    });
+                }
+            }
+            GkRule::HostNamespace { network } => {
                 let host = &view.host_namespaces;
                 let pid = known!(out, &host.pid, "hostNamespaces.pid");
                 let ipc = known!(out, &host.ipc, "hostNamespaces.ipc");
-                if *pid || *ipc {
+                let net = if *network {
+                    *known!(out, &host.network, "hostNamespaces.network")
+                } else {
+                    false
+                };
+                if *pid || *ipc || net {
                     out.violation(format!(
                         "Sharing the host namespace is not allowed: {}",
                         view.pod.name
@@ -265,17 +330,49 @@ impl GkRule {
                 host_network,
                 min,
                 max,
+                allowed,
                 parameters,
+                dialect,
             } => {
                 let pod = &view.pod.name;
                 let on_host = known!(out, &view.host_namespaces.network, "hostNamespaces.network");
                 let ports = known!(out, &view.host_ports, "hostPorts");
                 let outside = ports.iter().any(|&p| {
-                    min.is_some_and(|m| i64::from(p) < m) || max.is_some_and(|m| i64::from(p) > m)
+                    min.is_some_and(|m| i64::from(p) < m)
+                        || max.is_some_and(|m| i64::from(p) > m)
+                        || allowed
+                            .as_ref()
+                            .is_some_and(|a| !a.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p)))
                 });
                 if (*on_host && !host_network) || outside {
+                    out.violation(match dialect {
+                        Dialect::Library => format!(
+                            "The specified hostNetwork and hostPort are not allowed, pod: {pod}. Allowed values: {parameters}"
+                        ),
+                        Dialect::Azure => format!(
+                            "The specified hostNetwork and hostPort are not allowed, pod: {pod}, container: {name}. Allowed values: {parameters}"
+                        ),
+                    });
+                }
+            }
+            GkRule::LabelsPresent(keys) => {
+                if view.pod.labels_unknown {
+                    out.unknown("pod.labels");
+                    return;
+                }
+                let mut missing: Vec<String> = keys
+                    .iter()
+                    .filter(|k| !view.pod.labels.contains_key(k.as_str()))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    missing.sort();
+                    missing.dedup();
+                    // A Rego set prints as `{"a", "b"}`.
+                    let set = rego_array(&missing);
                     out.violation(format!(
-                        "The specified hostNetwork and hostPort are not allowed, pod: {pod}. Allowed values: {parameters}"
+                        "you must provide labels: {{{}}}",
+                        &set[1..set.len() - 1]
                     ));
                 }
             }
@@ -392,8 +489,11 @@ mod tests {
     }
 
     #[test]
-    fn exempt_images_are_exact_or_a_trailing_star_prefix() {
-        let exempt = ExemptImages::new(vec!["nginx:1.27".into(), "registry.corp/tools/*".into()]);
+    fn exempt_images_are_exact_or_a_trailing_star_prefix_and_names_exact() {
+        let exempt = Exempt::new(
+            vec!["nginx:1.27".into(), "registry.corp/tools/*".into()],
+            vec!["debug".into()],
+        );
         assert!(exempt.covers(&with_image("nginx:1.27")));
         assert!(!exempt.covers(&with_image("nginx:1.28")));
         assert!(
@@ -401,7 +501,12 @@ mod tests {
             "as written"
         );
         assert!(exempt.covers(&with_image("registry.corp/tools/x:1")));
-        assert!(ExemptImages::new(vec!["*".into()]).covers(&with_image("anything")));
+        assert!(Exempt::new(vec!["*".into()], Vec::new()).covers(&with_image("anything")));
+        let mut debug = with_image("docker.io/evil/x:1");
+        debug.name = "debug".into();
+        assert!(exempt.covers(&debug), "by name");
+        debug.image = None;
+        assert!(exempt.covers(&debug), "by name, image unknown");
         assert!(!exempt.covers(&ContainerView::default()), "unknown image");
     }
 

@@ -167,8 +167,8 @@ pub(crate) enum Rule {
     RequiredLabels(Vec<LabelRequirement>),
     Devices(Option<Globs>),
     Pss(pss::Control),
-    /// A Gatekeeper library kind, with its constraint's `exemptImages`.
-    Gatekeeper(crate::gatekeeper::GkRule, crate::gatekeeper::ExemptImages),
+    /// A Gatekeeper kind, with the containers its constraint exempts.
+    Gatekeeper(crate::gatekeeper::GkRule, crate::gatekeeper::Exempt),
 }
 
 /// Narrows a check to some namespaces and images (Pod Security exemptions).

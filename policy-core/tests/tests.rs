@@ -5,6 +5,7 @@
 //! loader's error reports; `properties` the evaluator's invariants. Fixtures live in
 //! `policy-core/testdata/`.
 
+mod azure;
 mod constraints;
 mod effects;
 mod errors;

@@ -12,7 +12,7 @@ use super::compile::{CompiledDocument, compile_selector};
 use super::validate::Ctx;
 use crate::decision::{Effect, Remediation};
 use crate::document::LabelSelectorRaw;
-use crate::gatekeeper::{ExemptImages, GkRule};
+use crate::gatekeeper::{Dialect, Exempt, GkRule, Pattern};
 use crate::matcher::{Globs, LabelSelector, Scope};
 use crate::quantity::{Bytes, Millicores};
 use crate::rules::{Check, Rule};
@@ -313,6 +313,29 @@ fn strings(ctx: &mut Ctx<'_>, params: &Value, key: &str) -> Option<Option<Vec<St
     }
 }
 
+/// Azure's V4 `allowedHostPorts`: `"80"` or `"3000-5000"` each.
+fn host_port_list(ctx: &mut Ctx<'_>, params: &Value) -> Option<Option<Vec<(u16, u16)>>> {
+    let Some(entries) = strings(ctx, params, "allowedHostPorts")? else {
+        return Some(Some(Vec::new()));
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, entry) in entries.iter().enumerate() {
+        let (lo, hi) = entry.split_once('-').unwrap_or((entry, entry));
+        match (lo.trim().parse::<u16>(), hi.trim().parse::<u16>()) {
+            (Ok(lo), Ok(hi)) if lo <= hi => out.push((lo, hi)),
+            _ => {
+                ctx.error(
+                    &format!("spec.parameters.allowedHostPorts[{i}]"),
+                    format!("{entry:?} is not a port or a range of ports such as \"3000-5000\""),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(Some(out))
+}
+
 /// Notes every parameter the kind does not take (Gatekeeper's schema drops them).
 fn unknown_parameters(ctx: &mut Ctx<'_>, kind: &str, params: &Value, known: &[&str]) {
     if let Some(map) = params.as_object() {
@@ -340,11 +363,6 @@ enum Judged {
 /// The check of one kind with its parameters; `None` when the parameters are invalid (errors
 /// recorded).
 fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
-    let exempt = |ctx: &mut Ctx<'_>| -> Option<ExemptImages> {
-        Some(ExemptImages::new(
-            strings(ctx, params, "exemptImages")?.unwrap_or_default(),
-        ))
-    };
     // A parameter the library's message prints, when absent, makes Gatekeeper report nothing.
     let silent_without = |ctx: &mut Ctx<'_>, key: &str| {
         ctx.note(
@@ -382,38 +400,115 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
             &["tags", "exemptImages"],
         ),
         "K8sImageDigests" => (Some(GkRule::ImageDigests), &["exemptImages"]),
-        "K8sPSPPrivilegedContainer" => (Some(GkRule::Privileged), &["exemptImages"]),
-        "K8sPSPHostNamespace" => (Some(GkRule::HostNamespace), &[]),
+        "K8sPSPPrivilegedContainer" => (
+            Some(GkRule::Privileged(Dialect::Library)),
+            &["exemptImages"],
+        ),
+        "K8sAzureV2NoPrivilege" | "K8sAzureV1NoPrivilege" | "K8sAzureContainerNoPrivilege" => (
+            Some(GkRule::Privileged(Dialect::Azure)),
+            &["excludedContainers", "excludedImages"],
+        ),
+        "K8sPSPHostNamespace" => (Some(GkRule::HostNamespace { network: false }), &[]),
+        "K8sAzureV2BlockHostNamespace"
+        | "K8sAzureV1BlockHostNamespace"
+        | "K8sAzureBlockHostNamespace" => (
+            Some(GkRule::HostNamespace { network: false }),
+            &["excludedImages"],
+        ),
+        "K8sAzureV3BlockHostNamespace" => (
+            Some(GkRule::HostNamespace { network: true }),
+            &["excludedImages"],
+        ),
+        "K8sAzureV2ContainerAllowedImages" | "K8sAzureContainerAllowedImages" => {
+            // Without `imageRegex` the template's negated match holds for every image.
+            let regex = match params.get("imageRegex") {
+                None | Some(Value::Null) => Some(Pattern(regex::Regex::new("a^").ok()?)),
+                Some(Value::String(r)) => ctx.regex("spec.parameters.imageRegex", r).map(Pattern),
+                Some(_) => {
+                    ctx.error(
+                        "spec.parameters.imageRegex",
+                        "imageRegex must be a string (a regex)",
+                    );
+                    None
+                }
+            };
+            (
+                Some(GkRule::ImageRegex(regex?)),
+                &["imageRegex", "excludedContainers"],
+            )
+        }
+        "K8sAzureV1PodEnforceLabels" | "K8sAzurePodEnforceLabels" => {
+            let labels = strings(ctx, params, "labels")?;
+            if labels.is_none() {
+                silent_without(ctx, "labels");
+            }
+            (labels.map(GkRule::LabelsPresent), &["labels"])
+        }
         "K8sPSPAllowPrivilegeEscalationContainer" => {
             (Some(GkRule::AllowPrivilegeEscalation), &["exemptImages"])
         }
         "K8sPSPReadOnlyRootFilesystem" => (Some(GkRule::ReadOnlyRootFilesystem), &["exemptImages"]),
-        "K8sPSPHostNetworkingPorts" => {
-            let host_network = match params.get("hostNetwork") {
+        "K8sPSPHostNetworkingPorts"
+        | "K8sAzureV3HostNetworkingPorts"
+        | "K8sAzureV2HostNetworkingPorts"
+        | "K8sAzureV1HostNetworkingPorts"
+        | "K8sAzureHostNetworkingPorts"
+        | "K8sAzureV4HostNetworkingPorts" => {
+            let azure = kind.starts_with("K8sAzure");
+            let v4 = kind == "K8sAzureV4HostNetworkingPorts";
+            let (network_key, min_key, max_key) = if azure {
+                ("allowHostNetwork", "minPort", "maxPort")
+            } else {
+                ("hostNetwork", "min", "max")
+            };
+            let host_network = match params.get(network_key) {
                 None | Some(Value::Null) => Some(false),
-                Some(v) => ctx.typed::<bool>("spec.parameters.hostNetwork", v),
+                Some(v) => ctx.typed::<bool>(&format!("spec.parameters.{network_key}"), v),
             };
             let port = |ctx: &mut Ctx<'_>, key: &str| match params.get(key) {
                 None | Some(Value::Null) => Some(None),
-                Some(v) => ctx
+                Some(v) if !v4 => ctx
                     .typed::<i64>(&format!("spec.parameters.{key}"), v)
                     .map(Some),
+                Some(_) => Some(None),
             };
-            let (min, max) = (port(ctx, "min"), port(ctx, "max"));
-            let (host_network, min, max) = (host_network?, min?, max?);
+            let (min, max) = (port(ctx, min_key), port(ctx, max_key));
+            let allowed = if v4 {
+                host_port_list(ctx, params)
+            } else {
+                Some(None)
+            };
+            let (host_network, min, max, allowed) = (host_network?, min?, max?, allowed?);
             let parameters = if params.is_object() {
                 crate::gatekeeper::rego_value(params)
             } else {
                 "{}".to_string()
+            };
+            let known: &[&str] = match (azure, v4) {
+                (false, _) => &["hostNetwork", "min", "max", "exemptImages"],
+                (true, false) => &[
+                    "allowHostNetwork",
+                    "minPort",
+                    "maxPort",
+                    "excludedContainers",
+                    "excludedImages",
+                ],
+                (true, true) => &["allowHostNetwork", "allowedHostPorts", "excludedImages"],
             };
             (
                 Some(GkRule::HostNetworkingPorts {
                     host_network,
                     min,
                     max,
+                    allowed,
                     parameters,
+                    dialect: if azure {
+                        Dialect::Azure
+                    } else {
+                        Dialect::Library
+                    },
                 }),
-                &["hostNetwork", "min", "max", "exemptImages"],
+                known,
             )
         }
         "K8sPSPHostFilesystem" => {
@@ -484,7 +579,17 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
                 &["labels", "message"],
             )
         }
-        "K8sContainerLimits" => {
+        "K8sContainerLimits"
+        | "K8sAzureV3ContainerLimits"
+        | "K8sAzureV2ContainerLimits"
+        | "K8sAzureV1ContainerLimits"
+        | "K8sAzureContainerLimits" => {
+            let azure = kind.starts_with("K8sAzure");
+            let (cpu_key, memory_key) = if azure {
+                ("cpuLimit", "memoryLimit")
+            } else {
+                ("cpu", "memory")
+            };
             let text = |ctx: &mut Ctx<'_>, key: &str| match params.get(key) {
                 None | Some(Value::Null) => Some(None),
                 Some(Value::String(s)) => Some(Some(s.clone())),
@@ -497,20 +602,32 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
                     None
                 }
             };
-            let (cpu, memory) = (text(ctx, "cpu"), text(ctx, "memory"));
+            let (cpu, memory) = (text(ctx, cpu_key), text(ctx, memory_key));
             let (cpu, memory) = (cpu?, memory?);
-            let cpu = cpu.filter(|c| c != "-1").map(|c| {
-                let parsed = Millicores::parse(&c).ok();
-                (c, parsed)
-            });
+            // Azure's template checks a CPU limit is there whatever `cpuLimit` says.
+            let cpu = match cpu {
+                None if azure => Some((String::new(), None)),
+                Some(c) if c == "-1" && !azure => None,
+                other => other.map(|c| {
+                    let parsed = Millicores::parse(&c).ok();
+                    (c, parsed)
+                }),
+            };
             let memory = memory.map(|m| {
                 let parsed = Bytes::parse(&m).ok();
                 (m, parsed)
             });
-            (
-                Some(GkRule::ContainerLimits { cpu, memory }),
-                &["cpu", "memory", "exemptImages"],
-            )
+            let known: &[&str] = if azure {
+                &[
+                    "cpuLimit",
+                    "memoryLimit",
+                    "excludedContainers",
+                    "excludedImages",
+                ]
+            } else {
+                &["cpu", "memory", "exemptImages"]
+            };
+            (Some(GkRule::ContainerLimits { cpu, memory }), known)
         }
         _ => {
             ctx.note(
@@ -523,34 +640,70 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
         }
     };
     unknown_parameters(ctx, kind, params, known);
-    let exempt = if known.contains(&"exemptImages") {
-        exempt(ctx)?
-    } else {
-        ExemptImages::default()
+    let list = |ctx: &mut Ctx<'_>, key: &str| -> Option<Vec<String>> {
+        if known.contains(&key) {
+            Some(strings(ctx, params, key)?.unwrap_or_default())
+        } else {
+            Some(Vec::new())
+        }
     };
+    let (images, excluded_images, containers) = (
+        list(ctx, "exemptImages"),
+        list(ctx, "excludedImages"),
+        list(ctx, "excludedContainers"),
+    );
+    let mut images = images?;
+    images.extend(excluded_images?);
+    let exempt = Exempt::new(images, containers?);
     Some(gk.map_or(Judged::Silent, |gk| {
         Judged::Check(Rule::Gatekeeper(gk, exempt))
     }))
 }
 
-/// The check id a kind's violations carry.
+/// Every kind nodeguard judges: the check id its violations carry is its kind.
+const KINDS: &[&str] = &[
+    "K8sAllowedRepos",
+    "K8sAllowedReposv2",
+    "K8sDisallowedRepos",
+    "K8sDisallowedTags",
+    "K8sImageDigests",
+    "K8sPSPPrivilegedContainer",
+    "K8sPSPHostNamespace",
+    "K8sPSPAllowPrivilegeEscalationContainer",
+    "K8sPSPReadOnlyRootFilesystem",
+    "K8sPSPHostNetworkingPorts",
+    "K8sPSPHostFilesystem",
+    "K8sRequiredLabels",
+    "K8sContainerLimits",
+    "K8sAzureV2NoPrivilege",
+    "K8sAzureV1NoPrivilege",
+    "K8sAzureContainerNoPrivilege",
+    "K8sAzureV2BlockHostNamespace",
+    "K8sAzureV1BlockHostNamespace",
+    "K8sAzureBlockHostNamespace",
+    "K8sAzureV3BlockHostNamespace",
+    "K8sAzureV2ContainerAllowedImages",
+    "K8sAzureContainerAllowedImages",
+    "K8sAzureV1PodEnforceLabels",
+    "K8sAzurePodEnforceLabels",
+    "K8sAzureV3HostNetworkingPorts",
+    "K8sAzureV2HostNetworkingPorts",
+    "K8sAzureV1HostNetworkingPorts",
+    "K8sAzureHostNetworkingPorts",
+    "K8sAzureV4HostNetworkingPorts",
+    "K8sAzureV3ContainerLimits",
+    "K8sAzureV2ContainerLimits",
+    "K8sAzureV1ContainerLimits",
+    "K8sAzureContainerLimits",
+];
+
+/// The check id a kind's violations carry: the kind.
 fn rule_id(kind: &str) -> &'static str {
-    match kind {
-        "K8sAllowedRepos" => "K8sAllowedRepos",
-        "K8sAllowedReposv2" => "K8sAllowedReposv2",
-        "K8sDisallowedRepos" => "K8sDisallowedRepos",
-        "K8sDisallowedTags" => "K8sDisallowedTags",
-        "K8sImageDigests" => "K8sImageDigests",
-        "K8sPSPPrivilegedContainer" => "K8sPSPPrivilegedContainer",
-        "K8sPSPHostNamespace" => "K8sPSPHostNamespace",
-        "K8sPSPAllowPrivilegeEscalationContainer" => "K8sPSPAllowPrivilegeEscalationContainer",
-        "K8sPSPReadOnlyRootFilesystem" => "K8sPSPReadOnlyRootFilesystem",
-        "K8sPSPHostNetworkingPorts" => "K8sPSPHostNetworkingPorts",
-        "K8sPSPHostFilesystem" => "K8sPSPHostFilesystem",
-        "K8sRequiredLabels" => "K8sRequiredLabels",
-        "K8sContainerLimits" => "K8sContainerLimits",
-        _ => "gatekeeper",
-    }
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("gatekeeper")
 }
 
 /// Compiles one constraint; `None` when it is invalid (errors recorded) or does not act on the
