@@ -36,6 +36,7 @@ fn views() -> [ContainerView; 2] {
             labels_unknown: false,
             annotations: BTreeMap::new(),
             os: None,
+            automount_token: Some(None),
         },
         host_namespaces: HostNamespaces {
             pid: Some(true),
@@ -63,6 +64,9 @@ fn views() -> [ContainerView; 2] {
             host_users: Some(true),
             ..Security::default()
         },
+        tty: Some(true),
+        stdin: Some(true),
+        source: policy_core::view::ViewSource::Runtime,
     };
     [ContainerView::default(), bad]
 }

@@ -739,7 +739,7 @@ fn gatekeeper_constraints_are_policy_for_check_and_validate() {
     let notes = stderr(&out);
     assert_eq!(
         notes.lines().filter(|l| l.starts_with("note: ")).count(),
-        5,
+        6,
         "{notes}"
     );
     assert!(
@@ -749,7 +749,7 @@ fn gatekeeper_constraints_are_policy_for_check_and_validate() {
     let out = nodeguard(&["policy", "validate", "--strict", &unenforceable]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("5 notes (--strict makes them errors)"),
+        stderr(&out).contains("6 notes (--strict makes them errors)"),
         "{}",
         stderr(&out)
     );
@@ -766,7 +766,9 @@ fn gatekeeper_constraints_are_policy_for_check_and_validate() {
     let out = nodeguard(&["check", "--strict", "--policy", &unenforceable, &pod]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("unenforceable.yaml:3:1: kind: nodeguard does not implement"),
+        stderr(&out).contains(
+            "unenforceable.yaml:3:1: kind: K8sRequiredProbes cannot be enforced on a node"
+        ),
         "{}",
         stderr(&out)
     );

@@ -47,6 +47,24 @@ pub struct ContainerView {
     pub probe_hosts: Known<Vec<String>>,
     /// The security context.
     pub security: Security,
+    /// Whether the container has a TTY (`tty`; on the node, the OCI `process.terminal`).
+    pub tty: Known<bool>,
+    /// Whether the container keeps its stdin open (`stdin`; never on the node).
+    pub stdin: Known<bool>,
+    /// Where the view comes from: what a source cannot tell apart differs.
+    pub source: ViewSource,
+}
+
+/// Where a [`ContainerView`] comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ViewSource {
+    /// A Kubernetes manifest (`nodeguard check`): every field as declared.
+    #[default]
+    Manifest,
+    /// The runtime (NRI, an OCI spec): what is in force, with what the runtime fills in itself
+    /// (an SELinux level, a seccomp profile's kind at start) not told apart from what the pod
+    /// declared.
+    Runtime,
 }
 
 /// Which list of the pod spec a container comes from.
@@ -78,6 +96,9 @@ pub struct PodView {
     pub annotations: BTreeMap<String, String>,
     /// The pod's declared operating system (`spec.os.name`), if any.
     pub os: Option<String>,
+    /// `automountServiceAccountToken` (`Some(None)`: not set); unknown on the node, which sees
+    /// the token's mount instead.
+    pub automount_token: Known<Option<bool>>,
 }
 
 impl PodView {
@@ -132,13 +153,15 @@ pub enum VolumeType {
     Image,
     /// `nfs`
     Nfs,
+    /// `flexVolume`
+    FlexVolume,
     /// Any other in-tree or legacy type (`iscsi`, `rbd`, `gitRepo`, ...).
     Other,
 }
 
 impl VolumeType {
     /// Every type with its pod-spec name, [`VolumeType::Other`] excepted.
-    pub const NAMED: [(VolumeType, &'static str); 11] = [
+    pub const NAMED: [(VolumeType, &'static str); 12] = [
         (VolumeType::HostPath, "hostPath"),
         (VolumeType::ConfigMap, "configMap"),
         (VolumeType::Secret, "secret"),
@@ -150,6 +173,7 @@ impl VolumeType {
         (VolumeType::PersistentVolumeClaim, "persistentVolumeClaim"),
         (VolumeType::Image, "image"),
         (VolumeType::Nfs, "nfs"),
+        (VolumeType::FlexVolume, "flexVolume"),
     ];
 
     /// The pod-spec name of the type (`hostPath`, `configMap`, ...).
@@ -171,7 +195,12 @@ impl VolumeType {
 
 /// Fields no node ever sees: they live only in the pod spec (a probe's `host`, a declared
 /// memory request). Named as [`crate::Undecided::missing`] names them.
-pub const NEVER_ON_NODE: [&str; 2] = ["probeHosts", "resources.memoryRequest"];
+pub const NEVER_ON_NODE: [&str; 4] = [
+    "probeHosts",
+    "resources.memoryRequest",
+    "stdin",
+    "security.fsGroup",
+];
 
 /// Where a mount's content comes from, as seen on the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +234,8 @@ pub struct Volume {
     pub kind: VolumeType,
     /// For `hostPath` volumes, the host path.
     pub host_path: Option<String>,
+    /// For `flexVolume` volumes, the driver (`example/lvm`), when the source tells it.
+    pub driver: Option<String>,
 }
 
 /// A mount of the container.
@@ -379,6 +410,9 @@ pub struct Security {
     pub run_as_group: Known<Layered<u32>>,
     /// Supplemental group ids.
     pub supplemental_groups: Known<Vec<u32>>,
+    /// The pod's `fsGroup` (`Some(None)`: not set); never on the node, where it is one of the
+    /// supplemental groups.
+    pub fs_group: Known<Option<u32>>,
     /// Read-only root filesystem.
     pub read_only_root_filesystem: Known<bool>,
     /// Seccomp profile (`Layered` with neither level set: no profile declared).

@@ -247,13 +247,14 @@ fn what_a_node_cannot_enforce_is_a_located_note_never_a_silent_pass() {
         policy.not_enforced_names().collect::<Vec<_>>(),
         [
             "K8sRequiredProbes/must-have-probes",
-            "K8sPSPHostNamespace/host-namespace-by-label"
+            "K8sPSPHostNamespace/host-namespace-by-label",
+            "K8sCorpPodRule/corp-rule"
         ]
     );
     let mut view = compliant();
     view.pod.namespace = "prod".into();
     let skipped: Vec<(&str, &str)> = policy.not_enforced(&view).collect();
-    assert_eq!(skipped.len(), 2);
+    assert_eq!(skipped.len(), 3);
     assert_eq!(
         skipped[1].1,
         "its match.namespaceSelector needs namespace labels, which the node does not have"
@@ -268,7 +269,7 @@ fn what_a_node_cannot_enforce_is_a_located_note_never_a_silent_pass() {
         (
             3,
             "kind",
-            "does not implement the Gatekeeper kind \"K8sRequiredProbes\"",
+            "K8sRequiredProbes cannot be enforced on a node: it judges probes, which the kubelet runs",
         ),
         (16, "spec.match.namespaceSelector", "needs namespace labels"),
         (23, "spec.match.kinds", "matches no Pod kind"),
@@ -281,6 +282,11 @@ fn what_a_node_cannot_enforce_is_a_located_note_never_a_silent_pass() {
             36,
             "spec.scopedEnforcementActions",
             "does not act on the node",
+        ),
+        (
+            42,
+            "kind",
+            "nodeguard does not implement the Gatekeeper kind \"K8sCorpPodRule\"",
         ),
     ];
     assert_eq!(notes.len(), expect.len(), "{notes:#?}");

@@ -103,6 +103,7 @@ fn baseline_ignores_what_only_restricted_forbids() {
             name: "share".into(),
             kind: VolumeType::Nfs,
             host_path: None,
+            driver: None,
         }]);
     });
     assert_clean(&baseline(), &view);
@@ -170,6 +171,7 @@ const CONTROLS: &[(PssLevel, Mutation, &str, &str)] = &[
                 name: "docker".into(),
                 kind: VolumeType::HostPath,
                 host_path: Some("/var/run/docker.sock".into()),
+                driver: None,
             }])
         },
         "pss.baseline.hostPathVolumes",
@@ -275,16 +277,19 @@ const CONTROLS: &[(PssLevel, Mutation, &str, &str)] = &[
                     name: "image".into(),
                     kind: VolumeType::Image,
                     host_path: None,
+                    driver: None,
                 },
                 Volume {
                     name: "docker".into(),
                     kind: VolumeType::HostPath,
                     host_path: Some("/var/run/docker.sock".into()),
+                    driver: None,
                 },
                 Volume {
                     name: "repo".into(),
                     kind: VolumeType::Other,
                     host_path: None,
+                    driver: None,
                 },
             ])
         },

@@ -103,6 +103,7 @@ fn arb_volume() -> impl Strategy<Value = Volume> {
             name,
             kind,
             host_path,
+            driver: None,
         }
     })
 }

@@ -10,6 +10,7 @@ mod constraints;
 mod effects;
 mod errors;
 mod fuzz_corpus;
+mod library_kinds;
 mod presets;
 mod properties;
 mod rules;

@@ -102,6 +102,7 @@ pub fn compliant() -> ContainerView {
             labels_unknown: false,
             annotations: BTreeMap::new(),
             os: None,
+            automount_token: Some(Some(false)),
         },
         host_namespaces: HostNamespaces::NONE,
         host_ports: Some(Vec::new()),
@@ -109,6 +110,7 @@ pub fn compliant() -> ContainerView {
             name: "config".into(),
             kind: VolumeType::ConfigMap,
             host_path: None,
+            driver: None,
         }]),
         mounts: Some(Vec::new()),
         devices: Some(Vec::new()),
@@ -140,6 +142,7 @@ pub fn compliant() -> ContainerView {
                 container: None,
             }),
             supplemental_groups: Some(vec![2000]),
+            fs_group: Some(Some(2000)),
             read_only_root_filesystem: Some(true),
             seccomp: Some(Layered {
                 pod: Some(Seccomp::RuntimeDefault),
@@ -154,6 +157,9 @@ pub fn compliant() -> ContainerView {
             // Fields added later are unknown until these helpers learn them.
             ..Default::default()
         },
+        tty: Some(false),
+        stdin: Some(false),
+        ..ContainerView::default()
     }
 }
 

@@ -71,6 +71,8 @@ pub fn volume_type_of_plugin_dir(dir: &str) -> VolumeType {
         "csi" => VolumeType::Csi,
         "nfs" => VolumeType::Nfs,
         "local-volume" => VolumeType::PersistentVolumeClaim,
+        // A FlexVolume driver `vendor/driver` is the plugin `flexvolume-vendor~driver`.
+        flex if flex.starts_with("flexvolume-") => VolumeType::FlexVolume,
         _ => VolumeType::Other,
     }
 }

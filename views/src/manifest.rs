@@ -11,7 +11,8 @@ use policy_core::image::ImageRef;
 use policy_core::quantity::{Bytes, Millicores};
 use policy_core::view::{
     AppArmor, Capabilities, ContainerKind, ContainerView, HostNamespaces, Layered, Mount,
-    MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security, Volume, VolumeType,
+    MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security, ViewSource, Volume,
+    VolumeType,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -169,6 +170,7 @@ fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, InvalidManifest
         labels_unknown: false,
         annotations: pod_meta.annotations.clone(),
         os: spec.os.as_ref().map(|os| os.name.clone()),
+        automount_token: Some(spec.automount_service_account_token),
     };
     let containers = views(&spec, &pod).map_err(|e| e.within(&format!("{prefix}spec.")))?;
     Ok(Some(PodManifest {
@@ -255,6 +257,8 @@ struct PodSpec {
     security_context: Option<PodSecurityContext>,
     #[serde(default)]
     os: Option<PodOs>,
+    #[serde(default)]
+    automount_service_account_token: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,6 +282,7 @@ struct PodSecurityContext {
     #[serde(default)]
     sysctls: Vec<SysctlSpec>,
     windows_options: Option<WindowsOptions>,
+    fs_group: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,6 +298,10 @@ struct ContainerSpec {
     security_context: Option<ContainerSecurityContext>,
     #[serde(default)]
     volume_mounts: Vec<VolumeMountSpec>,
+    #[serde(default)]
+    tty: bool,
+    #[serde(default)]
+    stdin: bool,
     liveness_probe: Option<HandlerSpec>,
     readiness_probe: Option<HandlerSpec>,
     startup_probe: Option<HandlerSpec>,
@@ -488,10 +497,18 @@ fn volume(raw: &serde_json::Map<String, Value>) -> Volume {
             .unwrap_or_default()
             .to_string()
     });
+    let driver = (kind == VolumeType::FlexVolume).then(|| {
+        raw.get("flexVolume")
+            .and_then(|f| f.get("driver"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    });
     Volume {
         name,
         kind,
         host_path,
+        driver,
     }
 }
 
@@ -520,6 +537,7 @@ fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, InvalidMan
         .and_then(|w| w.host_process)
         .unwrap_or(false);
     let pod_run_as_user = id(psc.and_then(|s| s.run_as_user), "securityContext.runAsUser")?;
+    let fs_group = id(psc.and_then(|s| s.fs_group), "securityContext.fsGroup")?;
     let pod_run_as_group = id(
         psc.and_then(|s| s.run_as_group),
         "securityContext.runAsGroup",
@@ -659,6 +677,7 @@ fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, InvalidMan
                     )?,
                 }),
                 supplemental_groups: Some(supplemental.clone()),
+                fs_group: Some(fs_group),
                 read_only_root_filesystem: Some(
                     sc.and_then(|s| s.read_only_root_filesystem)
                         .unwrap_or(false),
@@ -718,6 +737,9 @@ fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, InvalidMan
                 }),
                 probe_hosts: Some(probe_hosts(c)),
                 security,
+                tty: Some(c.tty),
+                stdin: Some(c.stdin),
+                source: ViewSource::Manifest,
             });
         }
     }

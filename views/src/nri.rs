@@ -8,7 +8,7 @@ use policy_core::image::ImageRef;
 use policy_core::quantity::Bytes;
 use policy_core::view::{
     ContainerKind, ContainerView, Device, HostNamespaces, Layered, Mount, PodView, Resources,
-    Seccomp, Security,
+    Seccomp, Security, ViewSource,
 };
 
 use crate::kubelet;
@@ -101,6 +101,7 @@ pub fn pod_view(pod: &nri::PodSandbox) -> PodView {
         labels_unknown: false,
         annotations: sorted(&pod.annotations),
         os: None,
+        automount_token: None,
     }
 }
 
@@ -240,6 +241,9 @@ fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> ContainerVi
             host_users: linux.map(|l| !l.namespaces.iter().any(|n| n.r#type == "user")),
             ..Security::default()
         },
+        tty: None,
+        stdin: None,
+        source: ViewSource::Runtime,
     }
 }
 

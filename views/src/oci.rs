@@ -11,7 +11,7 @@ use policy_core::image::ImageRef;
 use policy_core::quantity::Bytes;
 use policy_core::view::{
     AppArmor, Capabilities, ContainerKind, ContainerView, Device, HostNamespaces, Layered, Mount,
-    MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security, Volume,
+    MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security, ViewSource, Volume,
 };
 use serde::Deserialize;
 
@@ -49,6 +49,8 @@ struct Process {
     apparmor_profile: String,
     #[serde(default)]
     selinux_label: String,
+    #[serde(default)]
+    terminal: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,6 +299,7 @@ impl RuntimeSpec {
                 labels_unknown: true,
                 annotations: BTreeMap::new(),
                 os: None,
+                automount_token: None,
             },
             host_namespaces: HostNamespaces {
                 pid: Some(!has_ns("pid")),
@@ -336,6 +339,7 @@ impl RuntimeSpec {
                 run_as_user: user.map(|u| Layered::effective_only(u.uid)),
                 run_as_group: user.map(|u| Layered::effective_only(u.gid)),
                 supplemental_groups: user.map(|u| u.additional_gids.clone()),
+                fs_group: None,
                 read_only_root_filesystem: Some(self.root.as_ref().is_some_and(|r| r.readonly)),
                 // No filter in the spec is what a pod that sets no profile gets (without the
                 // kubelet's seccompDefault): "not set", which the baseline level allows and
@@ -371,6 +375,9 @@ impl RuntimeSpec {
                 host_process: Some(false),
                 host_users: Some(!has_ns("user")),
             },
+            tty: process.map(|p| p.terminal),
+            stdin: None,
+            source: ViewSource::Runtime,
         }
     }
 }
@@ -386,11 +393,13 @@ pub fn volumes_of(mounts: &[Mount]) -> Vec<Volume> {
                 name: path.clone(),
                 kind: policy_core::view::VolumeType::HostPath,
                 host_path: Some(path.clone()),
+                driver: None,
             },
             MountSource::KubeletVolume { kind, name } => Volume {
                 name: name.clone(),
                 kind: *kind,
                 host_path: None,
+                driver: None,
             },
             MountSource::KubeletSubPath { .. } | MountSource::Runtime => continue,
         };

@@ -117,7 +117,7 @@ async fn a_constraint_the_node_cannot_judge_skips_its_containers_in_the_report_a
     // A kind nodeguard does not implement, limited to another namespace's pods: the one pod
     // here is skipped for the first only, and passes the NodePolicy.
     let policy = format!(
-        "{POLICY}---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredProbes\nmetadata: {{name: probes}}\nspec:\n  parameters: {{probes: [readinessProbe]}}\n---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredProbes\nmetadata: {{name: probes-elsewhere}}\nspec:\n  match: {{namespaces: [prod]}}\n"
+        "{POLICY}---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sCorpPodRule\nmetadata: {{name: corp}}\nspec:\n  parameters: {{maxReplicas: 3}}\n---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sCorpPodRule\nmetadata: {{name: corp-elsewhere}}\nspec:\n  match: {{namespaces: [prod]}}\n"
     );
     let daemon = Daemon::start(report_plugin(&dir, &policy, Duration::ZERO));
     let plugin = &daemon.plugin;
@@ -138,9 +138,9 @@ async fn a_constraint_the_node_cannot_judge_skips_its_containers_in_the_report_a
     assert_eq!(
         skipped,
         [(
-            "K8sRequiredProbes/probes",
+            "K8sCorpPodRule/corp",
             "not-enforced",
-            "not judged on the node: nodeguard does not implement the kind K8sRequiredProbes"
+            "not judged on the node: nodeguard does not implement the kind K8sCorpPodRule"
         )]
     );
     assert!(

@@ -170,7 +170,7 @@ async fn what_a_reloaded_policy_cannot_enforce_replaces_the_last_ones_in_the_met
         let mut text = POLICY.to_string();
         for name in names {
             text.push_str(&format!(
-                "---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredProbes\nmetadata: {{name: {name}}}\n"
+                "---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sCorpPodRule\nmetadata: {{name: {name}}}\n"
             ));
         }
         text
@@ -192,14 +192,14 @@ async fn what_a_reloaded_policy_cannot_enforce_replaces_the_last_ones_in_the_met
     );
     let text = metrics.encode();
     assert!(
-        text.contains(r#"nodeguard_policy_not_enforced{policy="K8sRequiredProbes/first"} 1"#),
+        text.contains(r#"nodeguard_policy_not_enforced{policy="K8sCorpPodRule/first"} 1"#),
         "{text}"
     );
     assert!(text.contains("nodeguard_policy_notes 1"), "{text}");
     std::fs::write(&file, unjudged(&["second", "third"])).unwrap();
     assert_eq!(reloader.check(), ReloadOutcome::Reloaded { generation: 2 });
     let text = metrics.encode();
-    assert!(!text.contains("K8sRequiredProbes/first"), "{text}");
-    assert!(text.contains(r#"nodeguard_policy_not_enforced{policy="K8sRequiredProbes/third"} 1"#));
+    assert!(!text.contains("K8sCorpPodRule/first"), "{text}");
+    assert!(text.contains(r#"nodeguard_policy_not_enforced{policy="K8sCorpPodRule/third"} 1"#));
     assert!(text.contains("nodeguard_policy_notes 2"), "{text}");
 }

@@ -303,7 +303,7 @@ async fn serve_strict_refuses_a_policy_the_node_would_not_wholly_enforce() {
     let policy = dir.path().join("policy.yaml");
     std::fs::write(
         &policy,
-        format!("{POLICY}---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredProbes\nmetadata: {{name: probes}}\n"),
+        format!("{POLICY}---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sCorpPodRule\nmetadata: {{name: corp}}\n"),
     )
     .unwrap();
     let policy = policy.to_str().unwrap();

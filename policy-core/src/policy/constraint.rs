@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::compile::{CompiledDocument, compile_selector};
+use super::constraint_kinds::strings;
 use super::validate::Ctx;
 use crate::decision::{Effect, Remediation};
 use crate::document::LabelSelectorRaw;
@@ -303,16 +304,6 @@ fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Matches> {
     })
 }
 
-/// A constraint's parameters of one kind: the list it needs, whether it is given.
-fn strings(ctx: &mut Ctx<'_>, params: &Value, key: &str) -> Option<Option<Vec<String>>> {
-    match params.get(key) {
-        None | Some(Value::Null) => Some(None),
-        Some(v) => ctx
-            .typed::<Vec<String>>(&format!("spec.parameters.{key}"), v)
-            .map(Some),
-    }
-}
-
 /// Azure's V4 `allowedHostPorts`: `"80"` or `"3000-5000"` each.
 fn host_port_list(ctx: &mut Ctx<'_>, params: &Value) -> Option<Option<Vec<(u16, u16)>>> {
     let Some(entries) = strings(ctx, params, "allowedHostPorts")? else {
@@ -447,7 +438,10 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
         "K8sPSPAllowPrivilegeEscalationContainer" => {
             (Some(GkRule::AllowPrivilegeEscalation), &["exemptImages"])
         }
-        "K8sPSPReadOnlyRootFilesystem" => (Some(GkRule::ReadOnlyRootFilesystem), &["exemptImages"]),
+        "K8sPSPReadOnlyRootFilesystem" => (
+            Some(GkRule::ReadOnlyRootFilesystem(Dialect::Library)),
+            &["exemptImages"],
+        ),
         "K8sPSPHostNetworkingPorts"
         | "K8sAzureV3HostNetworkingPorts"
         | "K8sAzureV2HostNetworkingPorts"
@@ -630,13 +624,23 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
             (Some(GkRule::ContainerLimits { cpu, memory }), known)
         }
         _ => {
-            ctx.note(
-                "kind",
-                format!("nodeguard does not implement the Gatekeeper kind {kind:?}: the constraint is not enforced on the node"),
-            );
-            return Some(Judged::NotOnNode(format!(
-                "nodeguard does not implement the kind {kind}"
-            )));
+            if let Some(read) = super::constraint_kinds::read(ctx, kind, params)? {
+                read
+            } else if let Some(why) = super::constraint_kinds::never_on_node(kind) {
+                ctx.note(
+                    "kind",
+                    format!("{kind} cannot be enforced on a node: {why}"),
+                );
+                return Some(Judged::NotOnNode(format!("{kind}: {why}")));
+            } else {
+                ctx.note(
+                    "kind",
+                    format!("nodeguard does not implement the Gatekeeper kind {kind:?}: the constraint is not enforced on the node"),
+                );
+                return Some(Judged::NotOnNode(format!(
+                    "nodeguard does not implement the kind {kind}"
+                )));
+            }
         }
     };
     unknown_parameters(ctx, kind, params, known);
@@ -660,41 +664,98 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
     }))
 }
 
-/// Every kind nodeguard judges: the check id its violations carry is its kind.
-const KINDS: &[&str] = &[
+/// Every kind nodeguard judges: the check id its violations carry is its kind (a test keeps
+/// this list and the kinds read in step).
+pub(super) const KINDS: &[&str] = &[
     "K8sAllowedRepos",
     "K8sAllowedReposv2",
     "K8sDisallowedRepos",
     "K8sDisallowedTags",
     "K8sImageDigests",
     "K8sPSPPrivilegedContainer",
-    "K8sPSPHostNamespace",
-    "K8sPSPAllowPrivilegeEscalationContainer",
-    "K8sPSPReadOnlyRootFilesystem",
-    "K8sPSPHostNetworkingPorts",
-    "K8sPSPHostFilesystem",
-    "K8sRequiredLabels",
-    "K8sContainerLimits",
     "K8sAzureV2NoPrivilege",
-    "K8sAzureV1NoPrivilege",
-    "K8sAzureContainerNoPrivilege",
+    "K8sPSPHostNamespace",
     "K8sAzureV2BlockHostNamespace",
     "K8sAzureV1BlockHostNamespace",
     "K8sAzureBlockHostNamespace",
     "K8sAzureV3BlockHostNamespace",
     "K8sAzureV2ContainerAllowedImages",
-    "K8sAzureContainerAllowedImages",
     "K8sAzureV1PodEnforceLabels",
-    "K8sAzurePodEnforceLabels",
+    "K8sPSPAllowPrivilegeEscalationContainer",
+    "K8sPSPReadOnlyRootFilesystem",
+    "K8sPSPHostNetworkingPorts",
     "K8sAzureV3HostNetworkingPorts",
     "K8sAzureV2HostNetworkingPorts",
     "K8sAzureV1HostNetworkingPorts",
     "K8sAzureHostNetworkingPorts",
     "K8sAzureV4HostNetworkingPorts",
+    "K8sPSPHostFilesystem",
+    "K8sRequiredLabels",
+    "K8sContainerLimits",
     "K8sAzureV3ContainerLimits",
     "K8sAzureV2ContainerLimits",
     "K8sAzureV1ContainerLimits",
     "K8sAzureContainerLimits",
+    "K8sAzureV1NoPrivilege",
+    "K8sAzureContainerNoPrivilege",
+    "K8sAzureContainerAllowedImages",
+    "K8sAzurePodEnforceLabels",
+    "K8sContainerRequests",
+    "K8sContainerRatios",
+    "K8sRequiredResources",
+    "K8sDisallowInteractiveTTY",
+    "K8sPSPCapabilities",
+    "K8sAzureV3AllowedCapabilities",
+    "K8sAzureV2AllowedCapabilities",
+    "K8sAzureV1AllowedCapabilities",
+    "K8sAzureAllowedCapabilities",
+    "K8sAzureV3DisallowedCapabilities",
+    "K8sPSPAllowedUsers",
+    "K8sAzureV3AllowedUsersGroups",
+    "K8sAzureV2AllowedUsersGroups",
+    "K8sAzureV1AllowedUsersGroups",
+    "K8sAzureAllowedUsersGroups",
+    "K8sPSPFSGroup",
+    "K8sPSPSeccomp",
+    "K8sAzureV3AllowedSeccomp",
+    "K8sPSPSeccompV2",
+    "K8sPSPAppArmor",
+    "K8sAzureV3EnforceAppArmor",
+    "K8sPSPSELinuxV2",
+    "K8sPSPProcMount",
+    "K8sAzureProcMount",
+    "K8sPSPForbiddenSysctls",
+    "K8sAzureV1ForbiddenSysctls",
+    "K8sPSPVolumeTypes",
+    "K8sPSPFlexVolumes",
+    "K8sAzureV1FlexVolumes",
+    "K8sPSPAutomountServiceAccountTokenPod",
+    "K8sAzureV2BlockAutomountToken",
+    "K8sAzureV1BlockAutomountToken",
+    "K8sAzureBlockAutomountToken",
+    "K8sPSPHostProcess",
+    "K8sAzureV3ReadOnlyRootFilesystem",
+    "K8sAzureV2ReadOnlyRootFilesystem",
+    "K8sAzureReadOnlyRootFilesystem",
+    "K8sAzureV3NoPrivilegeEscalation",
+    "K8sAzureV4NoPrivilegeEscalation",
+    "K8sAzureContainerNoPrivilegeEscalation",
+    "K8sAzureV1BlockDefault",
+    "K8sAzureV2AllowedSeccomp",
+    "K8sAzureAllowedSeccomp",
+    "K8sAzureV2EnforceAppArmor",
+    "K8sAzureEnforceAppArmor",
+    "K8sAzureV2SELinux",
+    "K8sAzureV1SELinux",
+    "K8sAzureSELinux",
+    "K8sAzureV4ProcMount",
+    "K8sAzureV3ProcMount",
+    "K8sAzureForbiddenSysctls",
+    "K8sAzureV2VolumeTypes",
+    "K8sAzureVolumeTypes",
+    "K8sAzureFlexVolumes",
+    "K8sAzureV2NoPrivilegeEscalation",
+    "K8sAzureBlockDefault",
 ];
 
 /// The check id a kind's violations carry: the kind.
@@ -784,5 +845,69 @@ pub(super) fn compile_constraint(ctx: &mut Ctx<'_>, value: &Value) -> Option<Com
             }],
             not_enforced: None,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KINDS;
+    use crate::Policy;
+
+    /// Every kind name a match arm of the readers accepts.
+    fn read_by_the_code() -> Vec<String> {
+        let arm = regex::Regex::new(r#""(K8s[A-Za-z0-9]+)"\s*(?:\||=>)"#).unwrap();
+        let mut names = Vec::new();
+        for (file, from, to) in [
+            (
+                include_str!("constraint.rs"),
+                "fn rule(ctx",
+                "/// Every kind nodeguard judges",
+            ),
+            (
+                include_str!("constraint_kinds.rs"),
+                "pub(super) fn read(",
+                "/// Why the node can never judge",
+            ),
+        ] {
+            let body = &file[file.find(from).unwrap()..file.find(to).unwrap()];
+            for c in arm.captures_iter(body) {
+                if !names.contains(&c[1].to_string()) {
+                    names.push(c[1].to_string());
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_kind_read_is_listed_and_carries_its_own_id() {
+        let read = read_by_the_code();
+        assert!(read.len() > 80, "{read:?}");
+        for kind in &read {
+            assert!(
+                KINDS.contains(&kind.as_str()),
+                "{kind} is read but not in KINDS"
+            );
+        }
+        for kind in KINDS {
+            assert!(
+                read.iter().any(|r| r == kind),
+                "{kind} is in KINDS but not read"
+            );
+            let text = format!(
+                "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: {kind}\nmetadata: {{name: c}}\n"
+            );
+            let policy = Policy::parse("c.yaml", &text).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert!(
+                policy.notes().iter().all(|n| n.path != "kind"),
+                "{kind}: {:?}",
+                policy.notes()
+            );
+            assert!(
+                policy.check_ids().all(|id| id == *kind),
+                "{kind}: {:?}",
+                policy.check_ids().collect::<Vec<_>>()
+            );
+        }
     }
 }

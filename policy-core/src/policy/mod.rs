@@ -13,6 +13,7 @@
 
 mod compile;
 mod constraint;
+mod constraint_kinds;
 mod error;
 mod rule;
 mod validate;

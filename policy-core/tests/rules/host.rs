@@ -248,16 +248,19 @@ fn host_path_judges_hostpath_volumes_that_are_not_mounted() {
                 name: "logs".into(),
                 kind: VolumeType::HostPath,
                 host_path: Some("/var/log".into()),
+                driver: None,
             },
             Volume {
                 name: "data".into(),
                 kind: VolumeType::HostPath,
                 host_path: Some("/data".into()),
+                driver: None,
             },
             Volume {
                 name: "root".into(),
                 kind: VolumeType::HostPath,
                 host_path: Some("/".into()),
+                driver: None,
             },
         ]);
         // `/` is mounted (and judged as a mount); `/data` is not mounted.
@@ -284,6 +287,7 @@ fn host_path_judges_hostpath_volumes_that_are_not_mounted() {
             name: "data".into(),
             kind: VolumeType::HostPath,
             host_path: Some("/data".into()),
+            driver: None,
         }]);
     });
     assert_denied(

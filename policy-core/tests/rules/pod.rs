@@ -99,6 +99,7 @@ fn volume(name: &str, kind: VolumeType) -> Volume {
         name: name.into(),
         kind,
         host_path: None,
+        driver: None,
     }
 }
 

@@ -10,6 +10,17 @@
 //! as the library's string prefixes and suffixes compare them: that is what containerd 2.x
 //! tells the node; containerd 1.7 tells an already normalized name.
 
+mod common;
+mod pod_security;
+
+use common::rego_array;
+pub(crate) use common::{Dialect, rego_value};
+
+pub(crate) use pod_security::{
+    CapabilityRule, FsGroupRule, IdRule, Max, RatioRule, SeLinuxEntry, SeccompRule, SeccompV2Rule,
+    SysctlRule, UserRules,
+};
+
 use crate::findings::{Findings, known};
 use crate::quantity::{Bytes, Millicores};
 use crate::view::{ContainerKind, ContainerView, MountSource};
@@ -72,8 +83,8 @@ pub(crate) enum GkRule {
     },
     /// K8sPSPAllowPrivilegeEscalationContainer: privilege escalation explicitly off.
     AllowPrivilegeEscalation,
-    /// K8sPSPReadOnlyRootFilesystem.
-    ReadOnlyRootFilesystem,
+    /// K8sPSPReadOnlyRootFilesystem (Azure's: the same check, its own message).
+    ReadOnlyRootFilesystem(Dialect),
     /// K8sPSPHostNetworkingPorts: host network only if allowed, host ports within `min..=max`;
     /// `parameters` as the message prints them.
     HostNetworkingPorts {
@@ -94,6 +105,60 @@ pub(crate) enum GkRule {
     HostFilesystem(Vec<AllowedHostPath>),
     /// K8sRequiredLabels: each key present, its value matching its regex.
     RequiredLabels(Vec<RequiredLabel>),
+    /// K8sContainerRequests: requests set, and not above the maxima.
+    ContainerRequests {
+        /// `cpu`: the largest request.
+        cpu: Max<Millicores>,
+        /// `memory`: the largest request.
+        memory: Max<Bytes>,
+    },
+    /// K8sContainerRatios.
+    ContainerRatios(RatioRule),
+    /// K8sRequiredResources: `limits` and `requests` (resource names) set.
+    RequiredResources {
+        /// Limits that must be set.
+        limits: Vec<String>,
+        /// Requests that must be set.
+        requests: Vec<String>,
+    },
+    /// K8sDisallowInteractiveTTY.
+    InteractiveTty,
+    /// K8sPSPCapabilities, Azure's AllowedCapabilities.
+    Capabilities(CapabilityRule),
+    /// Azure's DisallowedCapabilities.
+    DisallowedCapabilities(Vec<String>),
+    /// K8sPSPAllowedUsers, Azure's AllowedUsersGroups.
+    AllowedUsers(Box<UserRules>),
+    /// K8sPSPFSGroup.
+    FsGroup(FsGroupRule),
+    /// K8sPSPSeccomp, Azure's AllowedSeccomp.
+    Seccomp(SeccompRule, Dialect),
+    /// K8sPSPSeccompV2.
+    SeccompV2(SeccompV2Rule),
+    /// K8sPSPAppArmor (`allowedProfiles`), Azure's EnforceAppArmor.
+    AppArmor(Vec<String>, Dialect),
+    /// K8sPSPSELinuxV2 (`allowedSELinuxOptions`, and as OPA prints them), Azure's SELinux.
+    SeLinux(Vec<SeLinuxEntry>, String, Dialect),
+    /// K8sPSPProcMount: whether `Unmasked` is allowed.
+    ProcMount(bool),
+    /// K8sPSPForbiddenSysctls, Azure's ForbiddenSysctls.
+    Sysctls(SysctlRule),
+    /// K8sPSPVolumeTypes (`volumes`), Azure's VolumeTypes.
+    VolumeTypes(Vec<String>),
+    /// K8sPSPFlexVolumes (the allowed drivers), Azure's FlexVolumes.
+    FlexVolumes(Vec<String>),
+    /// K8sPSPAutomountServiceAccountTokenPod, Azure's BlockAutomountToken.
+    AutomountToken,
+    /// K8sPSPHostProcess.
+    HostProcess,
+    /// Azure's NoPrivilegeEscalation (V3): escalation explicitly off, or (unless `force`) a
+    /// root or unset user.
+    AzureNoPrivilegeEscalation {
+        /// V4's `forcePrivilegeEscalationToBeFalse` (and the legacy kind): the library's check.
+        force: bool,
+    },
+    /// Azure's BlockDefault: no pod in the `default` namespace.
+    AzureBlockDefault,
     /// Azure's PodEnforceLabels: each key present, any value.
     LabelsPresent(Vec<String>),
     /// K8sContainerLimits (Azure's ContainerLimits): limits set, and not above the maxima
@@ -105,16 +170,6 @@ pub(crate) enum GkRule {
         /// `memory` (a presence check always; the maximum when it parses), as written and parsed.
         memory: Option<(String, Option<Bytes>)>,
     },
-}
-
-/// Whose template a kind follows where the gatekeeper-library and Azure Policy differ (in
-/// messages, or in a detail of the check).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    /// The gatekeeper-library's.
-    Library,
-    /// Azure Policy for AKS's (`K8sAzure...`).
-    Azure,
 }
 
 /// A regex parameter, compared by its text.
@@ -157,29 +212,6 @@ impl PartialEq for RequiredLabel {
 
 impl Eq for RequiredLabel {}
 
-/// A JSON value as OPA's `sprintf("%v")` prints it: strings quoted in arrays and objects, keys
-/// sorted, `": "` and `", "` between them.
-pub(crate) fn rego_value(value: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match value {
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(rego_value).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let entries: Vec<String> = keys
-                .iter()
-                .map(|k| format!("{k:?}: {}", rego_value(&map[*k])))
-                .collect();
-            format!("{{{}}}", entries.join(", "))
-        }
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    }
-}
-
 /// `container`, `initContainer` or `ephemeralContainer`, as the library's messages say.
 fn container_word(view: &ContainerView) -> &'static str {
     match view.kind {
@@ -187,12 +219,6 @@ fn container_word(view: &ContainerView) -> &'static str {
         Some(ContainerKind::Ephemeral) => "ephemeralContainer",
         _ => "container",
     }
-}
-
-/// A list as OPA's `sprintf("%v")` prints an array: `["a", "b"]`.
-fn rego_array(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
-    format!("[{}]", quoted.join(", "))
 }
 
 /// The library's loose digest test: `@algorithm:hex` anywhere in the image.
@@ -459,16 +485,81 @@ impl GkRule {
                     _ => {}
                 }
             }
-            GkRule::ReadOnlyRootFilesystem => {
+            GkRule::ContainerRequests { cpu, memory } => {
+                pod_security::container_requests(cpu, memory, view, out);
+            }
+            GkRule::ContainerRatios(rule) => rule.judge(view, out),
+            GkRule::RequiredResources { limits, requests } => {
+                pod_security::required_resources(limits, requests, view, out);
+            }
+            GkRule::InteractiveTty => pod_security::interactive(view, out),
+            GkRule::Capabilities(rule) => rule.judge(view, out),
+            GkRule::DisallowedCapabilities(listed) => {
+                pod_security::disallowed_capabilities(listed, view, out);
+            }
+            GkRule::AllowedUsers(rules) => rules.judge(view, out),
+            GkRule::FsGroup(rule) => rule.judge(view, out),
+            GkRule::Seccomp(rule, dialect) => rule.judge(view, out, *dialect),
+            GkRule::SeccompV2(rule) => rule.judge(view, out),
+            GkRule::AppArmor(allowed, dialect) => {
+                pod_security::apparmor(allowed, *dialect, view, out);
+            }
+            GkRule::SeLinux(entries, printed, dialect) => {
+                pod_security::selinux(entries, printed, *dialect, view, out);
+            }
+            GkRule::ProcMount(unmasked) => pod_security::proc_mount(*unmasked, view, out),
+            GkRule::Sysctls(rule) => rule.judge(view, out),
+            GkRule::VolumeTypes(allowed) => pod_security::volume_types(allowed, view, out),
+            GkRule::FlexVolumes(drivers) => pod_security::flex_volumes(drivers, view, out),
+            GkRule::AutomountToken => pod_security::automount_token(view, out),
+            GkRule::HostProcess => pod_security::host_process(view, out),
+            GkRule::AzureNoPrivilegeEscalation { force } => {
+                let allowed = *known!(
+                    out,
+                    &view.security.allow_privilege_escalation,
+                    "security.allowPrivilegeEscalation"
+                );
+                let violated = match allowed {
+                    Some(true) => true,
+                    Some(false) => false,
+                    None if *force => true,
+                    // V3: an unset escalation fails only with a non-root user set.
+                    None => {
+                        let user = known!(out, &view.security.run_as_user, "security.runAsUser");
+                        user.effective().is_some_and(|u| *u != 0)
+                    }
+                };
+                if violated {
+                    out.violation(format!(
+                        "Privilege escalation container is not allowed: {name}"
+                    ));
+                }
+            }
+            GkRule::AzureBlockDefault => {
+                let ns = view.pod.namespace.as_str();
+                if ns.is_empty() || ns == "default" {
+                    out.violation(format!(
+                        "Usage of the default namespace is not allowed, name: {}, kind: Pod",
+                        view.pod.name
+                    ));
+                }
+            }
+            GkRule::ReadOnlyRootFilesystem(dialect) => {
                 let read_only = known!(
                     out,
                     &view.security.read_only_root_filesystem,
                     "security.readOnlyRootFilesystem"
                 );
                 if !read_only {
-                    out.violation(format!(
-                        "only read-only root filesystem container is allowed: {name}"
-                    ));
+                    out.violation(match dialect {
+                        Dialect::Library => format!(
+                            "only read-only root filesystem container is allowed: {name}"
+                        ),
+                        Dialect::Azure => format!(
+                            "Readonly root filesystem is required for container. pod:'{}', container:'{name}'",
+                            view.pod.name
+                        ),
+                    });
                 }
             }
         }
