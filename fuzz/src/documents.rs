@@ -34,6 +34,7 @@ fn views() -> [ContainerView; 2] {
             uid: "0b7f".to_string(),
             labels: BTreeMap::from([("app".to_string(), "web".to_string())]),
             labels_unknown: false,
+            namespace_assumed: false,
             annotations: BTreeMap::new(),
             os: None,
             automount_token: Some(None),

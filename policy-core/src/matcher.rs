@@ -169,17 +169,22 @@ pub struct Scope {
     pub exempt_images: Option<Regexes>,
     /// Pod names included (`None`: all; a Gatekeeper constraint's `match.name`).
     pub pod_names: Option<Globs>,
+    /// Gatekeeper's reading of the namespace criteria: an object that names no namespace
+    /// ([`crate::view::PodView::namespace_assumed`]) is neither in nor out of any.
+    pub gatekeeper: bool,
 }
 
 impl Scope {
     /// Whether the policy applies to the container.
     pub fn applies_to(&self, view: &ContainerView) -> bool {
         let ns = view.pod.namespace.as_str();
-        self.namespaces.as_ref().is_none_or(|g| g.is_match(ns))
-            && !self
-                .excluded_namespaces
-                .as_ref()
-                .is_some_and(|g| g.is_match(ns))
+        let placed = self.gatekeeper && view.pod.namespace_assumed;
+        (placed || self.namespaces.as_ref().is_none_or(|g| g.is_match(ns)))
+            && !(!placed
+                && self
+                    .excluded_namespaces
+                    .as_ref()
+                    .is_some_and(|g| g.is_match(ns)))
             && self
                 .container_names
                 .as_ref()

@@ -85,6 +85,10 @@ pub struct PodView {
     pub name: String,
     /// Pod namespace (empty when unknown).
     pub namespace: String,
+    /// The object named no namespace and `namespace` is what it was placed in (`default`, or
+    /// `check -n`): a Gatekeeper constraint's namespace criteria then match it, as Gatekeeper
+    /// matches an object without a namespace.
+    pub namespace_assumed: bool,
     /// Pod UID (empty when unknown).
     pub uid: String,
     /// Pod labels.

@@ -481,3 +481,41 @@ fn container_limits_check_presence_and_maxima_as_the_template_does() {
     view.resources = limits(None, None);
     assert!(violations(&policy, &view).is_empty());
 }
+
+#[test]
+fn an_object_without_a_namespace_is_matched_as_gatekeeper_matches_it() {
+    let privileged = |matching: &str| {
+        constraint(
+            "K8sPSPPrivilegedContainer",
+            &format!("  match:\n{matching}"),
+        )
+    };
+    let only_prod = privileged("    namespaces: [prod]\n");
+    let not_default = privileged("    excludedNamespaces: [default]\n");
+    // A sample pod naming no namespace: `check` places it in `default`.
+    let mut sample = with(|v| v.security.privileged = Some(true));
+    sample.pod.namespace = "default".into();
+    sample.pod.namespace_assumed = true;
+    assert_eq!(
+        violations(&only_prod, &sample).len(),
+        1,
+        "no namespace to disqualify it"
+    );
+    assert_eq!(
+        violations(&not_default, &sample).len(),
+        1,
+        "nor to exclude it"
+    );
+    // Placed with `check -n`, or on the node, the namespace counts.
+    sample.pod.namespace_assumed = false;
+    assert!(violations(&only_prod, &sample).is_empty());
+    assert!(violations(&not_default, &sample).is_empty());
+    // A NodePolicy scope reads the namespace it was placed in either way.
+    let node_policy = Policy::parse(
+        "p.yaml",
+        "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: p}\nspec:\n  scope: {namespaces: [prod]}\n  rules: {privileged: {}}\n",
+    )
+    .unwrap();
+    sample.pod.namespace_assumed = true;
+    assert!(evaluate(&node_policy, &sample).is_clean());
+}

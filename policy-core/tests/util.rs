@@ -100,6 +100,7 @@ pub fn compliant() -> ContainerView {
             uid: "2f1c3a".into(),
             labels: labels(&[("app", "web"), ("team", "payments"), ("env", "prod")]),
             labels_unknown: false,
+            namespace_assumed: false,
             annotations: BTreeMap::new(),
             os: None,
             automount_token: Some(Some(false)),

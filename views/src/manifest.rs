@@ -165,6 +165,7 @@ fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, InvalidManifest
     let pod = PodView {
         name: meta.name.clone().unwrap_or_default(),
         namespace: namespace.clone(),
+        namespace_assumed: !namespace_given,
         uid: String::new(),
         labels: pod_meta.labels.clone(),
         labels_unknown: false,
@@ -192,6 +193,7 @@ impl PodManifest {
         self.namespace = namespace.to_string();
         for view in &mut self.containers {
             view.pod.namespace = namespace.to_string();
+            view.pod.namespace_assumed = false;
         }
     }
 }

@@ -96,6 +96,7 @@ pub fn pod_view(pod: &nri::PodSandbox) -> PodView {
     PodView {
         name: pod.name.clone(),
         namespace: pod.namespace.clone(),
+        namespace_assumed: false,
         uid: pod.uid.clone(),
         labels: sorted(&pod.labels),
         labels_unknown: false,

@@ -294,6 +294,7 @@ impl RuntimeSpec {
             pod: PodView {
                 name: get(kubelet::SANDBOX_NAME_ANNOTATION),
                 namespace: get(kubelet::SANDBOX_NAMESPACE_ANNOTATION),
+                namespace_assumed: false,
                 uid: get(kubelet::SANDBOX_UID_ANNOTATION),
                 labels: BTreeMap::new(),
                 labels_unknown: true,

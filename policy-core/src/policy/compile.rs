@@ -180,6 +180,7 @@ fn compile_scope(ctx: &mut Ctx<'_>, value: &Value) -> Option<Scope> {
         excluded_container_names: excluded_containers.ok()?,
         exempt_images: exempt.ok()?,
         pod_names: None,
+        gatekeeper: false,
     })
 }
 

@@ -222,7 +222,10 @@ enum Matches {
 /// recorded).
 fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Matches> {
     let Some(raw) = spec.get("match") else {
-        return Some(Matches::Pods(Scope::default()));
+        return Some(Matches::Pods(Scope {
+            gatekeeper: true,
+            ..Scope::default()
+        }));
     };
     let m: MatchRaw = ctx.typed("spec.match", raw)?;
     let mut ok = true;
@@ -295,6 +298,7 @@ fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Matches> {
         excluded_namespaces: excluded,
         pod_selector: selector,
         pod_names: names,
+        gatekeeper: true,
         ..Scope::default()
     };
     Some(match (applies, unknowable) {
