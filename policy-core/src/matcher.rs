@@ -179,12 +179,14 @@ impl Scope {
     pub fn applies_to(&self, view: &ContainerView) -> bool {
         let ns = view.pod.namespace.as_str();
         let placed = self.gatekeeper && view.pod.namespace_assumed;
-        (placed || self.namespaces.as_ref().is_none_or(|g| g.is_match(ns)))
-            && !(!placed
-                && self
-                    .excluded_namespaces
-                    .as_ref()
-                    .is_some_and(|g| g.is_match(ns)))
+        let included = placed || self.namespaces.as_ref().is_none_or(|g| g.is_match(ns));
+        let excluded = !placed
+            && self
+                .excluded_namespaces
+                .as_ref()
+                .is_some_and(|g| g.is_match(ns));
+        included
+            && !excluded
             && self
                 .container_names
                 .as_ref()
