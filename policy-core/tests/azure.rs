@@ -210,3 +210,159 @@ fn host_networking_ports_names_pod_and_container_and_prints_the_parameters() {
         ]
     );
 }
+
+fn restricted() -> Policy {
+    Policy::parse(
+        "azure-restricted.yaml",
+        &fixture("gatekeeper/azure-restricted.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every violation's message under the restricted initiative.
+fn restricted_messages(view: &ContainerView) -> Vec<String> {
+    found(&restricted(), view)
+        .into_iter()
+        .map(|f| f.2)
+        .collect()
+}
+
+#[test]
+fn the_restricted_initiative_loads_audits_and_passes_a_restricted_pod() {
+    let policy = restricted();
+    assert!(policy.notes().is_empty(), "{:?}", policy.notes());
+    assert_eq!(policy.names().count(), 9);
+    // compliant() declares the restricted standard (non-root 1000, groups 1000/2000,
+    // RuntimeDefault at pod level, drop ALL, a configMap volume).
+    assert_eq!(restricted_messages(&ok()), Vec::<String>::new());
+    let mut bad = ok();
+    bad.security.privileged = Some(true);
+    let decision = evaluate(&policy, &bad);
+    assert!(!decision.is_denied(), "Audit is dryrun");
+    assert!(
+        decision
+            .violations
+            .iter()
+            .all(|v| v.effect == Effect::Audit)
+    );
+}
+
+#[test]
+fn the_restricted_members_speak_with_azures_messages() {
+    use policy_core::view::{
+        Capabilities, Layered, Mount, MountSource, Seccomp, Volume, VolumeType,
+    };
+    let mut caps = ok();
+    caps.security.capabilities = Some(Capabilities::Declared {
+        add: vec!["sys_admin".into()],
+        drop: vec![],
+    });
+    assert_eq!(
+        restricted_messages(&caps),
+        [
+            r#"container <app> has a disallowed capability. Allowed capabilities are ["CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"]"#
+        ]
+    );
+    caps.security.capabilities = Some(Capabilities::Declared {
+        add: vec!["net_raw".into()],
+        drop: vec![],
+    });
+    assert!(
+        restricted_messages(&caps).is_empty(),
+        "compared without case"
+    );
+
+    // Host paths: none allowed, compared by whole components.
+    let mut host = ok();
+    host.mounts = Some(vec![Mount {
+        destination: "/logs".into(),
+        source: MountSource::HostPath("/var/log".into()),
+        read_only: true,
+    }]);
+    host.volumes = Some(vec![Volume {
+        name: "logs".into(),
+        kind: VolumeType::HostPath,
+        host_path: Some("/var/log".into()),
+        driver: None,
+    }]);
+    assert_eq!(
+        restricted_messages(&host),
+        [
+            r#"HostPath volume {"hostPath": {"path": "/var/log"}} is not allowed, pod: web. Allowed path: []"#,
+            r#"The volume type hostPath is not allowed, pod: web. Allowed volume types: ["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"]"#
+        ]
+    );
+
+    // V3 privilege escalation: an unset field fails only with a non-root user set.
+    let mut escalation = ok();
+    escalation.security.allow_privilege_escalation = Some(None);
+    assert_eq!(
+        restricted_messages(&escalation),
+        ["Privilege escalation container is not allowed: app"]
+    );
+    escalation.security.run_as_user = Some(Layered::effective_only(0));
+    escalation.security.run_as_non_root = Some(Layered::default());
+    assert_eq!(
+        restricted_messages(&escalation),
+        [
+            r#"Container app is attempting to run as disallowed user 0. Allowed runAsUser: {"ranges": [], "rule": "MustRunAsNonRoot"}"#
+        ]
+    );
+
+    // Users and groups: fsGroup must be set.
+    let mut groups = ok();
+    groups.security.fs_group = Some(None);
+    assert_eq!(
+        restricted_messages(&groups),
+        [
+            r#"Container app is attempting to run without a required securityContext/fsGroup. Allowed fsGroup: {"ranges": [{"max": 65535, "min": 1}], "rule": "MustRunAs"}"#
+        ]
+    );
+
+    // Seccomp: the allowed spellings expand to RuntimeDefault; none set fails.
+    let mut seccomp = ok();
+    seccomp.security.seccomp = Some(Layered::default());
+    assert_eq!(
+        restricted_messages(&seccomp),
+        [
+            r#"Seccomp profile 'not configured' is not allowed for container 'app'. Found at: no explicit profile found. Allowed profiles: {"RuntimeDefault", "docker/default", "runtime/default"}"#
+        ]
+    );
+    seccomp.security.seccomp = Some(Layered::effective_only(Seccomp::Localhost("x.json".into())));
+    assert_eq!(
+        restricted_messages(&seccomp),
+        [
+            r#"Seccomp profile 'Localhost' with file 'x.json' is not allowed for container 'app'. Found at: container securityContext. Allowed profiles: {"RuntimeDefault", "docker/default", "runtime/default"}"#
+        ]
+    );
+}
+
+#[test]
+fn azure_host_paths_match_whole_components_and_ask_for_read_only_mounts() {
+    use policy_core::view::{Mount, MountSource};
+    let policy = Policy::parse(
+        "h.yaml",
+        "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sAzureV3HostFilesystem\nmetadata: {name: h}\nspec: {parameters: {allowedHostPaths: [{pathPrefix: /foo, readOnly: true}, {pathPrefix: /data, readOnly: false}]}}\n",
+    )
+    .unwrap();
+    let mount = |path: &str, read_only: bool| {
+        let mut v = ok();
+        v.mounts = Some(vec![Mount {
+            destination: "/m".into(),
+            source: MountSource::HostPath(path.into()),
+            read_only,
+        }]);
+        v
+    };
+    assert!(found(&policy, &mount("/foo/bar", true)).is_empty());
+    assert!(found(&policy, &mount("/data", false)).is_empty());
+    assert_eq!(
+        only(&policy, &mount("/fool", true)).2,
+        r#"HostPath volume {"hostPath": {"path": "/fool"}} is not allowed, pod: web. Allowed path: [{"pathPrefix": "/foo", "readOnly": true}, {"pathPrefix": "/data", "readOnly": false}]"#
+    );
+    assert!(
+        only(&policy, &mount("/foo", false))
+            .2
+            .starts_with(r#"HostPath volume {"hostPath": {"path": "/foo"}} does not meet the readonly requirement, pod: web."#)
+    );
+}

@@ -166,8 +166,8 @@ fn required_resources_name_the_missing_set() {
     assert_eq!(
         messages(&policy, &v),
         [
-            r#"container <nginx> does not have {"cpu", "memory"} limits defined"#,
-            r#"container <nginx> does not have {"cpu"} requests defined"#
+            r#"container <nginx> does not have <{"cpu", "memory"}> limits defined"#,
+            r#"container <nginx> does not have <{"cpu"}> requests defined"#
         ]
     );
     let nothing = constraint("K8sRequiredResources", "{}");
@@ -209,8 +209,8 @@ fn capabilities_compare_exactly_in_manifests_and_by_effect_on_the_node() {
     assert_eq!(
         messages(&policy, &add),
         [
-            r#"container nginx has a disallowed capability. Allowed capabilities are ["NET_BIND_SERVICE"]"#,
-            r#"container nginx is not dropping all required capabilities. Container must drop all of ["ALL"] or "ALL""#
+            r#"container <nginx> has a disallowed capability. Allowed capabilities are ["NET_BIND_SERVICE"]"#,
+            r#"container <nginx> is not dropping all required capabilities. Container must drop all of ["ALL"] or "ALL""#
         ]
     );
     // The CEL form compares exactly: `net_bind_service` is not the allowed name.
@@ -224,13 +224,13 @@ fn capabilities_compare_exactly_in_manifests_and_by_effect_on_the_node() {
     assert_eq!(
         messages(&policy, &lower),
         [
-            r#"init container nginx has a disallowed capability. Allowed capabilities are ["NET_BIND_SERVICE"]"#
+            r#"init container <nginx> has a disallowed capability. Allowed capabilities are ["NET_BIND_SERVICE"]"#
         ]
     );
     let none = constraint("K8sPSPCapabilities", "{}");
     assert_eq!(
         messages(&none, &add),
-        ["container nginx has a disallowed capability. Allowed capabilities are NONE"]
+        ["container <nginx> has a disallowed capability. Allowed capabilities are NONE"]
     );
     let star = constraint("K8sPSPCapabilities", "{allowedCapabilities: ['*']}");
     assert!(messages(&star, &add).is_empty());

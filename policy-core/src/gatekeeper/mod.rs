@@ -101,8 +101,9 @@ pub(crate) enum GkRule {
         /// Whose message: Azure's names the container too.
         dialect: Dialect,
     },
-    /// K8sPSPHostFilesystem: host paths under an allowed prefix (read-only where it says).
-    HostFilesystem(Vec<AllowedHostPath>),
+    /// K8sPSPHostFilesystem: host paths under an allowed prefix (read-only where it says);
+    /// the library's CEL form compares string prefixes, Azure's whole path components.
+    HostFilesystem(Vec<AllowedHostPath>, Dialect),
     /// K8sRequiredLabels: each key present, its value matching its regex.
     RequiredLabels(Vec<RequiredLabel>),
     /// K8sContainerRequests: requests set, and not above the maxima.
@@ -183,6 +184,20 @@ impl PartialEq for Pattern {
 }
 
 impl Eq for Pattern {}
+
+/// Azure's path test: the prefix's components lead the path's (`/foo` holds `/foo/bar`, not
+/// `/fool`; `/` holds every path).
+fn components_under(path: &str, prefix: &str) -> bool {
+    let parts = |p: &str| {
+        p.trim_matches('/')
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (path, prefix) = (parts(path), parts(prefix));
+    path.len() >= prefix.len() && path[..prefix.len()] == prefix[..]
+}
 
 /// An entry of K8sPSPHostFilesystem's `allowedHostPaths`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,27 +417,43 @@ impl GkRule {
                     ));
                 }
             }
-            GkRule::HostFilesystem(allowed) => {
+            GkRule::HostFilesystem(allowed, dialect) => {
                 let mounts = known!(out, &view.mounts, "mounts");
+                let list: Vec<String> = allowed
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{{\"pathPrefix\": {:?}, \"readOnly\": {}}}",
+                            a.prefix, a.read_only
+                        )
+                    })
+                    .collect();
+                let under = |path: &str, prefix: &str| match dialect {
+                    Dialect::Library => path.starts_with(prefix),
+                    Dialect::Azure => components_under(path, prefix),
+                };
                 for m in mounts {
                     let MountSource::HostPath(path) = &m.source else {
                         continue;
                     };
-                    let ok = allowed.iter().any(|a| {
-                        path.starts_with(a.prefix.as_str()) && (!a.read_only || m.read_only)
-                    });
-                    if !ok {
-                        let list: Vec<String> = allowed
-                            .iter()
-                            .map(|a| {
-                                format!(
-                                    "{{\"pathPrefix\": {:?}, \"readOnly\": {}}}",
-                                    a.prefix, a.read_only
-                                )
-                            })
-                            .collect();
+                    let matching: Vec<&AllowedHostPath> =
+                        allowed.iter().filter(|a| under(path, &a.prefix)).collect();
+                    let problem = match dialect {
+                        Dialect::Library
+                            if !matching.iter().any(|a| !a.read_only || m.read_only) =>
+                        {
+                            Some("is not allowed")
+                        }
+                        Dialect::Azure if matching.is_empty() => Some("is not allowed"),
+                        // Azure: any matching read-only entry asks for a read-only mount.
+                        Dialect::Azure if !m.read_only && matching.iter().any(|a| a.read_only) => {
+                            Some("does not meet the readonly requirement")
+                        }
+                        _ => None,
+                    };
+                    if let Some(problem) = problem {
                         out.violation(format!(
-                            "HostPath volume {{\"hostPath\": {{\"path\": {path:?}}}}} is not allowed, pod: {}. Allowed path: [{}]",
+                            "HostPath volume {{\"hostPath\": {{\"path\": {path:?}}}}} {problem}, pod: {}. Allowed path: [{}]",
                             view.pod.name,
                             list.join(", ")
                         ));

@@ -92,12 +92,12 @@ impl CapabilityRule {
         };
         if disallowed_add {
             out.violation(format!(
-                "{prefix} {name} has a disallowed capability. Allowed capabilities are {allowed_text}"
+                "{prefix} <{name}> has a disallowed capability. Allowed capabilities are {allowed_text}"
             ));
         }
         if missing_drop {
             out.violation(format!(
-                "{prefix} {name} is not dropping all required capabilities. Container must drop all of {} or \"ALL\"",
+                "{prefix} <{name}> is not dropping all required capabilities. Container must drop all of {} or \"ALL\"",
                 rego_array(&self.required_drop),
             ));
         }
@@ -957,7 +957,7 @@ pub(crate) fn required_resources(
         if !missing.is_empty() {
             let quoted: Vec<String> = missing.iter().map(|m| format!("{m:?}")).collect();
             out.violation(format!(
-                "container <{name}> does not have {{{}}} {what} defined",
+                "container <{name}> does not have <{{{}}}> {what} defined",
                 quoted.join(", ")
             ));
         }

@@ -509,7 +509,13 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
                 known,
             )
         }
-        "K8sPSPHostFilesystem" => {
+        "K8sPSPHostFilesystem"
+        | "K8sAzureV4HostFilesystem"
+        | "K8sAzureV3HostFilesystem"
+        | "K8sAzureV2HostFilesystem"
+        | "K8sAzureV1HostFilesystem"
+        | "K8sAzureHostFilesystem" => {
+            let azure = kind.starts_with("K8sAzure");
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase")]
             struct Allowed {
@@ -530,8 +536,22 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
                             read_only: a.read_only,
                         })
                         .collect(),
+                    if azure {
+                        Dialect::Azure
+                    } else {
+                        Dialect::Library
+                    },
                 )),
-                &["allowedHostPaths"],
+                if azure {
+                    &[
+                        "allowedHostPaths",
+                        "windowsAllowedHostPaths",
+                        "excludedContainers",
+                        "excludedImages",
+                    ]
+                } else {
+                    &["allowedHostPaths"]
+                },
             )
         }
         "K8sRequiredLabels" => {
@@ -694,6 +714,11 @@ pub(super) const KINDS: &[&str] = &[
     "K8sAzureHostNetworkingPorts",
     "K8sAzureV4HostNetworkingPorts",
     "K8sPSPHostFilesystem",
+    "K8sAzureV4HostFilesystem",
+    "K8sAzureV3HostFilesystem",
+    "K8sAzureV2HostFilesystem",
+    "K8sAzureV1HostFilesystem",
+    "K8sAzureHostFilesystem",
     "K8sRequiredLabels",
     "K8sContainerLimits",
     "K8sAzureV3ContainerLimits",
