@@ -52,6 +52,11 @@ enum PolicyCommand {
     ///
     /// Exit status: 0 valid, 2 invalid or unreadable.
     Validate(ValidateArgs),
+    /// Print the NodePolicy documents closest to Gatekeeper and Azure Policy constraints,
+    /// each under a comment naming its constraint and what differs.
+    ///
+    /// Exit status: 0 converted, 2 invalid or unreadable input.
+    Convert(nodeguard::cli::convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => nodeguard::cli::check::run(&args),
         Command::Policy(PolicyCommand::Validate(args)) => nodeguard::cli::validate::run(&args),
+        Command::Policy(PolicyCommand::Convert(args)) => nodeguard::cli::convert::run(&args),
         Command::Report(args) => nodeguard::cli::report::run(&args),
         Command::Completion { shell } => {
             use clap::CommandFactory as _;

@@ -916,3 +916,42 @@ fn a_large_kubectl_dump_is_judged_pod_by_pod() {
     assert_eq!(dump.lines().nth(line - 1).unwrap(), "- apiVersion: v1");
     assert!(dump.lines().nth(line + 1).unwrap().contains("name: p7"));
 }
+
+#[test]
+fn policy_convert_prints_node_policies_that_load() {
+    let library = core_testdata("gatekeeper/library.yaml");
+    let unenforceable = core_testdata("gatekeeper/unenforceable.yaml");
+    let out = nodeguard(&["policy", "convert", &library, &unenforceable]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("# From K8sAllowedRepos/repo-is-openpolicyagent (")
+            && text.contains("# Not converted: K8sRequiredProbes cannot be enforced on a node"),
+        "{text}"
+    );
+    // What it prints is a policy `policy validate` accepts.
+    let dir = tempfile::tempdir().unwrap();
+    let converted = dir.path().join("converted.yaml");
+    std::fs::write(&converted, &text).unwrap();
+    let out = nodeguard(&[
+        "policy",
+        "validate",
+        "--strict",
+        converted.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("valid (4 policies"),
+        "{}",
+        stdout(&out)
+    );
+    // Nothing to convert, or a broken file: exit 2 with the reason.
+    let node_policy = path("policies/corp.yaml");
+    let out = nodeguard(&["policy", "convert", &node_policy]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no Gatekeeper constraint to convert"));
+    let broken = path("policies/broken.yaml");
+    let out = nodeguard(&["policy", "convert", &broken]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("broken.yaml:"), "{}", stderr(&out));
+}

@@ -226,11 +226,7 @@ impl Rule {
     fn judge(&self, view: &ContainerView, out: &mut Findings<'_>) {
         let sec = &view.security;
         match self {
-            Rule::Gatekeeper(rule, exempt) => {
-                if !exempt.covers(view) {
-                    rule.judge(view, out);
-                }
-            }
+            Rule::Gatekeeper(rule, exempt) => rule.judge_unless(exempt, view, out),
             Rule::ImagesAllowed(allowed) => {
                 let image = known!(out, &view.image, "image");
                 if !allowed.is_match(image.as_str()) {

@@ -690,6 +690,15 @@ impl Builder {
             if map.contains_key(&key) {
                 return Err(Self::error(span, format!("duplicate key `{key}`")).into());
             }
+            // kubectl's YAML 1.1 merges `<<: *anchor` into the mapping; read as a plain key it
+            // would drop what the author meant in silence.
+            if key == "<<" {
+                return Err(Self::error(
+                    span,
+                    "YAML merge keys (`<<`) are not supported: write the merged mapping out",
+                )
+                .into());
+            }
             let key_path = child_path(path, &key);
             self.locate(key_path, span)?;
             if let Some(Frame::Mapping { pending_key, .. }) = self.stack.last_mut() {
@@ -838,6 +847,13 @@ mod tests {
     fn resolves_aliases() {
         let docs = parse_documents("x: &v [1, 2]\ny: *v\n").unwrap();
         assert_eq!(docs[0].value["y"], json!([1, 2]));
+    }
+
+    #[test]
+    fn rejects_merge_keys_rather_than_misread_them() {
+        let err = parse_documents("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n").unwrap_err();
+        assert_eq!(err.location.line, 3);
+        assert!(err.message.contains("merge keys"), "{err}");
     }
 
     #[test]

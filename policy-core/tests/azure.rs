@@ -237,8 +237,11 @@ fn the_restricted_initiative_loads_audits_and_passes_a_restricted_pod() {
     assert_eq!(restricted_messages(&ok()), Vec::<String>::new());
     let mut bad = ok();
     bad.security.privileged = Some(true);
+    bad.host_ports = Some(vec![80]);
+    bad.security.seccomp = Some(policy_core::view::Layered::default());
     let decision = evaluate(&policy, &bad);
     assert!(!decision.is_denied(), "Audit is dryrun");
+    assert_eq!(decision.violations.len(), 3, "{decision:#?}");
     assert!(
         decision
             .violations
@@ -365,4 +368,64 @@ fn azure_host_paths_match_whole_components_and_ask_for_read_only_mounts() {
             .2
             .starts_with(r#"HostPath volume {"hostPath": {"path": "/foo"}} does not meet the readonly requirement, pod: web."#)
     );
+}
+
+#[test]
+fn converted_constraints_are_valid_node_policies_naming_their_source() {
+    let files = [
+        "gatekeeper/azure-seed.yaml",
+        "gatekeeper/azure-restricted.yaml",
+        "gatekeeper/library.yaml",
+        "gatekeeper/unenforceable.yaml",
+    ];
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .map(|f| ((*f).to_string(), fixture(f)))
+        .collect();
+    let converted = Policy::convert(texts.iter().map(|(n, t)| (n.as_str(), t.as_str()))).unwrap();
+    // Every constraint is named once, converted or not.
+    assert_eq!(converted.matches("# From ").count(), 5 + 9 + 4 + 6);
+    assert_eq!(converted.matches("# Not converted: ").count(), 6);
+    assert!(converted.contains(
+        "# From K8sAzureV2ContainerAllowedImages/azurepolicy-k8sazurev2containerallowedimag-0a1b2c3d4e5f60718293 (gatekeeper/azure-seed.yaml:9)"
+    ));
+    // What comes out loads as NodePolicy documents, the effects carried over.
+    let policy =
+        Policy::parse("converted.yaml", &converted).unwrap_or_else(|e| panic!("{e}\n{converted}"));
+    assert_eq!(policy.names().count(), 5 + 9 + 4);
+    assert!(policy.notes().is_empty());
+    let mut view = ok();
+    view.security.privileged = Some(true);
+    let decision = evaluate(&policy, &view);
+    let privileged: Vec<(&str, Effect)> = decision
+        .violations
+        .iter()
+        .filter(|v| v.rule == "privileged")
+        .map(|v| (&*v.policy, v.effect))
+        .collect();
+    assert_eq!(
+        privileged,
+        [
+            (
+                "k8sazurev2noprivilege-azurepolicy-k8sazurev2noprivilege-1b2c3d4e5f6071829304",
+                Effect::Enforce
+            ),
+            (
+                "k8sazurev2noprivilege-azurepolicy-k8sazurev2noprivilege-5f607182930415263748",
+                Effect::Audit
+            ),
+            (
+                "k8spspprivilegedcontainer-psp-privileged-container",
+                Effect::Enforce
+            ),
+        ]
+    );
+    // Only constraints are converted.
+    let none = Policy::convert([(
+        "p.yaml",
+        "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: p}\nspec: {rules: {privileged: {}}}\n",
+    )])
+    .unwrap();
+    assert!(none.is_empty());
+    assert!(Policy::convert([("bad.yaml", "kind: [")]).is_err());
 }

@@ -370,6 +370,17 @@ fn host_network_and_ports_follow_the_parameters() {
         "  parameters: {hostNetwork: true}\n",
     );
     assert!(violations(&allowed, &view).is_empty());
+    // exemptImages spares the host ports only: the host network is judged for every pod.
+    let exempting = constraint(
+        "K8sPSPHostNetworkingPorts",
+        "  parameters: {hostNetwork: false, min: 80, max: 9000, exemptImages: ['safeimages.com/*']}\n",
+    );
+    image(&mut view, "safeimages.com/nginx");
+    view.host_ports = Some(vec![9001]);
+    view.host_namespaces.network = Some(false);
+    assert!(violations(&exempting, &view).is_empty(), "exempt ports");
+    view.host_namespaces.network = Some(true);
+    assert_eq!(violations(&exempting, &view).len(), 1, "host network");
 }
 
 #[test]

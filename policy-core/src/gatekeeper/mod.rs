@@ -259,7 +259,27 @@ fn has_digest(image: &str) -> bool {
 }
 
 impl GkRule {
-    pub(crate) fn judge(&self, view: &ContainerView, out: &mut Findings<'_>) {
+    /// Judges the container unless `exempt` spares it. The library's host networking kind
+    /// spares only the host ports of an exempt container: sharing the host's network is judged
+    /// for every pod, as its template says.
+    pub(crate) fn judge_unless(
+        &self,
+        exempt: &Exempt,
+        view: &ContainerView,
+        out: &mut Findings<'_>,
+    ) {
+        let spared = exempt.covers(view);
+        match self {
+            GkRule::HostNetworkingPorts {
+                dialect: Dialect::Library,
+                ..
+            } => self.host_networking(view, out, spared),
+            _ if spared => {}
+            _ => self.judge(view, out),
+        }
+    }
+
+    fn judge(&self, view: &ContainerView, out: &mut Findings<'_>) {
         let name = &view.name;
         let word = container_word(view);
         match self {
@@ -367,35 +387,7 @@ impl GkRule {
                     ));
                 }
             }
-            GkRule::HostNetworkingPorts {
-                host_network,
-                min,
-                max,
-                allowed,
-                parameters,
-                dialect,
-            } => {
-                let pod = &view.pod.name;
-                let on_host = known!(out, &view.host_namespaces.network, "hostNamespaces.network");
-                let ports = known!(out, &view.host_ports, "hostPorts");
-                let outside = ports.iter().any(|&p| {
-                    min.is_some_and(|m| i64::from(p) < m)
-                        || max.is_some_and(|m| i64::from(p) > m)
-                        || allowed
-                            .as_ref()
-                            .is_some_and(|a| !a.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p)))
-                });
-                if (*on_host && !host_network) || outside {
-                    out.violation(match dialect {
-                        Dialect::Library => format!(
-                            "The specified hostNetwork and hostPort are not allowed, pod: {pod}. Allowed values: {parameters}"
-                        ),
-                        Dialect::Azure => format!(
-                            "The specified hostNetwork and hostPort are not allowed, pod: {pod}, container: {name}. Allowed values: {parameters}"
-                        ),
-                    });
-                }
-            }
+            GkRule::HostNetworkingPorts { .. } => self.host_networking(view, out, false),
             GkRule::LabelsPresent(keys) => {
                 if view.pod.labels_unknown {
                     out.unknown("pod.labels");
@@ -593,6 +585,49 @@ impl GkRule {
                     });
                 }
             }
+        }
+    }
+}
+
+impl GkRule {
+    /// K8sPSPHostNetworkingPorts and Azure's HostNetworkingPorts; `ports_exempt`: the
+    /// container's host ports are not judged.
+    fn host_networking(&self, view: &ContainerView, out: &mut Findings<'_>, ports_exempt: bool) {
+        let GkRule::HostNetworkingPorts {
+            host_network,
+            min,
+            max,
+            allowed,
+            parameters,
+            dialect,
+        } = self
+        else {
+            return;
+        };
+        let pod = &view.pod.name;
+        let on_host = known!(out, &view.host_namespaces.network, "hostNamespaces.network");
+        let outside = if ports_exempt {
+            false
+        } else {
+            let ports = known!(out, &view.host_ports, "hostPorts");
+            ports.iter().any(|&p| {
+                min.is_some_and(|m| i64::from(p) < m)
+                    || max.is_some_and(|m| i64::from(p) > m)
+                    || allowed
+                        .as_ref()
+                        .is_some_and(|a| !a.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p)))
+            })
+        };
+        if (*on_host && !host_network) || outside {
+            out.violation(match dialect {
+                Dialect::Library => format!(
+                    "The specified hostNetwork and hostPort are not allowed, pod: {pod}. Allowed values: {parameters}"
+                ),
+                Dialect::Azure => format!(
+                    "The specified hostNetwork and hostPort are not allowed, pod: {pod}, container: {}. Allowed values: {parameters}",
+                    view.name
+                ),
+            });
         }
     }
 }

@@ -688,6 +688,118 @@ fn rule(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Judged> {
     }))
 }
 
+/// One constraint as a `NodePolicy` document (YAML, comments naming the source constraint and
+/// what differs), or a comment saying why it is not converted. The constraint is valid (the
+/// caller loaded the policy first).
+pub(super) fn convert_constraint(ctx: &mut Ctx<'_>, value: &Value) -> String {
+    use std::fmt::Write as _;
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim();
+    let at = ctx.locations.nearest("kind");
+    let mut out = format!("# From {kind}/{name} ({}:{})\n", ctx.source_name, at.line);
+    let spec = value.get("spec").cloned().unwrap_or(Value::Null);
+    let params = spec.get("parameters").cloned().unwrap_or(Value::Null);
+    let before = ctx.notes.len();
+    let effect = effect(ctx, &spec);
+    let matches = scope(ctx, &spec);
+    let judged = rule(ctx, kind, &params);
+    let (Some(effect), Some(Matches::Pods(_)), Some(Judged::Check(Rule::Gatekeeper(gk, _)))) =
+        (effect, matches, judged)
+    else {
+        let why = ctx.notes[before..]
+            .last()
+            .map_or("Gatekeeper reports nothing with these parameters", |n| {
+                n.message.as_str()
+            });
+        let _ = writeln!(out, "# Not converted: {why}");
+        return out;
+    };
+    let converted = gk.to_node_policy();
+    for caveat in &converted.caveats {
+        let _ = writeln!(out, "# Note: {caveat}");
+    }
+    if converted.rules.is_empty() {
+        return out;
+    }
+    let m = spec.get("match").cloned().unwrap_or(Value::Null);
+    let mut scope = serde_json::Map::new();
+    for (from, to) in [
+        ("namespaces", "namespaces"),
+        ("excludedNamespaces", "excludedNamespaces"),
+    ] {
+        if let Some(list) = m
+            .get(from)
+            .filter(|l| l.as_array().is_some_and(|a| !a.is_empty()))
+        {
+            scope.insert(to.into(), list.clone());
+        }
+    }
+    if let Some(selector) = m.get("labelSelector").filter(|s| !s.is_null()) {
+        scope.insert("podSelector".into(), selector.clone());
+    }
+    let list = |key: &str| -> Vec<String> {
+        params
+            .get(key)
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+            .unwrap_or_default()
+    };
+    let mut exempt = list("exemptImages");
+    exempt.extend(list("excludedImages"));
+    if !exempt.is_empty() {
+        scope.insert(
+            "exemptImages".into(),
+            json_strings(super::convert::exempt_regexes(&exempt)),
+        );
+    }
+    let containers = list("excludedContainers");
+    if !containers.is_empty() {
+        scope.insert("excludedContainerNames".into(), json_strings(containers));
+    }
+    if m.get("name").is_some_and(|n| !n.is_null()) {
+        let _ = writeln!(
+            out,
+            "# Note: a NodePolicy has no pod-name scope: match.name is not carried over"
+        );
+    }
+    let doc_name: String = format!("{kind}-{name}")
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "apiVersion: {}\nkind: {}\nmetadata:\n  name: {doc_name}\nspec:\n  effect: {}",
+        crate::document::API_VERSION,
+        crate::document::KIND,
+        effect.as_str()
+    );
+    if !scope.is_empty() {
+        let _ = writeln!(out, "  scope: {}", Value::Object(scope));
+    }
+    let _ = writeln!(out, "  rules:");
+    for (rule, value) in &converted.rules {
+        let _ = writeln!(out, "    {rule}: {value}");
+    }
+    out
+}
+
+fn json_strings(items: Vec<String>) -> Value {
+    Value::Array(items.into_iter().map(Value::String).collect())
+}
+
 /// Every kind nodeguard judges: the check id its violations carry is its kind (a test keeps
 /// this list and the kinds read in step).
 pub(super) const KINDS: &[&str] = &[

@@ -14,6 +14,7 @@
 mod compile;
 mod constraint;
 mod constraint_kinds;
+mod convert;
 mod error;
 mod rule;
 mod validate;
@@ -103,20 +104,7 @@ impl Policy {
                 });
             }
             for doc in docs {
-                // `kubectl get <kinds> -o yaml` prints a `List`: each item is a document.
-                let items: Vec<(&Value, Locations)> = match doc.value.get("items") {
-                    Some(Value::Array(items))
-                        if doc.value.get("kind").and_then(Value::as_str) == Some("List") =>
-                    {
-                        items
-                            .iter()
-                            .enumerate()
-                            .map(|(i, item)| (item, doc.locations.within(&format!("items[{i}]"))))
-                            .collect()
-                    }
-                    _ => vec![(&doc.value, doc.locations.clone())],
-                };
-                for (value, locations) in items {
+                for (value, locations) in items(&doc) {
                     let mut ctx = Ctx {
                         source_name,
                         locations: &locations,
@@ -174,6 +162,43 @@ impl Policy {
             });
             Err(PolicyErrors(errors))
         }
+    }
+
+    /// The `NodePolicy` documents closest to the Gatekeeper constraints of `sources` (what
+    /// `nodeguard policy convert` prints): each preceded by a comment naming its constraint and
+    /// saying what differs; a constraint that cannot be converted is a comment saying why.
+    /// `NodePolicy` documents of the sources are left out.
+    ///
+    /// # Errors
+    /// Every mistake of the sources, as [`Policy::parse_many`] reports them.
+    pub fn convert<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Result<String, PolicyErrors> {
+        Self::parse_many(sources.clone())?;
+        let mut out = String::new();
+        let (mut errors, mut notes) = (Vec::new(), Vec::new());
+        for (source_name, text) in sources {
+            let docs = yaml::Documents::new(text, yaml::Limits::POLICY).filter_map(Result::ok);
+            for doc in docs {
+                for (value, locations) in items(&doc) {
+                    if !constraint::is_constraint(value) {
+                        continue;
+                    }
+                    let mut ctx = Ctx {
+                        source_name,
+                        locations: &locations,
+                        errors: &mut errors,
+                        notes: &mut notes,
+                        recovered: false,
+                    };
+                    if !out.is_empty() {
+                        out.push_str("---\n");
+                    }
+                    out.push_str(&constraint::convert_constraint(&mut ctx, value));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The Pod Security Standards preset for `level`, all controls with `effect`, applied to
@@ -249,6 +274,23 @@ impl Policy {
         self.documents
             .iter()
             .flat_map(|d| d.checks.iter().map(|c| c.id))
+    }
+}
+
+/// The documents of one YAML document: itself, or the items of a `List` (what
+/// `kubectl get <kinds> -o yaml` prints).
+fn items(doc: &yaml::Document) -> Vec<(&Value, Locations)> {
+    match doc.value.get("items") {
+        Some(Value::Array(items))
+            if doc.value.get("kind").and_then(Value::as_str) == Some("List") =>
+        {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (item, doc.locations.within(&format!("items[{i}]"))))
+                .collect()
+        }
+        _ => vec![(&doc.value, doc.locations.clone())],
     }
 }
 
