@@ -463,6 +463,12 @@ pub(super) fn never_on_node(kind: &str) -> Option<&'static str> {
         | "K8sAzureContainerEnforceProbes" => {
             "it judges probes, which the kubelet runs and never gives the runtime"
         }
+        "K8sPSPHostProbesLifecycle" => {
+            "it judges the hosts of probes and lifecycle handlers, which the kubelet runs and never gives the runtime"
+        }
+        "K8sContainerEphemeralStorageLimit" => {
+            "it judges ephemeral-storage limits, which the kubelet enforces itself and never gives the runtime"
+        }
         "K8sAzureV2ContainerAllowedPullPolicy" | "K8sAzureContainerAllowedPullPolicy" => {
             "it judges imagePullPolicy, which the kubelet applies and never gives the runtime"
         }
