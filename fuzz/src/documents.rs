@@ -54,6 +54,11 @@ fn views() -> [ContainerView; 2] {
         devices: Some(Vec::new()),
         resources: None,
         probe_hosts: Some(vec!["169.254.169.254".to_string()]),
+        handlers: Some(vec![policy_core::view::Handler {
+            point: "livenessProbe",
+            actions: vec!["httpGet"],
+            host: Some("169.254.169.254".to_string()),
+        }]),
         security: Security {
             privileged: Some(true),
             allow_privilege_escalation: Some(None),

@@ -759,7 +759,8 @@ fn gatekeeper_constraints_are_policy_for_check_and_validate() {
     let pod = pod.display().to_string();
     let out = nodeguard(&["check", "--policy", &unenforceable, &pod]);
     assert!(
-        stderr(&out).contains("note: not judged: ") && stderr(&out).contains("K8sRequiredProbes"),
+        stderr(&out).contains("note: not judged: ")
+            && stderr(&out).contains("K8sAzureV2ContainerEnforceProbes"),
         "{}",
         stderr(&out)
     );
@@ -767,7 +768,7 @@ fn gatekeeper_constraints_are_policy_for_check_and_validate() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(
-            "unenforceable.yaml:3:1: kind: K8sRequiredProbes cannot be enforced on a node"
+            "unenforceable.yaml:3:1: kind: K8sAzureV2ContainerEnforceProbes cannot be enforced on a node"
         ),
         "{}",
         stderr(&out)
@@ -926,7 +927,9 @@ fn policy_convert_prints_node_policies_that_load() {
     let text = stdout(&out);
     assert!(
         text.contains("# From K8sAllowedRepos/repo-is-openpolicyagent (")
-            && text.contains("# Not converted: K8sRequiredProbes cannot be enforced on a node"),
+            && text.contains(
+                "# Not converted: K8sAzureV2ContainerEnforceProbes cannot be enforced on a node"
+            ),
         "{text}"
     );
     // What it prints is a policy `policy validate` accepts.

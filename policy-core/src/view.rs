@@ -45,6 +45,8 @@ pub struct ContainerView {
     pub resources: Known<Resources>,
     /// Hosts that probes and lifecycle handlers target (`httpGet.host`, `tcpSocket.host`).
     pub probe_hosts: Known<Vec<String>>,
+    /// The container's probes and lifecycle handlers (manifests only: the kubelet runs them).
+    pub handlers: Known<Vec<Handler>>,
     /// The security context.
     pub security: Security,
     /// Whether the container has a TTY (`tty`; on the node, the OCI `process.terminal`).
@@ -65,6 +67,25 @@ pub enum ViewSource {
     /// (an SELinux level, a seccomp profile's kind at start) not told apart from what the pod
     /// declared.
     Runtime,
+}
+
+/// A probe or lifecycle handler of a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handler {
+    /// Where it is declared: `livenessProbe`, `readinessProbe`, `startupProbe`, `postStart`,
+    /// `preStop`.
+    pub point: &'static str,
+    /// The actions it declares: `exec`, `httpGet`, `tcpSocket`, `grpc`, `sleep`.
+    pub actions: Vec<&'static str>,
+    /// The host its `httpGet` or `tcpSocket` targets, if set.
+    pub host: Option<String>,
+}
+
+impl Handler {
+    /// Whether it is a probe (not a lifecycle hook).
+    pub fn is_probe(&self) -> bool {
+        self.point.ends_with("Probe")
+    }
 }
 
 /// Which list of the pod spec a container comes from.
@@ -199,8 +220,9 @@ impl VolumeType {
 
 /// Fields no node ever sees: they live only in the pod spec (a probe's `host`, a declared
 /// memory request). Named as [`crate::Undecided::missing`] names them.
-pub const NEVER_ON_NODE: [&str; 4] = [
+pub const NEVER_ON_NODE: [&str; 5] = [
     "probeHosts",
+    "handlers",
     "resources.memoryRequest",
     "stdin",
     "security.fsGroup",

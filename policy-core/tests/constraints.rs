@@ -246,7 +246,7 @@ fn what_a_node_cannot_enforce_is_a_located_note_never_a_silent_pass() {
     assert_eq!(
         policy.not_enforced_names().collect::<Vec<_>>(),
         [
-            "K8sRequiredProbes/must-have-probes",
+            "K8sAzureV2ContainerEnforceProbes/must-have-probes",
             "K8sPSPHostNamespace/host-namespace-by-label",
             "K8sCorpPodRule/corp-rule"
         ]
@@ -269,7 +269,7 @@ fn what_a_node_cannot_enforce_is_a_located_note_never_a_silent_pass() {
         (
             3,
             "kind",
-            "K8sRequiredProbes cannot be enforced on a node: it judges probes, which the kubelet runs",
+            "K8sAzureV2ContainerEnforceProbes cannot be enforced on a node: it judges probes, which the kubelet runs",
         ),
         (16, "spec.match.namespaceSelector", "needs namespace labels"),
         (23, "spec.match.kinds", "matches no Pod kind"),

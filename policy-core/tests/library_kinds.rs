@@ -655,3 +655,64 @@ fn the_service_account_token_is_judged_by_the_field_or_its_mount() {
     assert_eq!(messages(&policy, &node).len(), 1);
     assert!(messages(&policy, &on_node(|_| {})).is_empty());
 }
+
+#[test]
+fn probes_are_judged_in_manifests_and_skipped_on_the_node() {
+    use policy_core::view::Handler;
+    let handler = |point: &'static str, action: &'static str, host: Option<&str>| Handler {
+        point,
+        actions: vec![action],
+        host: host.map(str::to_string),
+    };
+    let required = constraint(
+        "K8sRequiredProbes",
+        "{probes: [readinessProbe, livenessProbe], probeTypes: [tcpSocket, httpGet, exec]}",
+    );
+    let probed = view(|v| {
+        v.handlers = Some(vec![
+            handler("readinessProbe", "httpGet", None),
+            handler("livenessProbe", "exec", None),
+        ]);
+    });
+    assert!(messages(&required, &probed).is_empty());
+    let grpc = view(|v| v.handlers = Some(vec![handler("readinessProbe", "grpc", None)]));
+    assert_eq!(
+        messages(&required, &grpc),
+        [
+            "Container <nginx> in your <Pod> <nginx-pod> has no <readinessProbe>",
+            "Container <nginx> in your <Pod> <nginx-pod> has no <livenessProbe>"
+        ]
+    );
+    let init = view(|v| {
+        v.kind = Some(ContainerKind::Init);
+        v.handlers = Some(Vec::new());
+    });
+    assert!(
+        messages(&required, &init).is_empty(),
+        "only spec.containers"
+    );
+
+    let hosts = constraint("K8sPSPHostProbesLifecycle", "{}");
+    assert!(messages(&hosts, &probed).is_empty());
+    let bad = view(|v| {
+        v.handlers = Some(vec![
+            handler("livenessProbe", "httpGet", Some("169.254.169.254")),
+            handler("preStop", "tcpSocket", Some("10.0.0.1")),
+        ]);
+    });
+    assert_eq!(
+        messages(&hosts, &bad),
+        [
+            "Container nginx has probe with host field set",
+            "Container nginx has lifecycle hook with host field set"
+        ]
+    );
+    // The kubelet runs probes: the node never sees them, and never refuses for them.
+    let node = on_node(|v| v.handlers = None);
+    for policy in [&required, &hosts] {
+        let decision = evaluate(policy, &node);
+        assert!(decision.violations.is_empty());
+        assert_eq!(decision.undecided.len(), 1);
+        assert!(!decision.undecided[0].seen_on_node());
+    }
+}

@@ -123,6 +123,7 @@ pub fn compliant() -> ContainerView {
             memory_limit: Some(Bytes(256 * MI)),
         }),
         probe_hosts: Some(Vec::new()),
+        handlers: Some(Vec::new()),
         security: Security {
             privileged: Some(false),
             allow_privilege_escalation: Some(Some(false)),
@@ -171,6 +172,7 @@ pub fn runtime_compliant() -> ContainerView {
     let mut view = compliant();
     view.kind = None;
     view.probe_hosts = None;
+    view.handlers = None;
     let sec = &mut view.security;
     sec.capabilities = Some(Capabilities::Effective(CapabilitySet::from_names([
         "NET_BIND_SERVICE",

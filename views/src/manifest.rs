@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use policy_core::image::ImageRef;
 use policy_core::quantity::{Bytes, Millicores};
 use policy_core::view::{
-    AppArmor, Capabilities, ContainerKind, ContainerView, HostNamespaces, Layered, Mount,
+    AppArmor, Capabilities, ContainerKind, ContainerView, Handler, HostNamespaces, Layered, Mount,
     MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security, ViewSource, Volume,
     VolumeType,
 };
@@ -398,6 +398,9 @@ struct VolumeMountSpec {
 struct HandlerSpec {
     http_get: Option<HostSpec>,
     tcp_socket: Option<HostSpec>,
+    exec: Option<Value>,
+    grpc: Option<Value>,
+    sleep: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -512,6 +515,42 @@ fn volume(raw: &serde_json::Map<String, Value>) -> Volume {
         host_path,
         driver,
     }
+}
+
+fn handlers(c: &ContainerSpec) -> Vec<Handler> {
+    let lifecycle = c.lifecycle.as_ref();
+    [
+        ("livenessProbe", c.liveness_probe.as_ref()),
+        ("readinessProbe", c.readiness_probe.as_ref()),
+        ("startupProbe", c.startup_probe.as_ref()),
+        ("postStart", lifecycle.and_then(|l| l.post_start.as_ref())),
+        ("preStop", lifecycle.and_then(|l| l.pre_stop.as_ref())),
+    ]
+    .into_iter()
+    .filter_map(|(point, h)| {
+        let h = h?;
+        let actions = [
+            ("exec", h.exec.is_some()),
+            ("httpGet", h.http_get.is_some()),
+            ("tcpSocket", h.tcp_socket.is_some()),
+            ("grpc", h.grpc.is_some()),
+            ("sleep", h.sleep.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect();
+        let host = [h.http_get.as_ref(), h.tcp_socket.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|s| s.host.clone().filter(|h| !h.is_empty()));
+        Some(Handler {
+            point,
+            actions,
+            host,
+        })
+    })
+    .collect()
 }
 
 fn probe_hosts(c: &ContainerSpec) -> Vec<String> {
@@ -738,6 +777,7 @@ fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, InvalidMan
                     memory_limit,
                 }),
                 probe_hosts: Some(probe_hosts(c)),
+                handlers: Some(handlers(c)),
                 security,
                 tty: Some(c.tty),
                 stdin: Some(c.stdin),
@@ -844,5 +884,38 @@ mod tests {
         let seccomp = s.seccomp.as_ref().unwrap();
         assert_eq!(seccomp.pod, Some(Seccomp::RuntimeDefault));
         assert_eq!(seccomp.container, Some(Seccomp::Localhost("p.json".into())));
+    }
+
+    #[test]
+    fn reads_what_only_a_manifest_tells() {
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {
+            "automountServiceAccountToken": false,
+            "securityContext": {"fsGroup": 2000},
+            "volumes": [{"name": "f", "flexVolume": {"driver": "example/lvm"}}],
+            "containers": [{"name": "a", "image": "a", "tty": true,
+                "readinessProbe": {"httpGet": {"host": "10.0.0.1", "port": 80}},
+                "lifecycle": {"preStop": {"exec": {"command": ["true"]}}}}]}});
+        let m = pod_from_document(&pod).unwrap().unwrap();
+        let c = &m.containers[0];
+        assert_eq!((c.tty, c.stdin), (Some(true), Some(false)));
+        assert_eq!(c.security.fs_group, Some(Some(2000)));
+        assert_eq!(c.pod.automount_token, Some(Some(false)));
+        assert!(c.pod.namespace_assumed, "no namespace in the object");
+        let volume = &c.volumes.as_ref().unwrap()[0];
+        assert_eq!(
+            (volume.kind, volume.driver.as_deref()),
+            (VolumeType::FlexVolume, Some("example/lvm"))
+        );
+        let handlers = c.handlers.as_ref().unwrap();
+        assert_eq!(
+            handlers
+                .iter()
+                .map(|h| (h.point, h.actions.clone(), h.host.as_deref()))
+                .collect::<Vec<_>>(),
+            [
+                ("readinessProbe", vec!["httpGet"], Some("10.0.0.1")),
+                ("preStop", vec!["exec"], None)
+            ]
+        );
     }
 }

@@ -226,6 +226,7 @@ fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> ContainerVi
         }),
         resources,
         probe_hosts: None,
+        handlers: None,
         security: Security {
             run_as_user: container
                 .user

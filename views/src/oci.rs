@@ -332,6 +332,7 @@ impl RuntimeSpec {
                 memory_limit,
             }),
             probe_hosts: None,
+            handlers: None,
             security: Security {
                 privileged: Some(privileged),
                 allow_privilege_escalation: process.map(|p| Some(!p.no_new_privileges)),

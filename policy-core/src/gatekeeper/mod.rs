@@ -152,6 +152,15 @@ pub(crate) enum GkRule {
     AutomountToken,
     /// K8sPSPHostProcess.
     HostProcess,
+    /// K8sPSPHostProbesLifecycle: no probe or lifecycle hook targets a host.
+    HostProbesLifecycle,
+    /// K8sRequiredProbes: each of `probes` is set with one of `probe_types`.
+    RequiredProbes {
+        /// `probes` (`readinessProbe`, ...).
+        probes: Vec<String>,
+        /// `probeTypes` (`tcpSocket`, `httpGet`, `exec`, ...).
+        probe_types: Vec<String>,
+    },
     /// Azure's NoPrivilegeEscalation (V3): escalation explicitly off, or (unless `force`) a
     /// root or unset user.
     AzureNoPrivilegeEscalation {
@@ -536,6 +545,39 @@ impl GkRule {
             GkRule::FlexVolumes(drivers) => pod_security::flex_volumes(drivers, view, out),
             GkRule::AutomountToken => pod_security::automount_token(view, out),
             GkRule::HostProcess => pod_security::host_process(view, out),
+            GkRule::HostProbesLifecycle => {
+                let handlers = known!(out, &view.handlers, "handlers");
+                for (probes, what) in [(true, "probe"), (false, "lifecycle hook")] {
+                    if handlers
+                        .iter()
+                        .any(|h| h.is_probe() == probes && h.host.is_some())
+                    {
+                        out.violation(format!("Container {name} has {what} with host field set"));
+                    }
+                }
+            }
+            GkRule::RequiredProbes {
+                probes,
+                probe_types,
+            } => {
+                // Only `spec.containers`: init and ephemeral containers run no probes.
+                if view.kind.is_some_and(|k| k != ContainerKind::Regular) {
+                    return;
+                }
+                let handlers = known!(out, &view.handlers, "handlers");
+                for probe in probes {
+                    let set = handlers.iter().any(|h| {
+                        h.point == probe
+                            && h.actions.iter().any(|a| probe_types.iter().any(|t| t == a))
+                    });
+                    if !set {
+                        out.violation(format!(
+                            "Container <{name}> in your <Pod> <{}> has no <{probe}>",
+                            view.pod.name
+                        ));
+                    }
+                }
+            }
             GkRule::AzureNoPrivilegeEscalation { force } => {
                 let allowed = *known!(
                     out,

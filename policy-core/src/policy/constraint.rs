@@ -875,6 +875,8 @@ pub(super) const KINDS: &[&str] = &[
     "K8sAzureV1BlockAutomountToken",
     "K8sAzureBlockAutomountToken",
     "K8sPSPHostProcess",
+    "K8sPSPHostProbesLifecycle",
+    "K8sRequiredProbes",
     "K8sAzureV3ReadOnlyRootFilesystem",
     "K8sAzureV2ReadOnlyRootFilesystem",
     "K8sAzureReadOnlyRootFilesystem",

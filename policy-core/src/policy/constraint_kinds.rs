@@ -418,6 +418,17 @@ pub(super) fn read(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Opti
         | "K8sAzureV1BlockAutomountToken"
         | "K8sAzureBlockAutomountToken" => (Some(GkRule::AutomountToken), &["excludedImages"]),
         "K8sPSPHostProcess" => (Some(GkRule::HostProcess), EXEMPT),
+        "K8sPSPHostProbesLifecycle" => (Some(GkRule::HostProbesLifecycle), EXEMPT),
+        "K8sRequiredProbes" => {
+            let (probes, types) = (list(ctx, params, "probes"), list(ctx, params, "probeTypes"));
+            (
+                Some(GkRule::RequiredProbes {
+                    probes: probes?,
+                    probe_types: types?,
+                }),
+                &["probes", "probeTypes"],
+            )
+        }
         "K8sAzureV3ReadOnlyRootFilesystem"
         | "K8sAzureV2ReadOnlyRootFilesystem"
         | "K8sAzureReadOnlyRootFilesystem" => (
@@ -457,14 +468,10 @@ pub(super) fn read(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Opti
 /// Why the node can never judge a kind: what it reads never reaches the runtime.
 pub(super) fn never_on_node(kind: &str) -> Option<&'static str> {
     Some(match kind {
-        "K8sRequiredProbes"
-        | "K8sAzureV2ContainerEnforceProbes"
+        "K8sAzureV2ContainerEnforceProbes"
         | "K8sAzureV1ContainerEnforceProbes"
         | "K8sAzureContainerEnforceProbes" => {
             "it judges probes, which the kubelet runs and never gives the runtime"
-        }
-        "K8sPSPHostProbesLifecycle" => {
-            "it judges the hosts of probes and lifecycle handlers, which the kubelet runs and never gives the runtime"
         }
         "K8sContainerEphemeralStorageLimit" => {
             "it judges ephemeral-storage limits, which the kubelet enforces itself and never gives the runtime"

@@ -390,6 +390,8 @@ impl GkRule {
             | GkRule::FsGroup(_)
             | GkRule::AutomountToken
             | GkRule::HostProcess
+            | GkRule::HostProbesLifecycle
+            | GkRule::RequiredProbes { .. }
             | GkRule::DisallowedCapabilities(_)
             | GkRule::AzureBlockDefault => {
                 none.caveat("no NodePolicy rule expresses this kind: nodeguard judges the constraint itself")
