@@ -551,6 +551,28 @@ proptest! {
     }
 
     #[test]
+    fn every_gatekeeper_kind_judges_any_view_naming_its_constraint(view in arb_view()) {
+        let policy = load("gatekeeper/every-kind.yaml");
+        let d = evaluate(&policy, &view);
+        check_decision(&policy, &d)?;
+        prop_assert_eq!(&evaluate(&policy, &view), &d);
+        // A constraint's findings carry its kind as the rule and `Kind/name` as the policy.
+        for (policy_name, rule) in d
+            .violations
+            .iter()
+            .map(|v| (&*v.policy, v.rule))
+            .chain(d.undecided.iter().map(|u| (&*u.policy, u.rule)))
+        {
+            prop_assert_eq!(policy_name, format!("{rule}/c-{}", rule.to_lowercase()));
+        }
+        // Azure's excludedContainers spares its container from the allowed-images kind.
+        let mut excluded = view.clone();
+        excluded.name = "istio-proxy".into();
+        let spared = evaluate(&policy, &excluded);
+        prop_assert!(spared.violations.iter().chain(std::iter::empty()).all(|v| v.rule != "K8sAzureV2ContainerAllowedImages"));
+    }
+
+    #[test]
     fn generated_policies_load_and_evaluate_any_view(docs in arb_docs(), view in arb_view()) {
         let policy = parse(&docs);
         let d = evaluate(&policy, &view);
