@@ -1,5 +1,6 @@
 //! Heap allocations per evaluation: nodeguard on the 12-rule policy (one document) and on 48
-//! rules (the same twelve in four documents), on the presets, and regorus for comparison.
+//! rules (the same twelve in four documents), on the presets, on the `gatekeeper` bench's 23
+//! constraints, and regorus for comparison.
 //!
 //! Counting uses `dhat`'s heap profiler in testing mode as the global allocator, so no unsafe
 //! code is written here (the workspace forbids it). Every count is the difference of
@@ -72,6 +73,9 @@ fn main() {
     let compliant = common::view_from_pod(&common::pod(COMPLIANT_POD));
     let violating = common::view_from_pod(&common::pod(VIOLATING_POD));
     let runtime = runtime_shaped(&compliant);
+    let gatekeeper = common::gatekeeper_constraints();
+    let gk_compliant = common::view_from_pod(&common::pod(common::GATEKEEPER_COMPLIANT_POD));
+    let gk_violating = common::view_from_pod(&common::pod(common::GATEKEEPER_VIOLATING_POD));
     for policy in [&twelve, &forty_eight, &restricted, &baseline] {
         assert!(evaluate(policy, &runtime).is_clean());
     }
@@ -110,6 +114,16 @@ fn main() {
     nodeguard("nodeguard, restricted, violating", &restricted, &violating);
     nodeguard("nodeguard, baseline, compliant", &baseline, &compliant);
     nodeguard("nodeguard, baseline, violating", &baseline, &violating);
+    nodeguard(
+        "nodeguard, 23 Gatekeeper constraints, compliant",
+        &gatekeeper,
+        &gk_compliant,
+    );
+    nodeguard(
+        "nodeguard, 23 Gatekeeper constraints, violating",
+        &gatekeeper,
+        &gk_violating,
+    );
     let r12 = nodeguard(
         "nodeguard, 12 rules, compliant, effective capabilities",
         &twelve,

@@ -26,6 +26,17 @@ pub const VIOLATING_POD: &str = include_str!("../pods/violating.json");
 /// every policy is seen to fire alike in both engines.
 pub const AGREEMENT_ONLY_POD: &str = include_str!("../pods/agreement-only.json");
 
+/// 23 Gatekeeper constraints of the gatekeeper-library's pod kinds, one per kind (`gatekeeper`
+/// bench; the library's own Rego is read at run time, never stored here).
+pub const GATEKEEPER_CONSTRAINTS_YAML: &str =
+    include_str!("../policies/gatekeeper-constraints.yaml");
+
+/// A pod whose one container passes every Gatekeeper constraint of the bench.
+pub const GATEKEEPER_COMPLIANT_POD: &str = include_str!("../pods/gatekeeper-compliant.json");
+
+/// A pod whose one container breaks every Gatekeeper constraint of the bench.
+pub const GATEKEEPER_VIOLATING_POD: &str = include_str!("../pods/gatekeeper-violating.json");
+
 /// The helpers the templates share (a Gatekeeper template's `libs`).
 pub const LIB: (&str, &str) = ("lib_k8s.rego", include_str!("../rego/lib_k8s.rego"));
 
@@ -108,6 +119,12 @@ pub const PSS: [(&str, &str); 3] = [
 /// The 12-rule policy.
 pub fn twelve_rules() -> Policy {
     Policy::parse("twelve-rules.yaml", TWELVE_RULES_YAML).expect("the 12-rule policy loads")
+}
+
+/// The bench's Gatekeeper constraints, as nodeguard loads them.
+pub fn gatekeeper_constraints() -> Policy {
+    Policy::parse("gatekeeper-constraints.yaml", GATEKEEPER_CONSTRAINTS_YAML)
+        .unwrap_or_else(|e| panic!("the Gatekeeper constraints load: {e}"))
 }
 
 /// Four copies of the 12-rule policy under four names: 48 rules in four documents.
