@@ -36,6 +36,17 @@ pub(crate) fn rego_value(value: &serde_json::Value) -> String {
 
 /// A list as OPA's `sprintf("%v")` prints an array: `["a", "b"]`.
 pub(crate) fn rego_array(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
-    format!("[{}]", quoted.join(", "))
+    use std::fmt::Write as _;
+    // One allocation: the quotes and separators, and the items (escapes may add a little).
+    let size = items.iter().map(|i| i.len() + 4).sum::<usize>() + 2;
+    let mut out = String::with_capacity(size);
+    out.push('[');
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{item:?}");
+    }
+    out.push(']');
+    out
 }

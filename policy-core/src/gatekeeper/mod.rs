@@ -326,7 +326,12 @@ impl GkRule {
             GkRule::DisallowedTags(tags) => {
                 let image = known!(out, &view.image, "image").as_written();
                 // One set for every list: the library says "container" for all of them.
-                if tags.iter().any(|t| image.ends_with(&format!(":{t}"))) {
+                let tagged = |t: &String| {
+                    image
+                        .strip_suffix(t.as_str())
+                        .is_some_and(|rest| rest.ends_with(':'))
+                };
+                if tags.iter().any(tagged) {
                     out.violation(format!(
                         "container <{name}> uses a disallowed tag <{image}>; disallowed tags are {}",
                         rego_array(tags)
@@ -420,15 +425,17 @@ impl GkRule {
             }
             GkRule::HostFilesystem(allowed, dialect) => {
                 let mounts = known!(out, &view.mounts, "mounts");
-                let list: Vec<String> = allowed
-                    .iter()
-                    .map(|a| {
-                        format!(
-                            "{{\"pathPrefix\": {:?}, \"readOnly\": {}}}",
-                            a.prefix, a.read_only
-                        )
-                    })
-                    .collect();
+                let list = || -> Vec<String> {
+                    allowed
+                        .iter()
+                        .map(|a| {
+                            format!(
+                                "{{\"pathPrefix\": {:?}, \"readOnly\": {}}}",
+                                a.prefix, a.read_only
+                            )
+                        })
+                        .collect()
+                };
                 let under = |path: &str, prefix: &str| match dialect {
                     Dialect::Library => path.starts_with(prefix),
                     Dialect::Azure => components_under(path, prefix),
@@ -456,7 +463,7 @@ impl GkRule {
                         out.violation(format!(
                             "HostPath volume {{\"hostPath\": {{\"path\": {path:?}}}}} {problem}, pod: {}. Allowed path: [{}]",
                             view.pod.name,
-                            list.join(", ")
+                            list().join(", ")
                         ));
                     }
                 }

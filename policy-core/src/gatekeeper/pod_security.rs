@@ -60,7 +60,7 @@ impl CapabilityRule {
             .as_ref()
             .is_some_and(|a| a.iter().any(|c| c == "*"));
         let allowed = self.allowed.as_deref().unwrap_or_default();
-        let allowed_text = match &self.allowed {
+        let allowed_text = || match &self.allowed {
             Some(list) => rego_array(list),
             None => "NONE".to_string(),
         };
@@ -92,7 +92,8 @@ impl CapabilityRule {
         };
         if disallowed_add {
             out.violation(format!(
-                "{prefix} <{name}> has a disallowed capability. Allowed capabilities are {allowed_text}"
+                "{prefix} <{name}> has a disallowed capability. Allowed capabilities are {}",
+                allowed_text()
             ));
         }
         if missing_drop {
@@ -510,14 +511,14 @@ impl SeccompV2Rule {
             (None, None) => (None, "no explicit profile found"),
         };
         let name = &view.name;
-        let listed = self.listed();
         let kind = match level {
             Some(Seccomp::RuntimeDefault) => "RuntimeDefault",
             Some(Seccomp::Unconfined) => "Unconfined",
             Some(Seccomp::Localhost(file)) => {
                 if !localhost_ok(file) {
                     out.violation(format!(
-                        "Seccomp profile 'Localhost' With file '{file}' is not allowed for container '{name}'. Found at: {at}. Allowed profiles: {listed}"
+                        "Seccomp profile 'Localhost' With file '{file}' is not allowed for container '{name}'. Found at: {at}. Allowed profiles: {}",
+                        self.listed()
                     ));
                 }
                 return;
@@ -535,17 +536,18 @@ impl SeccompV2Rule {
             return;
         }
         out.violation(format!(
-            "Seccomp profile '{kind}' is not allowed for container '{name}'. Found at: {at}. Allowed profiles: {listed}"
+            "Seccomp profile '{kind}' is not allowed for container '{name}'. Found at: {at}. Allowed profiles: {}",
+            self.listed()
         ));
     }
 }
 
-/// An AppArmor profile as the templates name it.
-fn apparmor_name(profile: &AppArmor) -> String {
+/// An AppArmor profile as the templates name it, in two parts (`localhost/` and its name).
+fn apparmor_name(profile: &AppArmor) -> (&'static str, &str) {
     match profile {
-        AppArmor::RuntimeDefault => "runtime/default".to_string(),
-        AppArmor::Unconfined => "unconfined".to_string(),
-        AppArmor::Localhost(name) => format!("localhost/{name}"),
+        AppArmor::RuntimeDefault => ("runtime/default", ""),
+        AppArmor::Unconfined => ("unconfined", ""),
+        AppArmor::Localhost(name) => ("localhost/", name),
     }
 }
 
@@ -558,30 +560,39 @@ pub(crate) fn apparmor(
     view: &ContainerView,
     out: &mut Findings<'_>,
 ) {
-    let profile = match dialect {
-        Dialect::Library => {
-            let apparmor = known!(out, &view.security.apparmor, "security.apparmor");
-            apparmor
-                .effective()
-                .map_or_else(|| "runtime/default".to_string(), apparmor_name)
-        }
-        Dialect::Azure => {
-            let key = format!("{}{}", crate::pss::APPARMOR_ANNOTATION_PREFIX, view.name);
-            match (view.pod.annotations.get(&key), view.source) {
-                (Some(value), _) => value.clone(),
-                // On the node the annotation may be gone (a pod using the field): judge what
-                // is in force.
-                (None, ViewSource::Runtime) => {
-                    let apparmor = known!(out, &view.security.apparmor, "security.apparmor");
-                    apparmor
-                        .effective()
-                        .map_or_else(|| "runtime/default".to_string(), apparmor_name)
-                }
-                (None, ViewSource::Manifest) => "runtime/default".to_string(),
-            }
-        }
+    const DEFAULT: (&str, &str) = ("runtime/default", "");
+    let in_force = |out: &mut Findings<'_>| -> Option<(&'static str, &str)> {
+        let apparmor = view.security.apparmor.as_ref();
+        let Some(apparmor) = apparmor else {
+            out.unknown("security.apparmor");
+            return None;
+        };
+        Some(apparmor.effective().map_or(DEFAULT, apparmor_name))
     };
-    if !allowed.contains(&profile) {
+    let annotation = || {
+        let key = format!("{}{}", crate::pss::APPARMOR_ANNOTATION_PREFIX, view.name);
+        view.pod.annotations.get(&key)
+    };
+    let (head, tail): (&str, &str) = match dialect {
+        Dialect::Library => match in_force(out) {
+            Some(p) => p,
+            None => return,
+        },
+        Dialect::Azure => match (annotation(), view.source) {
+            (Some(value), _) => (value.as_str(), ""),
+            // On the node the annotation may be gone (a pod using the field): judge what is
+            // in force.
+            (None, ViewSource::Runtime) => match in_force(out) {
+                Some(p) => p,
+                None => return,
+            },
+            (None, ViewSource::Manifest) => DEFAULT,
+        },
+    };
+    let listed = allowed
+        .iter()
+        .any(|a| a.strip_prefix(head).is_some_and(|rest| rest == tail));
+    if !listed {
         out.violation(format!(
             "AppArmor profile is not allowed, pod: {}, container: {}. Allowed profiles: {}",
             view.pod.name,
@@ -668,8 +679,13 @@ pub(crate) struct SysctlRule {
 impl SysctlRule {
     fn matches(&self, entry: &str, name: &str) -> bool {
         match self.dialect {
+            // The CEL form removes every `*` of an entry ending in one: a prefix.
             Dialect::Library => match entry.strip_suffix('*') {
-                Some(_) => name.starts_with(&entry.replace('*', "")),
+                Some(_) => {
+                    let mut prefix = entry.bytes().filter(|b| *b != b'*');
+                    let mut rest = name.bytes();
+                    prefix.all(|p| rest.next() == Some(p))
+                }
                 None => entry == name,
             },
             Dialect::Azure => {
