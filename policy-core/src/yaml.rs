@@ -243,6 +243,94 @@ impl fmt::Debug for Documents<'_> {
     }
 }
 
+/// The error the YAML reader gives a quoted scalar whose continuation lines are indented less
+/// than its mapping (as in the gatekeeper-library's own templates), which Go's and libyaml's
+/// readers accept.
+pub const QUOTED_INDENTATION: &str = "invalid indentation in quoted scalar";
+
+/// `text` with the quoted scalar that starts at `at` given continuation lines indented past
+/// its opening quote; `None` when no quoted scalar starts there or it does not end. The
+/// scalar's value is the same: a flow scalar folds its line breaks and drops the leading
+/// white space of each continuation line. Only columns on those lines move.
+pub fn reindent_quoted(text: &str, at: Location) -> Option<String> {
+    let line_start = text
+        .split_inclusive('\n')
+        .take(at.line.checked_sub(1)?)
+        .map(str::len)
+        .sum::<usize>();
+    let line = &text[line_start..];
+    let (offset, quote) = line.char_indices().nth(at.column.checked_sub(1)?)?;
+    if quote != '"' && quote != '\'' {
+        return None;
+    }
+    let start = line_start + offset;
+    let body = &text[start + 1..];
+    let mut end = None;
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match (quote, c) {
+            ('"', '\\') => {
+                chars.next();
+            }
+            ('\'', '\'') if chars.peek().is_some_and(|(_, n)| *n == '\'') => {
+                chars.next();
+            }
+            (q, c) if c == q => {
+                end = Some(start + 1 + i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let end = end?;
+    let pad = " ".repeat(at.column);
+    let mut out = String::with_capacity(text.len() + pad.len() * 8);
+    out.push_str(&text[..start]);
+    for (n, piece) in text[start..end].split('\n').enumerate() {
+        if n > 0 {
+            out.push('\n');
+            out.push_str(&pad);
+        }
+        out.push_str(piece);
+    }
+    out.push_str(&text[end..]);
+    Some(out)
+}
+
+/// Every document of `text`, read within `limits` after `spent` expanded bytes (see
+/// [`Documents::after`]), tolerating quoted scalars indented under their key as other YAML
+/// readers do ([`reindent_quoted`], sixteen times at most: each costs a whole read); with the expanded bytes after
+/// reading.
+///
+/// # Errors
+/// The first error of the text (after the tolerated ones).
+pub fn read_all(
+    text: &str,
+    limits: Limits,
+    spent: usize,
+) -> (Result<Vec<Document>, YamlError>, usize) {
+    const MOST_FIXES: usize = 16;
+    let mut fixed: Option<String> = None;
+    for _ in 0..=MOST_FIXES {
+        let current = fixed.as_deref().unwrap_or(text);
+        let mut stream = Documents::new(current, limits).after(spent);
+        let docs: Result<Vec<Document>, YamlError> = stream.by_ref().collect();
+        let expanded = stream.expanded_bytes();
+        match docs {
+            Err(e) if e.message.contains(QUOTED_INDENTATION) => {
+                match reindent_quoted(current, e.location) {
+                    Some(next) => fixed = Some(next),
+                    None => return (Err(e), expanded),
+                }
+            }
+            other => return (other, expanded),
+        }
+    }
+    let mut stream = Documents::new(fixed.as_deref().unwrap_or(text), limits).after(spent);
+    let docs = stream.by_ref().collect();
+    (docs, stream.expanded_bytes())
+}
+
 impl<'a> Documents<'a> {
     /// The documents of `text`, read within `limits`.
     pub fn new(text: &'a str, limits: Limits) -> Self {
@@ -847,6 +935,43 @@ mod tests {
     fn resolves_aliases() {
         let docs = parse_documents("x: &v [1, 2]\ny: *v\n").unwrap();
         assert_eq!(docs[0].value["y"], json!([1, 2]));
+    }
+
+    #[test]
+    fn a_quoted_scalar_indented_under_its_key_reads_once_reindented() {
+        let text = "spec:\n  properties:\n    d:\n      description: \"When set the TLS {} is optional, defaults\n      to false.\"\n      type: string\n";
+        let err = parse_documents(text).unwrap_err();
+        assert!(err.message.contains(QUOTED_INDENTATION), "{err}");
+        let fixed = reindent_quoted(text, err.location).expect("a quoted scalar there");
+        let docs = parse_documents(&fixed).unwrap();
+        assert_eq!(
+            docs[0].value["spec"]["properties"]["d"]["description"],
+            json!("When set the TLS {} is optional, defaults to false.")
+        );
+        assert_eq!(
+            docs[0]
+                .locations
+                .get("spec.properties.d.type")
+                .unwrap()
+                .line,
+            6
+        );
+        // Not a quoted scalar, or one that never ends: nothing to do.
+        assert_eq!(
+            reindent_quoted("a: b\n", Location { line: 1, column: 4 }),
+            None
+        );
+        assert_eq!(
+            reindent_quoted("a: \"b\n", Location { line: 1, column: 4 }),
+            None
+        );
+        // Escapes and doubled quotes do not end it.
+        let single = "a:\n  b: 'it''s\n  long'\n";
+        let fixed = reindent_quoted(single, Location { line: 2, column: 6 }).unwrap();
+        assert_eq!(
+            parse_documents(&fixed).unwrap()[0].value["a"]["b"],
+            json!("it's long")
+        );
     }
 
     #[test]

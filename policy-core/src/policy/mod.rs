@@ -80,9 +80,8 @@ impl Policy {
         // The sources share one budget: many files cannot expand further than one.
         let mut spent = 0;
         for (source_name, text) in sources {
-            let mut stream = yaml::Documents::new(text, yaml::Limits::POLICY).after(spent);
-            let docs: Result<Vec<_>, _> = stream.by_ref().collect();
-            spent = stream.expanded_bytes();
+            let (docs, expanded) = yaml::read_all(text, yaml::Limits::POLICY, spent);
+            spent = expanded;
             let docs = match docs {
                 Ok(docs) => docs,
                 Err(e) => {
@@ -178,9 +177,11 @@ impl Policy {
         let mut out = String::new();
         let (mut errors, mut notes) = (Vec::new(), Vec::new());
         for (source_name, text) in sources {
-            let docs = yaml::Documents::new(text, yaml::Limits::POLICY).filter_map(Result::ok);
-            for doc in docs {
-                for (value, locations) in items(&doc) {
+            let docs = yaml::read_all(text, yaml::Limits::POLICY, 0)
+                .0
+                .unwrap_or_default();
+            for doc in &docs {
+                for (value, locations) in items(doc) {
                     if !constraint::is_constraint(value) {
                         continue;
                     }
