@@ -108,11 +108,17 @@ pub enum Verdict {
 
 /// Every finding of one evaluation, in policy order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// Rules broken, whatever their effect.
     pub violations: Vec<Violation>,
-    /// Rules that lacked input.
+    /// Rules that lacked input a node can see (a later phase may decide them).
     pub undecided: Vec<Undecided>,
+    /// Rules that lacked what only the pod spec tells, which no node ever sees (probes, a
+    /// memory request, `stdin`, `fsGroup`): admission decides them, never the node. They do
+    /// not make a verdict undecided.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admission_only: Vec<Undecided>,
 }
 
 impl Decision {
@@ -141,7 +147,13 @@ impl Decision {
 
     /// Whether nothing at all was found.
     pub fn is_clean(&self) -> bool {
-        self.violations.is_empty() && self.undecided.is_empty()
+        self.violations.is_empty() && self.undecided.is_empty() && self.admission_only.is_empty()
+    }
+
+    /// Every rule that lacked input: [`Decision::undecided`], then
+    /// [`Decision::admission_only`].
+    pub fn lacking(&self) -> impl Iterator<Item = &Undecided> {
+        self.undecided.iter().chain(&self.admission_only)
     }
 
     /// The enforced violations' messages joined into one line, for a refusal. A violation
@@ -203,6 +215,7 @@ mod tests {
                 ),
             ],
             undecided: Vec::new(),
+            admission_only: Vec::new(),
         };
         assert_eq!(
             decision.refusal_message(),

@@ -28,14 +28,20 @@ impl Findings<'_> {
         });
     }
 
-    /// Records that the check lacked `field`.
+    /// Records that the check lacked `field`: undecided, or admission-only when no node ever
+    /// sees that field.
     pub(crate) fn unknown(&mut self, field: &'static str) {
-        self.decision.undecided.push(Undecided {
+        let lacking = Undecided {
             policy: Arc::clone(self.policy),
             rule: self.rule,
             effect: self.effect,
             missing: field,
-        });
+        };
+        if lacking.seen_on_node() {
+            self.decision.undecided.push(lacking);
+        } else {
+            self.decision.admission_only.push(lacking);
+        }
     }
 }
 

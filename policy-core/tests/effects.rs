@@ -208,10 +208,19 @@ fn verdict_table() {
         let d = Decision {
             violations: violations.iter().map(|e| violation(*e)).collect(),
             undecided: undecided.iter().map(|e| unknown(*e)).collect(),
+            admission_only: Vec::new(),
         };
         assert_eq!(d.verdict(), *verdict, "{violations:?} / {undecided:?}");
         assert_eq!(d.is_denied(), *verdict == Verdict::Deny);
         assert_eq!(d.is_clean(), violations.is_empty() && undecided.is_empty());
+        // What only admission can decide never makes the verdict undecided.
+        let mut with_admission_only = d.clone();
+        with_admission_only.admission_only.push(Undecided {
+            missing: "probeHosts",
+            ..unknown(Effect::Enforce)
+        });
+        assert_eq!(with_admission_only.verdict(), *verdict);
+        assert!(!with_admission_only.is_clean());
     }
 }
 
@@ -250,9 +259,10 @@ fn effects_are_written_in_lower_case() {
 
 #[test]
 fn a_decision_serializes_to_stable_json() {
-    let d = Decision {
+    let mut d = Decision {
         violations: vec![violation(Effect::Enforce)],
         undecided: vec![unknown(Effect::Audit)],
+        admission_only: Vec::new(),
     };
     assert_eq!(
         serde_json::to_value(&d).unwrap(),
@@ -274,6 +284,19 @@ fn a_decision_serializes_to_stable_json() {
     assert_eq!(
         serde_json::to_value(Verdict::Undecided).unwrap(),
         "undecided"
+    );
+    d.admission_only.push(Undecided {
+        missing: "probeHosts",
+        ..unknown(Effect::Enforce)
+    });
+    assert_eq!(
+        serde_json::to_value(&d).unwrap()["admissionOnly"],
+        serde_json::json!([{
+            "policy": "p",
+            "rule": "procMount",
+            "effect": "enforce",
+            "missing": "probeHosts",
+        }])
     );
 }
 

@@ -32,8 +32,7 @@ fn messages(policy: &Policy, view: &ContainerView) -> Vec<String> {
 /// The fields the checks lacked.
 fn unknown(policy: &Policy, view: &ContainerView) -> Vec<&'static str> {
     evaluate(policy, view)
-        .undecided
-        .into_iter()
+        .lacking()
         .map(|u| u.missing)
         .collect()
 }
@@ -190,7 +189,7 @@ fn interactive_tty_refuses_tty_or_stdin_the_node_sees_only_the_tty() {
     let node = on_node(|v| v.tty = Some(false));
     assert!(messages(&policy, &node).is_empty());
     assert_eq!(unknown(&policy, &node), ["stdin"]);
-    assert!(!evaluate(&policy, &node).undecided[0].seen_on_node());
+    assert!(!evaluate(&policy, &node).admission_only[0].seen_on_node());
 }
 
 #[test]
@@ -712,7 +711,8 @@ fn probes_are_judged_in_manifests_and_skipped_on_the_node() {
     for policy in [&required, &hosts] {
         let decision = evaluate(policy, &node);
         assert!(decision.violations.is_empty());
-        assert_eq!(decision.undecided.len(), 1);
-        assert!(!decision.undecided[0].seen_on_node());
+        assert!(decision.undecided.is_empty());
+        assert_eq!(decision.admission_only.len(), 1);
+        assert_eq!(decision.verdict(), policy_core::Verdict::Allow);
     }
 }

@@ -272,7 +272,7 @@ pub fn messages(d: &Decision) -> Vec<(&str, &str)> {
 
 /// `(rule, missing field)` of every undecided rule, in order.
 pub fn undecided(d: &Decision) -> Vec<(&str, &str)> {
-    d.undecided.iter().map(|u| (u.rule, u.missing)).collect()
+    d.lacking().map(|u| (u.rule, u.missing)).collect()
 }
 
 /// `(source, line, path)` of every error, in order.

@@ -291,8 +291,7 @@ fn judge_spec(policy: &Policy, file: &str, at: Location, view: &ContainerView) -
 fn findings(container: &str, decision: &Decision, undecided: bool) -> Vec<Finding> {
     if undecided {
         decision
-            .undecided
-            .iter()
+            .lacking()
             .map(|u| Finding {
                 containers: vec![container.to_string()],
                 policy: u.policy.to_string(),

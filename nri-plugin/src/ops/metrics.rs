@@ -545,6 +545,7 @@ mod tests {
                 violation("images.allowed", Effect::Warn),
             ],
             undecided: Vec::new(),
+            admission_only: Vec::new(),
         };
         m.decision(Phase::Create, Outcome::Refused, &d);
         m.decision(Phase::Create, Outcome::Refused, &d);

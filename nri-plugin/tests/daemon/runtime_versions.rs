@@ -154,13 +154,17 @@ async fn baseline_allows_a_pod_without_a_profile_at_create_and_start_on_2_2_1_an
         assert!(!create[0].to_string().contains("seccomp"), "{create:#?}");
         let start = daemon.plugin.records("start");
         assert_eq!(start[0]["violations"], json!([]), "{start:#?}");
-        let undecided: Vec<&Value> = start[0]["undecided"]
+        // Nothing the node can see is left: the verdict is final, and what only admission can
+        // judge is listed apart.
+        assert_eq!(start[0]["outcome"], "allowed", "{start:#?}");
+        assert_eq!(start[0]["undecided"], json!([]), "{start:#?}");
+        let admission_only: Vec<&Value> = start[0]["admissionOnly"]
             .as_array()
             .unwrap()
             .iter()
             .map(|u| &u["rule"])
             .collect();
-        assert_eq!(undecided, [&json!("pss.baseline.probeHosts")]);
+        assert_eq!(admission_only, [&json!("pss.baseline.probeHosts")]);
         daemon.stop().await;
     }
 }

@@ -359,7 +359,7 @@ impl CheckResult<'_> {
     pub fn outcome(&self) -> CheckOutcome<'_> {
         if !self.findings.violations.is_empty() {
             CheckOutcome::Violated(&self.findings.violations)
-        } else if let Some(undecided) = self.findings.undecided.first() {
+        } else if let Some(undecided) = self.findings.lacking().next() {
             CheckOutcome::Undecided(undecided)
         } else {
             CheckOutcome::Pass
@@ -422,6 +422,10 @@ impl Decision {
             undecided: results
                 .iter()
                 .flat_map(|r| r.findings.undecided.iter().cloned())
+                .collect(),
+            admission_only: results
+                .iter()
+                .flat_map(|r| r.findings.admission_only.iter().cloned())
                 .collect(),
         }
     }
