@@ -84,6 +84,11 @@ fn decodes<M: prost::Message + Default>(payload: &[u8]) -> bool {
     M::decode(payload).is_ok()
 }
 
+/// Whether a pod event names a pod with an id.
+fn names_pod(pod: Option<&nri::PodSandbox>) -> bool {
+    pod.is_some_and(|p| !p.id.is_empty())
+}
+
 /// Whether a request names the pod and the container it concerns, ids included.
 fn names_subject(pod: Option<&nri::PodSandbox>, container: Option<&nri::Container>) -> bool {
     pod.is_some_and(|p| !p.id.is_empty()) && container.is_some_and(|c| !c.id.is_empty())
@@ -104,8 +109,16 @@ fn request_valid(name: &str, payload: &[u8]) -> Option<bool> {
             names_subject(r.pod.as_ref(), r.container.as_ref())
         }),
         method::STATE_CHANGE => valid(payload, |r: &nri::StateChangeEvent| {
-            r.event != Event::StartContainer as i32
-                || names_subject(r.pod.as_ref(), r.container.as_ref())
+            if r.event == Event::StartContainer as i32 {
+                names_subject(r.pod.as_ref(), r.container.as_ref())
+            } else if r.event == Event::RunPodSandbox as i32 {
+                names_pod(r.pod.as_ref())
+            } else {
+                true
+            }
+        }),
+        method::RUN_POD_SANDBOX => valid(payload, |r: &nri::RunPodSandboxRequest| {
+            names_pod(r.pod.as_ref())
         }),
         method::UPDATE_CONTAINER => valid(payload, |r: &nri::UpdateContainerRequest| {
             names_subject(r.pod.as_ref(), r.container.as_ref())

@@ -25,6 +25,6 @@ pub use decision::{Decision, Effect, Remediation, Undecided, Verdict, Violation}
 pub use document::PssLevel;
 pub use policy::{
     AppliedCheck, CheckOutcome, CheckResult, Policy, PolicyError, PolicyErrors, PolicyNote,
-    applicable_checks, evaluate, results,
+    applicable_checks, evaluate, evaluate_pod, results,
 };
 pub use view::ContainerView;

@@ -175,6 +175,14 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Whether the scope depends on nothing but the pod (not on a container's name or image):
+    /// what can be matched before any container exists.
+    pub fn pod_wide(&self) -> bool {
+        self.container_names.is_none()
+            && self.excluded_container_names.is_none()
+            && self.exempt_images.is_none()
+    }
+
     /// Whether the policy applies to the container.
     pub fn applies_to(&self, view: &ContainerView) -> bool {
         let ns = view.pod.namespace.as_str();

@@ -206,6 +206,17 @@ pub(crate) struct Check {
 }
 
 impl Check {
+    /// Whether no container could be exempt from this check by its name or image: what can
+    /// be judged before any container exists.
+    pub(crate) fn pod_wide(&self) -> bool {
+        self.exempt_images.is_none()
+            && self.exemptions.iter().all(|e| e.images.is_none())
+            && match &self.rule {
+                Rule::Gatekeeper(_, exempt) => exempt.is_empty(),
+                _ => true,
+            }
+    }
+
     /// Whether the container is exempt from this check.
     pub(crate) fn exempts(&self, view: &ContainerView) -> bool {
         crate::matcher::image_exempt(self.exempt_images.as_ref(), view)

@@ -106,6 +106,29 @@ pub fn pod_view(pod: &nri::PodSandbox) -> PodView {
     }
 }
 
+/// What the node knows of a pod at `RunPodSandbox`, before any container: the pod, the host
+/// namespaces it shares and whether it has a user namespace; `sysctls` when the sandbox's
+/// spec was read. Every container field is unknown.
+pub fn sandbox_view(
+    pod: &nri::PodSandbox,
+    sysctls: Option<Vec<(String, String)>>,
+) -> ContainerView {
+    ContainerView {
+        pod: pod_view(pod),
+        host_namespaces: host_namespaces(pod),
+        security: Security {
+            sysctls,
+            host_users: pod
+                .linux
+                .as_ref()
+                .map(|l| !l.namespaces.iter().any(|n| n.r#type == "user")),
+            ..Security::default()
+        },
+        source: ViewSource::Runtime,
+        ..ContainerView::default()
+    }
+}
+
 /// The image a container runs: NRI's own field (containerd 2.4+, NRI v0.12.2) or containerd's
 /// CRI annotation.
 pub fn image_of(container: &nri::Container) -> Option<ImageRef> {

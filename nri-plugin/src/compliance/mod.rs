@@ -430,6 +430,10 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
 }
 
 impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
+    async fn run_pod_sandbox(&self, pod: &nri::PodSandbox) -> Result<(), Refusal> {
+        self.enforcer.run_pod_sandbox(pod).await
+    }
+
     fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal> {
         self.enforcer.create(pod, container)?;
         self.enforcer.read_ahead(&pod.id, &container.id);

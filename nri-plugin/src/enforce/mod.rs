@@ -45,6 +45,16 @@ pub struct Refusal(pub String);
 /// What the runtime's requests ask of nodeguard: judge a container about to be created,
 /// started or updated, and keep track of what runs. The NRI service calls nothing else.
 pub trait Enforcement: Send + Sync + 'static {
+    /// Judges a pod about to run, before any of its containers: what only the pod tells
+    /// (host namespaces, sysctls, labels), so that a refused pod never reaches the host.
+    ///
+    /// # Errors
+    /// The refusal when an enforced rule is violated by the pod itself.
+    fn run_pod_sandbox(
+        &self,
+        pod: &nri::PodSandbox,
+    ) -> impl Future<Output = Result<(), Refusal>> + Send;
+
     /// Judges a container about to be created.
     ///
     /// # Errors
@@ -258,6 +268,41 @@ impl<S: ContainerdApi> Enforcer<S> {
                 decision.refusal_message()
             ),
             Outcome::Undecided | Outcome::Allowed => info!(?phase, ?outcome, "allowed"),
+        }
+    }
+
+    /// Judges a pod about to run on what the pod alone tells: its host namespaces, its sysctls
+    /// (from the sandbox's spec, when containerd has it) and its labels. Checks a container
+    /// could be exempt from by name or image wait for the containers.
+    ///
+    /// # Errors
+    /// The refusal when an enforced rule is violated by the pod.
+    pub async fn run_pod_sandbox(&self, pod: &nri::PodSandbox) -> Result<(), Refusal> {
+        let started = Instant::now();
+        let sysctls = if pod.id.is_empty() {
+            None
+        } else {
+            self.pod_sysctls(&pod.id).await
+        };
+        let view = nodeguard_views::nri::sandbox_view(pod, sysctls);
+        let decision = {
+            let started = Instant::now();
+            let decision = policy_core::evaluate_pod(&self.policy.load().policy, &view);
+            self.metrics.evaluation(Phase::Sandbox, started.elapsed());
+            decision
+        };
+        let refused = decision.is_denied();
+        self.record(Phase::Sandbox, &view, "", &decision, refused);
+        self.metrics.request(Phase::Sandbox, started.elapsed());
+        if refused {
+            Err(Refusal(format!(
+                "nodeguard: refused pod {}/{}: {}",
+                pod.namespace,
+                pod.name,
+                decision.refusal_message()
+            )))
+        } else {
+            Ok(())
         }
     }
 

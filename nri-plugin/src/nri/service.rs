@@ -13,12 +13,14 @@ use crate::nri::connection::Handler;
 use crate::nri::transport::status::{Code, RpcError};
 use crate::nri::version;
 
-/// The events nodeguard subscribes to: the three it judges, nothing more. The stop and remove
+/// The events nodeguard subscribes to: the four it judges (a pod before its containers, and
+/// each container's create, start and update), nothing more. The stop and remove
 /// events would keep the inventory of running containers current, but each is a synchronous
 /// call under containerd's NRI lock for every container; the inventory is pruned from
 /// containerd's task list before each compliance audit instead. Every bit is below 0x800, which
 /// every NRI version knows (an unknown bit gets a plugin rejected).
-pub const EVENTS: i32 = event_bit(Event::CreateContainer)
+pub const EVENTS: i32 = event_bit(Event::RunPodSandbox)
+    | event_bit(Event::CreateContainer)
     | event_bit(Event::StartContainer)
     | event_bit(Event::UpdateContainer);
 
@@ -75,6 +77,21 @@ fn subject(
             format!("nodeguard: malformed {call} request: {missing}"),
         )
     })
+}
+
+/// The pod a pod event is about; a request without one (or without its id) is malformed.
+fn sandbox_subject(call: &str, pod: Option<nri::PodSandbox>) -> Result<nri::PodSandbox, RpcError> {
+    match pod {
+        Some(pod) if !pod.id.is_empty() => Ok(pod),
+        Some(_) => Err(RpcError::new(
+            Code::INVALID_ARGUMENT,
+            format!("nodeguard: malformed {call} request: the pod has no id"),
+        )),
+        None => Err(RpcError::new(
+            Code::INVALID_ARGUMENT,
+            format!("nodeguard: malformed {call} request: no pod"),
+        )),
+    }
 }
 
 fn span_for(
@@ -201,6 +218,10 @@ impl<E: Enforcement> PluginService<E> {
                     if let Some(p) = &req.pod {
                         self.node.pod_removed(&p.id);
                     }
+                } else if req.event == Event::RunPodSandbox as i32 {
+                    let pod = sandbox_subject("StateChange(RunPodSandbox)", req.pod)?;
+                    let span = span_for(Some(&pod), None, "StateChange(RunPodSandbox)");
+                    self.node.run_pod_sandbox(&pod).instrument(span).await?;
                 } else if req.event == Event::StartContainer as i32 {
                     let (pod, container) =
                         subject("StateChange(StartContainer)", req.pod, req.container)?;
@@ -244,8 +265,14 @@ impl<E: Enforcement> PluginService<E> {
                 info!("the runtime asked nodeguard to shut down");
                 Ok(nri::Empty::default().encode_to_vec())
             }
-            method::RUN_POD_SANDBOX
-            | method::UPDATE_POD_SANDBOX
+            method::RUN_POD_SANDBOX => {
+                let req: nri::RunPodSandboxRequest = decode(payload)?;
+                let pod = sandbox_subject("RunPodSandbox", req.pod)?;
+                let span = span_for(Some(&pod), None, "RunPodSandbox");
+                self.node.run_pod_sandbox(&pod).instrument(span).await?;
+                Ok(nri::RunPodSandboxResponse::default().encode_to_vec())
+            }
+            method::UPDATE_POD_SANDBOX
             | method::POST_UPDATE_POD_SANDBOX
             | method::STOP_POD_SANDBOX
             | method::POST_CREATE_CONTAINER

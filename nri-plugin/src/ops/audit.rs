@@ -23,6 +23,9 @@ pub const SCHEMA: &str = "nodeguard.io/audit/v1";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
+    /// At `RunPodSandbox`: the pod, before any of its containers (the record's container is
+    /// empty).
+    Sandbox,
     /// At `CreateContainer`.
     Create,
     /// At `StartContainer`.
@@ -38,6 +41,7 @@ impl Phase {
     /// The phase's name in records and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::Sandbox => "sandbox",
             Phase::Create => "create",
             Phase::Start => "start",
             Phase::Update => "update",

@@ -20,6 +20,7 @@ mod read_ahead;
 mod registration;
 mod run;
 mod runtime_versions;
+mod sandbox;
 mod start;
 mod sync;
 mod validation;

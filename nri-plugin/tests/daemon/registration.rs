@@ -59,10 +59,11 @@ async fn register_plugin_goes_first_on_connection_2() {
 async fn configure_subscribes_only_to_what_it_judges() {
     let (daemon, runtime) = Daemon::connected().await;
     let reply: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
-    // Create, start, update: judged. Not stop, remove container or remove pod (0x200, 0x400,
-    // 0x4): each would be a synchronous call of containerd's for every container, for an
-    // inventory that containerd's task list keeps instead.
-    assert_eq!(reply.events, 0x8 | 0x20 | 0x80);
+    // A pod before its containers, and create, start, update: judged. Not stop, remove
+    // container or remove pod (0x200, 0x400, 0x4): each would be a synchronous call of
+    // containerd's for every container, for an inventory that containerd's task list keeps
+    // instead.
+    assert_eq!(reply.events, 0x1 | 0x8 | 0x20 | 0x80);
     assert_eq!(reply.events, EVENTS);
     assert_ne!(reply.events, 0, "0 would subscribe to every event");
     for bit in 0..32 {

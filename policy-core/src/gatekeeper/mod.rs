@@ -40,6 +40,11 @@ impl Exempt {
         Exempt { images, containers }
     }
 
+    /// Whether it spares no container.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.containers.is_empty()
+    }
+
     /// Whether the container is exempt. An unknown image is never exempt by image.
     pub(crate) fn covers(&self, view: &ContainerView) -> bool {
         if self.containers.contains(&view.name) {
@@ -655,7 +660,9 @@ impl GkRule {
         };
         let pod = &view.pod.name;
         let on_host = known!(out, &view.host_namespaces.network, "hostNamespaces.network");
-        let outside = if ports_exempt {
+        // The host network is a pod's fact: decided before its containers' ports are known.
+        let shares_network = *on_host && !host_network;
+        let outside = if shares_network || ports_exempt {
             false
         } else {
             let ports = known!(out, &view.host_ports, "hostPorts");
@@ -667,7 +674,7 @@ impl GkRule {
                         .is_some_and(|a| !a.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p)))
             })
         };
-        if (*on_host && !host_network) || outside {
+        if shares_network || outside {
             out.violation(match dialect {
                 Dialect::Library => format!(
                     "The specified hostNetwork and hostPort are not allowed, pod: {pod}. Allowed values: {parameters}"

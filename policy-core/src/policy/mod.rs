@@ -334,6 +334,33 @@ pub fn evaluate(policy: &Policy, view: &ContainerView) -> Decision {
     decision
 }
 
+/// Judges a pod before any of its containers exists (NRI's `RunPodSandbox`), on `view`: the
+/// pod and its pod-level facts (host namespaces, sysctls), every container field unknown. Only
+/// the violations of checks that no container could be exempt from (by name or image) count;
+/// what lacks a container's facts is left to its containers' own judgement, so the decision
+/// has no undecided rule. A pod refused here never reaches the host: no network, no sysctls.
+pub fn evaluate_pod(policy: &Policy, view: &ContainerView) -> Decision {
+    let mut decision = Decision::default();
+    for doc in &policy.documents {
+        if !doc.scope.pod_wide() || !doc.scope.applies_to(view) {
+            continue;
+        }
+        for check in doc.checks.iter().filter(|c| c.pod_wide()) {
+            let mut out = Findings {
+                decision: &mut decision,
+                policy: &doc.name,
+                rule: check.id,
+                effect: check.effect,
+                remediate: check.remediate,
+            };
+            check.run(view, &mut out);
+        }
+    }
+    decision.undecided.clear();
+    decision.admission_only.clear();
+    decision
+}
+
 /// What one applied check found for one container: its violations and the fields it lacked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult<'p> {
