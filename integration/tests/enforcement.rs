@@ -124,19 +124,35 @@ async fn enforces_at_create_and_start(version: ContainerdVersion) -> Result<()> 
     )
     .await?;
 
-    let host_pid = cri
+    // Refused with its pod: a pod-level fact is judged at RunPodSandbox, before any of its
+    // containers, and containerd tears the sandbox down (nothing of it stays on the node).
+    let err = match cri
         .run_pod(&PodSpec {
             host_pid: true,
             ..PodSpec::new("debugger", "default")
         })
-        .await?;
-    refused_at_create(
-        &cri,
-        &host_pid,
-        &compliant("shell"),
-        &["pod shares the host's PID namespace (hostPID) [hostNamespaces]"],
-    )
-    .await?;
+        .await
+    {
+        Ok(pod) => anyhow::bail!("the hostPID pod was created: {}", pod.id),
+        Err(e) => e,
+    };
+    ensure!(
+        err.message.contains(
+            "nodeguard: refused pod default/debugger: pod shares the host's PID namespace (hostPID) [hostNamespaces]"
+        ),
+        "RunPodSandbox refusal: {err}"
+    );
+    let left: Vec<String> = cri
+        .list_pods()
+        .await?
+        .into_iter()
+        .filter(|p| p.metadata.as_ref().is_some_and(|m| m.name == "debugger"))
+        .map(|p| format!("{} state {}", p.id, p.state))
+        .collect();
+    ensure!(
+        left.is_empty(),
+        "the refused pod's sandbox stayed: {left:?}"
+    );
 
     // Refused at start: containerd 1.7-2.2 do not show the security context at create, so
     // nodeguard reads the committed OCI spec when the container starts.
