@@ -50,8 +50,10 @@ pub struct ServeFlags {
     /// as one policy. Default: /etc/nodeguard/policy, unless --profile is given alone.
     #[arg(long, env = "NODEGUARD_POLICY")]
     pub policy: Vec<PathBuf>,
-    /// A Pod Security Standards level enforced beside the policy files (or alone).
-    #[arg(long, value_enum)]
+    /// A Pod Security Standards level enforced beside the policy files (or alone): `baseline`
+    /// or `restricted`, optionally with the version of the standard (`restricted:v1.35`;
+    /// default `latest`).
+    #[arg(long, value_name = "LEVEL[:VERSION]")]
     pub profile: Option<Profile>,
     /// The most the policy files may hold together (`4MiB`, `512KiB`); a change over it is
     /// rejected and the last good policy stays in force.
@@ -182,7 +184,7 @@ impl DaemonConfig {
         };
         let policy_path = PolicyPath {
             paths,
-            profile: flags.profile.map(Profile::level),
+            profile: flags.profile,
             max_size: flags.max_policy_size,
             strict: flags.strict,
         };

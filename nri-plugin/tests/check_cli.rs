@@ -958,3 +958,88 @@ fn policy_convert_prints_node_policies_that_load() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("broken.yaml:"), "{}", stderr(&out));
 }
+
+#[test]
+fn check_profile_takes_the_version_of_the_standard() {
+    // A probe aimed at another host: a control from v1.34 on. A pod with its own user
+    // namespace running as root: allowed at restricted from v1.35 (and not before).
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("pods.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1
+kind: Pod
+metadata: {name: probe, namespace: shop}
+spec:
+  containers:
+    - name: app
+      image: registry.corp/app:1
+      livenessProbe:
+        httpGet: {host: db.internal, port: 8080, path: /healthz}
+",
+    )
+    .unwrap();
+    let manifest = manifest.display().to_string();
+    let out = nodeguard(&["check", "--profile", "baseline:v1.33", &manifest]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("PASS"), "{}", stdout(&out));
+    for profile in ["baseline:v1.34", "baseline:latest", "baseline"] {
+        let out = nodeguard(&["check", "--profile", profile, &manifest]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{profile}: {text}");
+        assert!(
+            text.contains(
+                "probes or lifecycle handlers target other hosts (db.internal) \
+                 [pss-baseline pss.baseline.probeHosts]"
+            ),
+            "{profile}: {text}"
+        );
+    }
+    let userns = dir.path().join("userns.yaml");
+    std::fs::write(
+        &userns,
+        "apiVersion: v1
+kind: Pod
+metadata: {name: userns, namespace: shop}
+spec:
+  hostUsers: false
+  securityContext: {runAsUser: 0, seccompProfile: {type: RuntimeDefault}}
+  containers:
+    - name: app
+      image: registry.corp/app:1
+      securityContext:
+        allowPrivilegeEscalation: false
+        capabilities: {drop: [ALL]}
+",
+    )
+    .unwrap();
+    let userns = userns.display().to_string();
+    let out = nodeguard(&["check", "--profile", "restricted:v1.34", &userns]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("pss.restricted.runAsUser"), "{text}");
+    assert!(text.contains("pss.restricted.runAsNonRoot"), "{text}");
+    let out = nodeguard(&["check", "--profile", "restricted:v1.35", &userns]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // A malformed version is a usage error naming what to write.
+    let out = nodeguard(&["check", "--profile", "baseline:1.33", &manifest]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(r#""1.33" is not a Kubernetes version; write v1.33 or latest"#),
+        "{}",
+        stderr(&out)
+    );
+    // `serve` reads the flag alike, before touching any socket.
+    let out = Command::new(env!("CARGO_BIN_EXE_nodeguard"))
+        .args(["serve", "--profile", "restricted:v1.18", "--nri-socket"])
+        .arg(dir.path().join("nri.sock"))
+        .env_remove("NRI_PLUGIN_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("v1.18 is older than nodeguard judges; write v1.19 or later"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -154,6 +154,11 @@ pub struct PodSecurityRaw {
     /// hide those in the exemptions).
     #[serde(default)]
     pub level: Option<PssLevel>,
+    /// The version of the standard, as Pod Security Admission's `enforce-version`: `v1.<minor>`
+    /// or `latest` (the default). Kept raw: an unquoted `1.35` is a number, and the error says
+    /// what to write ([`crate::pss::PssVersion`]).
+    #[serde(default)]
+    pub version: Option<Value>,
     /// Effect of every control (default: the policy's).
     #[serde(default)]
     pub effect: Option<Effect>,

@@ -1,4 +1,4 @@
-//! The Kubernetes Pod Security Standards (latest version), as checks on one container.
+//! The Kubernetes Pod Security Standards, by policy version, as checks on one container.
 //!
 //! Each control follows the published standard
 //! (<https://kubernetes.io/docs/concepts/security/pod-security-standards/>): a manifest is
@@ -6,6 +6,15 @@
 //! judges it; a runtime view is judged on the effective settings the node sees. See
 //! `docs/pss-rules.md` for the rules and `docs/policy.md` for how each maps to a node-side
 //! observation.
+//!
+//! Like Pod Security Admission's `enforce-version`, a [`PssVersion`] picks the standard of one
+//! Kubernetes release: a control the release did not have is not run
+//! ([`Control::of_level_at`]), and a control that changed is judged as that release judged it
+//! (the safe sysctls, the SELinux types, the Windows exemptions, the relaxations for a pod
+//! with its own user namespace).
+
+use std::fmt;
+use std::str::FromStr;
 
 use crate::capabilities::{self, CapabilitySet};
 use crate::document::PssLevel;
@@ -57,6 +66,143 @@ pub enum Control {
     CapabilitiesRestricted,
 }
 
+/// A version of the Pod Security Standards, as Pod Security Admission takes it
+/// (`pod-security.kubernetes.io/enforce-version`): `latest`, or the `v1.<minor>` of a
+/// Kubernetes release.
+///
+/// A version newer than [`PssVersion::NEWEST`] is judged as the newest, as Pod Security
+/// Admission judges a version newer than it knows; versions before [`PssVersion::OLDEST`] are
+/// refused (their seccomp control read the alpha annotations, which nodeguard does not).
+///
+/// ```
+/// use policy_core::pss::PssVersion;
+/// let v: PssVersion = "v1.35".parse().unwrap();
+/// assert_eq!(v.minor(), 35);
+/// assert_eq!("latest".parse::<PssVersion>().unwrap().minor(), PssVersion::NEWEST);
+/// assert_eq!("v1.99".parse::<PssVersion>().unwrap().minor(), PssVersion::NEWEST);
+/// assert_eq!(
+///     "1.35".parse::<PssVersion>().unwrap_err().to_string(),
+///     r#""1.35" is not a Kubernetes version; write v1.35 or latest"#
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PssVersion {
+    /// The newest version nodeguard knows ([`PssVersion::NEWEST`]).
+    #[default]
+    Latest,
+    /// `v1.<minor>`, as written (parsing refuses one before [`PssVersion::OLDEST`]; built
+    /// directly, it is judged as the oldest).
+    V1(u32),
+}
+
+/// Why a text is not a [`PssVersion`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// Not `latest` nor `v1.<minor>`.
+    #[error("{written} is not a Kubernetes version; write {}", suggestion(*.minor))]
+    Malformed {
+        /// What was written, quoted if it was text.
+        written: String,
+        /// The minor version it seems to mean, for the suggestion.
+        minor: Option<u32>,
+    },
+    /// A version before [`PssVersion::OLDEST`].
+    #[error(
+        "v1.{minor} is older than nodeguard judges; write v1.{oldest} or later, or latest (before \
+         v1.{oldest} the seccomp control read the alpha annotations, which nodeguard does not)",
+        oldest = PssVersion::OLDEST
+    )]
+    TooOld {
+        /// The minor version written.
+        minor: u32,
+    },
+}
+
+/// What to write instead of a malformed version that seems to mean v1.`minor`.
+fn suggestion(minor: Option<u32>) -> String {
+    match minor {
+        Some(minor) if minor >= PssVersion::OLDEST => format!("v1.{minor} or latest"),
+        _ => format!("v1.<minor> (such as v1.{}) or latest", PssVersion::NEWEST),
+    }
+}
+
+impl PssVersion {
+    /// The oldest version nodeguard judges: v1.19.
+    pub const OLDEST: u32 = 19;
+    /// The newest version nodeguard knows, what `latest` means: v1.37.
+    pub const NEWEST: u32 = 37;
+
+    /// The minor version judged: [`PssVersion::NEWEST`] for `latest` and for any newer version
+    /// (and [`PssVersion::OLDEST`] for an older one).
+    pub fn minor(self) -> u32 {
+        match self {
+            PssVersion::Latest => Self::NEWEST,
+            PssVersion::V1(minor) => minor.clamp(Self::OLDEST, Self::NEWEST),
+        }
+    }
+
+    /// Whether the version judged is v1.`minor` or newer.
+    pub fn at_least(self, minor: u32) -> bool {
+        self.minor() >= minor
+    }
+
+    /// The version `text` names, or why it names none.
+    fn read(text: &str) -> Result<PssVersion, VersionError> {
+        if text == "latest" {
+            return Ok(PssVersion::Latest);
+        }
+        // Exactly `v1.` and a minor without leading zeros, as Pod Security Admission reads it.
+        let minor = text.strip_prefix("v1.").filter(|m| {
+            !m.is_empty()
+                && m.bytes().all(|b| b.is_ascii_digit())
+                && (m.len() == 1 || !m.starts_with('0'))
+        });
+        match minor.and_then(|m| m.parse::<u32>().ok()) {
+            Some(minor) if minor < Self::OLDEST => Err(VersionError::TooOld { minor }),
+            Some(minor) => Ok(PssVersion::V1(minor)),
+            None => Err(VersionError::Malformed {
+                written: format!("{text:?}"),
+                minor: meant_minor(text),
+            }),
+        }
+    }
+}
+
+/// The minor version a malformed `text` seems to mean (`1.35`, `V1.35`, `v1.35.2`, `v1.035`):
+/// `1`, a dot, then digits, after an optional `v`.
+pub(crate) fn meant_minor(text: &str) -> Option<u32> {
+    let rest = text.trim();
+    let rest = rest.strip_prefix(['v', 'V']).unwrap_or(rest);
+    let mut parts = rest.split('.');
+    if parts.next() != Some("1") {
+        return None;
+    }
+    let minor = parts
+        .next()
+        .filter(|m| m.bytes().all(|b| b.is_ascii_digit()))?;
+    if parts.clone().count() > 1 || !parts.all(|p| p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    minor.parse().ok()
+}
+
+impl FromStr for PssVersion {
+    type Err = VersionError;
+
+    fn from_str(text: &str) -> Result<PssVersion, VersionError> {
+        PssVersion::read(text)
+    }
+}
+
+impl fmt::Display for PssVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PssVersion::Latest => f.write_str("latest"),
+            PssVersion::V1(minor) => write!(f, "v1.{minor}"),
+        }
+    }
+}
+
 /// Capabilities the baseline level allows to add.
 pub const BASELINE_CAPABILITIES: [&str; 13] = [
     "AUDIT_WRITE",
@@ -88,34 +234,50 @@ fn net_bind_service() -> &'static CapabilitySet {
     &SET
 }
 
-/// Sysctls the baseline level allows.
-pub const SAFE_SYSCTLS: [&str; 14] = [
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
-    "net.ipv4.tcp_slow_start_after_idle",
-    "net.ipv4.tcp_notsent_lowat",
+/// Sysctls the baseline level allows, each with the minor version (v1.x) that first allowed it.
+pub const SAFE_SYSCTLS: [(&str, u32); 14] = [
+    ("kernel.shm_rmid_forced", 0),
+    ("net.ipv4.ip_local_port_range", 0),
+    ("net.ipv4.ip_unprivileged_port_start", 0),
+    ("net.ipv4.tcp_syncookies", 0),
+    ("net.ipv4.ping_group_range", 0),
+    ("net.ipv4.ip_local_reserved_ports", 27),
+    ("net.ipv4.tcp_keepalive_time", 29),
+    ("net.ipv4.tcp_fin_timeout", 29),
+    ("net.ipv4.tcp_keepalive_intvl", 29),
+    ("net.ipv4.tcp_keepalive_probes", 29),
+    ("net.ipv4.tcp_rmem", 32),
+    ("net.ipv4.tcp_wmem", 32),
+    ("net.ipv4.tcp_slow_start_after_idle", 37),
+    ("net.ipv4.tcp_notsent_lowat", 37),
 ];
+
+/// Whether the baseline level of `version` allows the sysctl `name`.
+pub fn safe_sysctl(name: &str, version: PssVersion) -> bool {
+    SAFE_SYSCTLS
+        .iter()
+        .any(|(safe, since)| *safe == name && version.at_least(*since))
+}
 
 /// Prefix of the deprecated per-container AppArmor annotations.
 pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
-/// SELinux types the baseline level allows.
+/// SELinux types the baseline level allows (`container_engine_t` from v1.31).
 pub const SELINUX_TYPES: [&str; 4] = [
     "container_t",
     "container_init_t",
     "container_kvm_t",
     "container_engine_t",
 ];
+
+/// The SELinux types the baseline level of `version` allows.
+pub fn selinux_types(version: PssVersion) -> &'static [&'static str] {
+    if version.at_least(31) {
+        &SELINUX_TYPES
+    } else {
+        &SELINUX_TYPES[..3]
+    }
+}
 
 /// Volume types the restricted level allows.
 pub const RESTRICTED_VOLUME_TYPES: [VolumeType; 9] = [
@@ -227,11 +389,42 @@ impl Control {
         }
     }
 
-    /// The controls a level enforces.
+    /// The first version (v1.x) that has the control: Pod Security Admission's
+    /// `MinimumVersion` of its first check.
+    pub fn since(self) -> u32 {
+        match self {
+            Control::PrivilegeEscalation => 8,
+            Control::SeccompRestricted => 19,
+            Control::CapabilitiesRestricted => 22,
+            Control::RunAsUser => 23,
+            Control::ProbeHosts => 34,
+            Control::ProcMountRestricted => 35,
+            _ => 0,
+        }
+    }
+
+    /// Whether the standard of `version` has the control.
+    pub fn exists_at(self, version: PssVersion) -> bool {
+        version.at_least(self.since())
+    }
+
+    /// The controls a level enforces at the latest version.
     pub fn of_level(level: PssLevel) -> impl Iterator<Item = Control> {
-        Control::ALL.into_iter().filter(move |c| match level {
-            PssLevel::Baseline => c.level() == PssLevel::Baseline,
-            PssLevel::Restricted => !Control::ALL.iter().any(|r| r.replaces() == Some(*c)),
+        Control::of_level_at(level, PssVersion::Latest)
+    }
+
+    /// The controls a level enforces at `version`: those the version has, and at restricted,
+    /// the baseline ones no restricted control of that version replaces (before v1.22 the
+    /// baseline capabilities control runs at restricted, before v1.35 the baseline procMount).
+    pub fn of_level_at(level: PssLevel, version: PssVersion) -> impl Iterator<Item = Control> {
+        Control::ALL.into_iter().filter(move |c| {
+            c.exists_at(version)
+                && match level {
+                    PssLevel::Baseline => c.level() == PssLevel::Baseline,
+                    PssLevel::Restricted => !Control::ALL
+                        .iter()
+                        .any(|r| r.exists_at(version) && r.replaces() == Some(*c)),
+                }
         })
     }
 
@@ -241,12 +434,30 @@ impl Control {
     }
 }
 
-/// Judges one control.
+/// Whether the standard of `version` relaxes a control for a pod with its own user namespace
+/// (`hostUsers: false`), judged on what `view` tells of it: `Some(true)` relaxed, `Some(false)`
+/// not, `None` when the version relaxes but whether the pod has a user namespace is unknown.
+/// Before v1.35 no control is relaxed (the relaxation sat behind an alpha feature gate, off by
+/// default, and v1.35 dropped it from the older versions).
+fn user_namespace_relaxes(version: PssVersion, view: &ContainerView) -> Option<bool> {
+    if !version.at_least(35) {
+        return Some(false);
+    }
+    view.security.host_users.map(|host| !host)
+}
+
+/// Judges one control as the standard of `version` has it.
 #[allow(clippy::too_many_lines)]
-pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'_>) {
+pub(crate) fn judge(
+    control: Control,
+    version: PssVersion,
+    view: &ContainerView,
+    out: &mut Findings<'_>,
+) {
     let sec = &view.security;
-    // Windows pods are exempt from the Linux-only restricted controls.
-    if view.pod.is_windows()
+    // Windows pods are exempt from the Linux-only restricted controls (from v1.25).
+    if version.at_least(25)
+        && view.pod.is_windows()
         && matches!(
             control,
             Control::PrivilegeEscalation
@@ -381,15 +592,16 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
         }
         Control::SeLinux => {
             let options = known!(out, &sec.selinux, "security.seLinuxOptions");
+            let allowed = selinux_types(version);
             for (level, value) in options.declared() {
                 if let Some(kind) = &value.kind
                     && !kind.is_empty()
-                    && !SELINUX_TYPES.contains(&kind.as_str())
+                    && !allowed.contains(&kind.as_str())
                 {
                     out.violation(format!(
                         "{} SELinux type {kind:?} is not allowed (allowed: {})",
                         level.describe(),
-                        SELINUX_TYPES.join(", ")
+                        allowed.join(", ")
                     ));
                 }
                 if value.user.as_deref().is_some_and(|u| !u.is_empty()) {
@@ -404,11 +616,11 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
             let proc_mount = *known!(out, &sec.proc_mount, "security.procMount");
             if proc_mount == ProcMount::Unmasked {
                 // With its own user namespace, an unmasked /proc exposes nothing of the host's
-                // (baseline only; restricted forbids it regardless).
+                // (baseline from v1.35 only; restricted forbids it regardless).
                 if control == Control::ProcMount {
-                    match sec.host_users {
-                        Some(false) => return,
-                        Some(true) => {}
+                    match user_namespace_relaxes(version, view) {
+                        Some(true) => return,
+                        Some(false) => {}
                         None => {
                             out.unknown("security.hostUsers");
                             return;
@@ -434,7 +646,7 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
             let bad: Vec<&str> = sysctls
                 .iter()
                 .map(|(n, _)| n.as_str())
-                .filter(|n| !SAFE_SYSCTLS.contains(n))
+                .filter(|n| !safe_sysctl(n, version))
                 .collect();
             if !bad.is_empty() {
                 out.violation(format!("pod sets unsafe sysctls ({})", bad.join(", ")));
@@ -467,10 +679,11 @@ pub(crate) fn judge(control: Control, view: &ContainerView, out: &mut Findings<'
             }
         }
         Control::RunAsNonRoot | Control::RunAsUser => {
-            // A pod with its own user namespace passes both: its root is not the host's.
-            match sec.host_users {
-                Some(false) => return,
-                Some(true) => {}
+            // A pod with its own user namespace passes both from v1.35: its root is not the
+            // host's.
+            match user_namespace_relaxes(version, view) {
+                Some(true) => return,
+                Some(false) => {}
                 None => {
                     out.unknown("security.hostUsers");
                     return;

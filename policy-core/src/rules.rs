@@ -166,7 +166,7 @@ pub(crate) enum Rule {
     VolumeTypes(Vec<VolumeType>),
     RequiredLabels(Vec<LabelRequirement>),
     Devices(Option<Globs>),
-    Pss(pss::Control),
+    Pss(pss::Control, pss::PssVersion),
     /// A Gatekeeper kind, with the containers its constraint exempts.
     Gatekeeper(crate::gatekeeper::GkRule, crate::gatekeeper::Exempt),
 }
@@ -635,7 +635,7 @@ impl Rule {
                     }
                 }
             }
-            Rule::Pss(control) => pss::judge(*control, view, out),
+            Rule::Pss(control, version) => pss::judge(*control, *version, view, out),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! policy-core's integration tests: one binary, one module per area.
 //!
 //! `rules` covers each rule of `spec.rules`; `effects` the effects and verdicts; `scope` which
-//! containers a document applies to; `presets` the Pod Security Standards; `errors` the
-//! loader's error reports; `properties` the evaluator's invariants. Fixtures live in
-//! `policy-core/testdata/`.
+//! containers a document applies to; `presets` the Pod Security Standards, `pss_versions` the
+//! differences between their versions; `errors` the loader's error reports; `properties` the
+//! evaluator's invariants. Fixtures live in `policy-core/testdata/`.
 
 mod azure;
 mod constraints;
@@ -13,6 +13,7 @@ mod fuzz_corpus;
 mod library_kinds;
 mod presets;
 mod properties;
+mod pss_versions;
 mod rules;
 mod scope;
 mod util;

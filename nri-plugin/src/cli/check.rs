@@ -383,8 +383,10 @@ pub struct CheckArgs {
     /// parameter that needs the API server) is an error (exit 2), not a note.
     #[arg(long)]
     pub strict: bool,
-    /// A Pod Security Standards level, alone or beside the policy files.
-    #[arg(long, value_enum)]
+    /// A Pod Security Standards level, alone or beside the policy files: `baseline` or
+    /// `restricted`, optionally with the version of the standard (`baseline:v1.35`; default
+    /// `latest`), as Pod Security Admission's `enforce-version`.
+    #[arg(long, value_name = "LEVEL[:VERSION]")]
     pub profile: Option<Profile>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -412,7 +414,7 @@ pub struct CheckArgs {
 pub fn run(args: &CheckArgs) -> std::process::ExitCode {
     let source = PolicyPath {
         paths: args.policy.clone(),
-        profile: args.profile.map(Profile::level),
+        profile: args.profile,
         max_size: args.max_policy_size,
         strict: args.strict,
     };

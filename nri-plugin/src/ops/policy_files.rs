@@ -8,6 +8,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use policy_core::pss::{PssVersion, VersionError};
 use policy_core::{Policy, PolicyErrors, PssLevel};
 
 /// Why policies could not be loaded.
@@ -140,22 +141,78 @@ impl Sources {
     }
 }
 
-/// A Pod Security Standards level given on the command line (`--profile`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Profile {
-    /// `baseline`.
-    Baseline,
-    /// `restricted`.
-    Restricted,
+/// A Pod Security Standards level given on the command line (`--profile LEVEL[:VERSION]`):
+/// `baseline`, `restricted:v1.35`, `baseline:latest`. Without a version, the latest.
+///
+/// ```
+/// use nodeguard::ops::policy_files::Profile;
+/// use policy_core::{PssLevel, pss::PssVersion};
+/// let p: Profile = "baseline:v1.35".parse().unwrap();
+/// assert_eq!((p.level, p.version), (PssLevel::Baseline, PssVersion::V1(35)));
+/// assert_eq!(p.to_string(), "baseline:v1.35");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// The level.
+    pub level: PssLevel,
+    /// The version of the standard (default: latest).
+    pub version: PssVersion,
+}
+
+/// Why a `--profile` value is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    /// The level is not `baseline` nor `restricted`.
+    #[error(
+        "unknown level {0:?}; expected baseline or restricted, optionally with a version (baseline:v1.35)"
+    )]
+    Level(String),
+    /// The version after the colon is not one.
+    #[error("{0}")]
+    Version(#[from] VersionError),
+}
+
+impl std::str::FromStr for Profile {
+    type Err = ProfileError;
+
+    fn from_str(text: &str) -> Result<Profile, ProfileError> {
+        let (level, version) = match text.split_once(':') {
+            Some((level, version)) => (level, Some(version)),
+            None => (text, None),
+        };
+        let level = match level {
+            "baseline" => PssLevel::Baseline,
+            "restricted" => PssLevel::Restricted,
+            other => return Err(ProfileError::Level(other.to_string())),
+        };
+        let version = match version {
+            Some(v) => v.parse()?,
+            None => PssVersion::Latest,
+        };
+        Ok(Profile { level, version })
+    }
+}
+
+impl std::fmt::Display for Profile {
+    /// `baseline` for the latest version when none was given, `baseline:v1.35` otherwise.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.level.as_str())?;
+        if self.version != PssVersion::Latest {
+            write!(f, ":{}", self.version)?;
+        }
+        Ok(())
+    }
 }
 
 impl Profile {
-    /// The level.
-    pub fn level(self) -> PssLevel {
-        match self {
-            Profile::Baseline => PssLevel::Baseline,
-            Profile::Restricted => PssLevel::Restricted,
-        }
+    /// The policy document the profile stands for: one named `pss-<level>` holding only
+    /// `podSecurity: {level, version}` with effect `enforce`.
+    fn document(self) -> String {
+        format!(
+            "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {{name: pss-{level}}}\nspec:\n  effect: enforce\n  podSecurity: {{level: {level}, version: {version}}}\n",
+            level = self.level.as_str(),
+            version = self.version,
+        )
     }
 }
 
@@ -166,8 +223,8 @@ impl Profile {
 pub struct PolicyPath {
     /// Policy files, or directories of them.
     pub paths: Vec<PathBuf>,
-    /// A Pod Security Standards level enforced beside them.
-    pub profile: Option<PssLevel>,
+    /// A Pod Security Standards level (and version) enforced beside them.
+    pub profile: Option<Profile>,
     /// The most the files may hold together, in bytes.
     pub max_size: u64,
     /// Whether what the node would not enforce (a policy's notes) makes the policy invalid.
@@ -204,13 +261,10 @@ impl PolicyPath {
             left -= texts.iter().map(|(_, t)| t.len() as u64).sum::<u64>();
             all.extend(texts);
         }
-        if let Some(level) = self.profile {
+        if let Some(profile) = self.profile {
             all.push((
-                PathBuf::from(format!("--profile {}", level.as_str())),
-                format!(
-                    "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {{name: pss-{level}}}\nspec:\n  effect: enforce\n  podSecurity: {{level: {level}}}\n",
-                    level = level.as_str()
-                ),
+                PathBuf::from(format!("--profile {profile}")),
+                profile.document(),
             ));
         }
         Ok(Sources(all))
@@ -240,8 +294,8 @@ impl PolicyPath {
     /// The paths, for messages: `a.yaml, dir/` (and the profile).
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
-        if let Some(level) = self.profile {
-            parts.push(format!("--profile {}", level.as_str()));
+        if let Some(profile) = self.profile {
+            parts.push(format!("--profile {profile}"));
         }
         parts.join(", ")
     }
@@ -312,6 +366,77 @@ mod tests {
             err.contains("bin.yaml") && err.contains("not UTF-8"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_profile_is_a_level_and_an_optional_version() {
+        let parse = |text: &str| text.parse::<Profile>();
+        assert_eq!(
+            parse("baseline:v1.35"),
+            Ok(Profile {
+                level: PssLevel::Baseline,
+                version: PssVersion::V1(35)
+            })
+        );
+        assert_eq!(
+            parse("restricted"),
+            Ok(Profile {
+                level: PssLevel::Restricted,
+                version: PssVersion::Latest
+            })
+        );
+        assert_eq!(
+            parse("restricted:latest").map(|p| p.version),
+            Ok(PssVersion::Latest)
+        );
+        // A version newer than nodeguard knows is the latest, as Pod Security Admission reads it.
+        assert_eq!(
+            parse("baseline:v1.99").unwrap().version.minor(),
+            PssVersion::NEWEST
+        );
+        for (bad, message) in [
+            (
+                "baseline:1.35",
+                r#""1.35" is not a Kubernetes version; write v1.35 or latest"#,
+            ),
+            (
+                "baseline:",
+                r#""" is not a Kubernetes version; write v1.<minor> (such as v1.37) or latest"#,
+            ),
+            (
+                "baseline:v1.18",
+                "v1.18 is older than nodeguard judges; write v1.19 or later, or latest",
+            ),
+            (
+                "privileged:v1.35",
+                r#"unknown level "privileged"; expected baseline or restricted"#,
+            ),
+            ("Baseline", r#"unknown level "Baseline""#),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.starts_with(message), "{bad}: {err}");
+        }
+        // The profile's document holds the version, and its place names the flag as given.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, POLICY.replace("NAME", "a")).unwrap();
+        let mut path = PolicyPath::new(&file);
+        path.profile = Some(parse("baseline:v1.33").unwrap());
+        let Sources(sources) = path.read().unwrap();
+        let (name, text) = sources.last().unwrap();
+        assert_eq!(name, &PathBuf::from("--profile baseline:v1.33"));
+        assert!(
+            text.contains("podSecurity: {level: baseline, version: v1.33}"),
+            "{text}"
+        );
+        assert_eq!(
+            path.describe(),
+            format!("{}, --profile baseline:v1.33", file.display())
+        );
+        let policy = path.load().unwrap();
+        assert!(policy.check_ids().all(|id| id != "pss.baseline.probeHosts"));
+        path.profile = Some(parse("baseline").unwrap());
+        assert!(policy.check_count() < path.load().unwrap().check_count());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::document::{
     SelectorOperator, SpecRaw,
 };
 use crate::matcher::{LabelExpression, LabelSelector, Scope};
-use crate::pss::Control;
+use crate::pss::{self, Control, PssVersion, VersionError};
 use crate::rules::{Check, Exemption, Rule};
 
 /// One compiled `NodePolicy` document.
@@ -218,15 +218,18 @@ pub(super) fn compile_selector(
     })
 }
 
+/// The checks of the Pod Security Standards `level` at `version`, each control with `effect`
+/// unless `exemptions` switch it off.
 pub(super) fn pss_checks(
     level: PssLevel,
+    version: PssVersion,
     effect: Effect,
     exemptions: Vec<(Control, Exemption)>,
 ) -> Vec<Check> {
     if effect == Effect::Disabled {
         return Vec::new();
     }
-    Control::of_level(level)
+    Control::of_level_at(level, version)
         .filter_map(|control| {
             let mine: Vec<Exemption> = exemptions
                 .iter()
@@ -244,7 +247,7 @@ pub(super) fn pss_checks(
                 id: control.id(),
                 effect,
                 remediate: Remediation::None,
-                rule: Rule::Pss(control),
+                rule: Rule::Pss(control, version),
                 exempt_images: None,
                 exemptions: mine,
             })
@@ -262,6 +265,15 @@ fn compile_pod_security(
         return false;
     };
     let mut ok = true;
+    let version = match raw.version.as_ref().map(read_version) {
+        None => PssVersion::Latest,
+        Some(Ok(version)) => version,
+        Some(Err(e)) => {
+            ctx.error("spec.podSecurity.version", e.to_string());
+            ok = false;
+            PssVersion::Latest
+        }
+    };
     if raw.level.is_none() {
         // Absent (a wrong value was reported where it stands).
         if value.get("level").is_none() {
@@ -326,11 +338,32 @@ fn compile_pod_security(
         Some(level) if ok => {
             checks.extend(pss_checks(
                 level,
+                version,
                 raw.effect.unwrap_or(default_effect),
                 exemptions,
             ));
             true
         }
         _ => false,
+    }
+}
+
+/// The version `spec.podSecurity.version` names. YAML reads an unquoted `1.35` as a number: the
+/// error names it as one, and says what to write when the minor version is clear (`1.30` reads
+/// as `1.3`, so a one-digit minor is not suggested).
+fn read_version(value: &Value) -> Result<PssVersion, VersionError> {
+    match value {
+        Value::String(text) => text.parse(),
+        Value::Number(n) => {
+            let text = n.to_string();
+            Err(VersionError::Malformed {
+                minor: pss::meant_minor(&text).filter(|m| *m >= 10),
+                written: format!("the number {text}"),
+            })
+        }
+        other => Err(VersionError::Malformed {
+            written: other.to_string(),
+            minor: None,
+        }),
     }
 }

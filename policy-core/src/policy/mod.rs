@@ -28,6 +28,7 @@ use crate::decision::{Decision, Effect, Remediation, Undecided, Violation};
 use crate::document::PssLevel;
 use crate::findings::Findings;
 use crate::matcher::Scope;
+use crate::pss::PssVersion;
 use crate::view::ContainerView;
 use crate::yaml::{self, Location, Locations};
 use compile::{CompiledDocument, compile_document, pss_checks};
@@ -202,15 +203,29 @@ impl Policy {
         Ok(out)
     }
 
-    /// The Pod Security Standards preset for `level`, all controls with `effect`, applied to
-    /// every namespace (nothing is exempt unless the caller says so).
+    /// The Pod Security Standards preset for `level` at the latest version, all controls with
+    /// `effect`, applied to every namespace (nothing is exempt unless the caller says so).
     pub fn pod_security(level: PssLevel, effect: Effect) -> Policy {
+        Self::pod_security_at(level, PssVersion::Latest, effect)
+    }
+
+    /// The Pod Security Standards preset for `level` as the standard of `version` has it
+    /// (what `podSecurity: {level, version}` holds), named `pss-<level>` like
+    /// [`Policy::pod_security`].
+    ///
+    /// ```
+    /// use policy_core::{Effect, Policy, PssLevel, pss::PssVersion};
+    /// let v1_33 = Policy::pod_security_at(PssLevel::Baseline, PssVersion::V1(33), Effect::Enforce);
+    /// // The probe and lifecycle host control came with v1.34.
+    /// assert!(v1_33.check_ids().all(|id| id != "pss.baseline.probeHosts"));
+    /// ```
+    pub fn pod_security_at(level: PssLevel, version: PssVersion, effect: Effect) -> Policy {
         let name: Arc<str> = Arc::from(format!("pss-{}", level.as_str()));
         Policy {
             documents: vec![CompiledDocument {
                 name,
                 scope: Scope::default(),
-                checks: pss_checks(level, effect, Vec::new()),
+                checks: pss_checks(level, version, effect, Vec::new()),
                 not_enforced: None,
             }],
             notes: Vec::new(),
