@@ -37,10 +37,14 @@ HOST_PATHS = {
     "/run/containerd": ("Directory", "/run/containerd", True, "HostToContainer"),
     "/var/log/nodeguard": ("DirectoryOrCreate", "/var/log/nodeguard", False, None),
     "/var/lib/nodeguard": ("DirectoryOrCreate", "/var/lib/nodeguard", False, None),
+    # Read-only at its own path: the kubelet's subPath bind mounts show in nodeguard's mount
+    # table, so that a hostPath reached through a subPath is judged as that host path.
+    "/var/lib/kubelet": ("Directory", "/var/lib/kubelet", True, "HostToContainer"),
 }
 NEVER_MOUNTED = ("/", "/var/lib", "/etc", "/proc", "/sys", "/dev", "/root", "/home", "/boot", "/usr")
-# Directories of nodeguard's own inside a NEVER_MOUNTED one: allowed, and only these.
-OWN_DIRECTORIES = {"/var/lib/nodeguard"}
+# Directories inside a NEVER_MOUNTED one that are allowed, and only these: nodeguard's own, and
+# the kubelet's (read-only, for its subPath mounts).
+OWN_DIRECTORIES = {"/var/lib/nodeguard", "/var/lib/kubelet"}
 
 POLICY_MOUNT = "/etc/nodeguard/policy"
 POLICY_FILES = ("baseline.yaml", "restricted.yaml")

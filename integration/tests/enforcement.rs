@@ -243,6 +243,76 @@ async fn containerd_2_1_enforces_at_create_and_start() -> Result<()> {
     enforces_at_create_and_start(ContainerdVersion::V2_1).await
 }
 
+/// A bind mount that is undone when dropped, on failure too.
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    fn new(source: &str, target: std::path::PathBuf) -> Result<BindMount> {
+        std::fs::create_dir_all(&target)?;
+        nix::mount::mount(
+            Some(source),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind-mounting {source} on {}", target.display()))?;
+        Ok(BindMount(target))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A hostPath volume mounted with `subPath`: the kubelet bind-mounts the sub-path from its
+/// `volume-subpaths` directory and gives the runtime that directory; nodeguard finds in the
+/// node's mount table that the host's `/etc` is behind it, and judges it as that host path.
+async fn a_host_path_through_a_sub_path_is_judged_as_a_host_path(
+    version: ContainerdVersion,
+) -> Result<()> {
+    let policy = format!(
+        "{POLICY}    hostPath:\n      allowed: [{{pathPrefix: /var/log, readOnly: true}}]\n"
+    );
+    let containerd = Containerd::start(version).await?;
+    let _nodeguard = Nodeguard::start(&containerd, &policy).await?;
+    let cri = containerd.cri().await?;
+    let pod = cri.run_pod(&PodSpec::new("reader", "default")).await?;
+    let kubelet = tempfile::tempdir()?;
+    let sub_path = kubelet
+        .path()
+        .join("pods")
+        .join(&pod.uid)
+        .join("volume-subpaths/host/app/0");
+    let _mount = BindMount::new("/etc", sub_path.clone())?;
+    let mut spec = compliant("app");
+    spec.mounts.push(nodeguard_integration::HostMount {
+        host_path: sub_path,
+        container_path: "/host-etc".into(),
+        readonly: true,
+    });
+    refused_at_create(
+        &cri,
+        &pod,
+        &spec,
+        &["host path /etc is mounted at /host-etc but is not allowed [hostPath]"],
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn containerd_1_7_judges_a_host_path_through_a_sub_path() -> Result<()> {
+    a_host_path_through_a_sub_path_is_judged_as_a_host_path(ContainerdVersion::V1_7).await
+}
+
+#[tokio::test]
+async fn containerd_2_1_judges_a_host_path_through_a_sub_path() -> Result<()> {
+    a_host_path_through_a_sub_path_is_judged_as_a_host_path(ContainerdVersion::V2_1).await
+}
+
 async fn survives_restarts(version: ContainerdVersion) -> Result<()> {
     let (mut containerd, mut nodeguard, cri) = setup(version).await?;
     let pod = cri.run_pod(&PodSpec::new("web", "default")).await?;

@@ -241,10 +241,13 @@ pub enum MountSource {
         name: String,
     },
     /// A `subPath` of a pod volume: the kubelet bind-mounts it from its `volume-subpaths`
-    /// directory, which does not tell the volume's type (see `docs/policy.md`).
+    /// directory, whose name does not tell the volume's type; the daemon resolves it through
+    /// the node's mount table to what is mounted there (see `docs/policy.md`).
     KubeletSubPath {
         /// Volume name.
         volume: String,
+        /// The mount's source, the kubelet's `.../volume-subpaths/<volume>/<container>/<n>`.
+        path: String,
     },
     /// A file or filesystem the kubelet or runtime provides to every container
     /// (`/etc/hosts`, `resolv.conf`, termination log, `/dev/shm`, `proc`, `sysfs`, ...).

@@ -59,6 +59,25 @@ pub fn quota_to_millicores(quota: Option<i64>, period: Option<u64>) -> Option<Mi
     Some(Millicores(per_mille_ceil(quota, period)))
 }
 
+/// `mount` with a kubelet `subPath` source replaced by what the node's mount table (`table`)
+/// says is mounted there, classified as any bind mount (a host path, a volume of the pod);
+/// unchanged when the table does not tell.
+pub fn resolve_sub_path(
+    mount: &mut policy_core::view::Mount,
+    table: &[crate::mountinfo::MountEntry],
+    pod_uid: &str,
+    sandbox_id: &str,
+) {
+    if let MountSource::KubeletSubPath { path, .. } = &mount.source
+        && let Some(source) = crate::mountinfo::source_of(table, path)
+    {
+        let resolved = mount_source(&source, "bind", pod_uid, sandbox_id);
+        if !matches!(resolved, MountSource::KubeletSubPath { .. }) {
+            mount.source = resolved;
+        }
+    }
+}
+
 /// The type of a kubelet-managed volume directory, from the plugin directory name under
 /// `.../pods/<uid>/volumes/` (`kubernetes.io~configmap`, `kubernetes.io~csi`, ...).
 pub fn volume_type_of_plugin_dir(dir: &str) -> VolumeType {
@@ -122,6 +141,7 @@ pub fn mount_source(source: &str, fs_type: &str, pod_uid: &str, sandbox_id: &str
             Some("volume-subpaths") if ours => {
                 return MountSource::KubeletSubPath {
                     volume: parts.next().unwrap_or_default().to_string(),
+                    path: source.to_string(),
                 };
             }
             Some("etc-hosts" | "containers") if ours => return MountSource::Runtime,

@@ -16,6 +16,7 @@
 
 pub mod kubelet;
 pub mod manifest;
+pub mod mountinfo;
 #[cfg(feature = "nri")]
 pub mod nri;
 pub mod oci;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nodeguard_proto::nri::v1alpha1 as nri;
-use policy_core::view::ContainerView;
+use policy_core::view::{ContainerView, MountSource};
 use policy_core::{Decision, Effect, evaluate};
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
@@ -107,6 +107,18 @@ pub struct Enforcer<S> {
     /// Specs read after create, for StartContainer to take.
     prefetched: Prefetched,
     metrics: Arc<Metrics>,
+    /// The node's mount table, read when a container mounts a kubelet `subPath`.
+    mount_table: MountTable,
+}
+
+/// Reads the node's mount table (`/proc/self/mountinfo` unless a test says otherwise); `None`
+/// when it cannot be read.
+pub type MountTable = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// The mount table of nodeguard's own mount namespace: the host's, or, in the DaemonSet, the
+/// host's kubelet directory as mounted with `HostToContainer` propagation.
+fn own_mount_table() -> Option<String> {
+    std::fs::read_to_string("/proc/self/mountinfo").ok()
 }
 
 /// How long a read-ahead waits for containerd's container record after the create.
@@ -171,7 +183,39 @@ impl<S: ContainerdApi> Enforcer<S> {
             pod_sysctls: Mutex::new(HashMap::new()),
             prefetched: Prefetched::default(),
             metrics,
+            mount_table: Arc::new(own_mount_table),
         }
+    }
+
+    /// The enforcer reading the node's mount table from `table` instead.
+    #[must_use]
+    pub fn with_mount_table(mut self, table: MountTable) -> Self {
+        self.mount_table = table;
+        self
+    }
+
+    /// Replaces the kubelet `subPath` mounts of `view` with what the mount table says they
+    /// are (a host path, a volume of the pod), so that a host path reached through a `subPath`
+    /// is judged as the host path it is. The table is read only when there is one.
+    fn resolve_sub_paths(&self, pod: &nri::PodSandbox, view: &mut ContainerView) {
+        let Some(mounts) = view.mounts.as_mut() else {
+            return;
+        };
+        if !mounts
+            .iter()
+            .any(|m| matches!(m.source, MountSource::KubeletSubPath { .. }))
+        {
+            return;
+        }
+        let Some(text) = (self.mount_table)() else {
+            warn!("cannot read the mount table: subPath mounts stay unresolved");
+            return;
+        };
+        let table = nodeguard_views::mountinfo::parse(&text);
+        for m in mounts.iter_mut() {
+            nodeguard_views::kubelet::resolve_sub_path(m, &table, &pod.uid, &pod.id);
+        }
+        view.volumes = Some(nodeguard_views::oci::volumes_of(mounts));
     }
 
     /// The policy handle (for reloads).
@@ -313,7 +357,8 @@ impl<S: ContainerdApi> Enforcer<S> {
     /// The refusal when an enforced rule is violated.
     pub fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal> {
         let started = Instant::now();
-        let view = ContainerView::from(Create { pod, container });
+        let mut view = ContainerView::from(Create { pod, container });
+        self.resolve_sub_paths(pod, &mut view);
         let decision = self.evaluate(Phase::Create, &view);
         let refused = decision.is_denied();
         self.record(Phase::Create, &view, &container.id, &decision, refused);
@@ -393,16 +438,16 @@ impl<S: ContainerdApi> Enforcer<S> {
                     container,
                     spec: &spec,
                 });
+                self.resolve_sub_paths(pod, &mut view);
                 self.add_pod_sysctls(pod, &mut view).await;
                 (view, None)
             }
             Err(e) => {
                 warn!(error = %e, "cannot read the container's spec");
                 self.metrics.spec_read_failure();
-                (
-                    ContainerView::from(Create { pod, container }),
-                    Some(e.to_string()),
-                )
+                let mut view = ContainerView::from(Create { pod, container });
+                self.resolve_sub_paths(pod, &mut view);
+                (view, Some(e.to_string()))
             }
         }
     }

@@ -22,6 +22,7 @@ mod run;
 mod runtime_versions;
 mod sandbox;
 mod start;
+mod sub_paths;
 mod sync;
 mod validation;
 mod wire;
