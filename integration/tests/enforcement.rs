@@ -423,7 +423,9 @@ async fn containerd_2_1_runs_nodeguard_as_a_preinstalled_plugin() -> Result<()> 
 
 /// Pod sysctls live in the pod sandbox's spec, not the container's: nodeguard reads it at
 /// container start.
-async fn judges_pod_sysctls_at_start(version: ContainerdVersion) -> Result<()> {
+/// Pod sysctls are in the sandbox's spec: nodeguard reads it at RunPodSandbox and refuses the
+/// pod there, before its containers, and containerd tears the sandbox down.
+async fn judges_pod_sysctls_at_run_pod_sandbox(version: ContainerdVersion) -> Result<()> {
     let containerd = Containerd::start(version).await?;
     let policy = format!("{POLICY}    sysctls:\n      forbidden: ['kernel.shm_rmid_forced']\n");
     let _nodeguard = Nodeguard::start(&containerd, &policy).await?;
@@ -431,28 +433,35 @@ async fn judges_pod_sysctls_at_start(version: ContainerdVersion) -> Result<()> {
     let mut spec = PodSpec::new("tuned", "default");
     spec.sysctls
         .insert("kernel.shm_rmid_forced".into(), "1".into());
-    let pod = cri.run_pod(&spec).await?;
-    let id = cri.create_container(&pod, &compliant("app")).await?;
-    let Err(err) = cri.start_container(&id).await else {
-        anyhow::bail!("a container of a pod with a forbidden sysctl started");
+    let err = match cri.run_pod(&spec).await {
+        Ok(pod) => anyhow::bail!("a pod with a forbidden sysctl ran: {}", pod.id),
+        Err(e) => e,
     };
     ensure!(
-        err.message
-            .contains("sysctl kernel.shm_rmid_forced is forbidden [sysctls]"),
+        err.message.contains(
+            "nodeguard: refused pod default/tuned: sysctl kernel.shm_rmid_forced is forbidden [sysctls]"
+        ),
         "unexpected refusal: {}",
         err.message
     );
+    let left = cri
+        .list_pods()
+        .await?
+        .into_iter()
+        .filter(|p| p.metadata.as_ref().is_some_and(|m| m.name == "tuned"))
+        .count();
+    ensure!(left == 0, "the refused pod's sandbox stayed");
     let plain = cri.run_pod(&PodSpec::new("plain", "default")).await?;
     run(&cri, &plain, &compliant("app")).await?;
     Ok(())
 }
 
 #[tokio::test]
-async fn containerd_1_7_judges_pod_sysctls_at_start() -> Result<()> {
-    judges_pod_sysctls_at_start(ContainerdVersion::V1_7).await
+async fn containerd_1_7_judges_pod_sysctls_at_run_pod_sandbox() -> Result<()> {
+    judges_pod_sysctls_at_run_pod_sandbox(ContainerdVersion::V1_7).await
 }
 
 #[tokio::test]
-async fn containerd_2_1_judges_pod_sysctls_at_start() -> Result<()> {
-    judges_pod_sysctls_at_start(ContainerdVersion::V2_1).await
+async fn containerd_2_1_judges_pod_sysctls_at_run_pod_sandbox() -> Result<()> {
+    judges_pod_sysctls_at_run_pod_sandbox(ContainerdVersion::V2_1).await
 }
