@@ -283,6 +283,12 @@ pub fn reindent_quoted(text: &str, at: Location) -> Option<String> {
         }
     }
     let end = end?;
+    // Padding every continuation line costs the quote's column each: a text built to make
+    // that grow beyond its own size is left as the error it is.
+    let lines = text[start..end].bytes().filter(|b| *b == b'\n').count();
+    if at.column.saturating_mul(lines) > text.len() + (64 << 10) {
+        return None;
+    }
     let pad = " ".repeat(at.column);
     let mut out = String::with_capacity(text.len() + pad.len() * 8);
     out.push_str(&text[..start]);
@@ -963,6 +969,23 @@ mod tests {
         );
         assert_eq!(
             reindent_quoted("a: \"b\n", Location { line: 1, column: 4 }),
+            None
+        );
+        // A scalar far to the right over many lines would grow the text past its own size:
+        // not re-indented.
+        let wide = format!(
+            "[{}\"a\n{}b\"]\n",
+            "x, ".repeat(30_000),
+            "c\n".repeat(30_000)
+        );
+        assert_eq!(
+            reindent_quoted(
+                &wide,
+                Location {
+                    line: 1,
+                    column: 90_002
+                }
+            ),
             None
         );
         // Escapes and doubled quotes do not end it.

@@ -429,3 +429,30 @@ fn converted_constraints_are_valid_node_policies_naming_their_source() {
     assert!(none.is_empty());
     assert!(Policy::convert([("bad.yaml", "kind: [")]).is_err());
 }
+
+#[test]
+fn v3_privilege_escalation_on_the_node_refuses_only_what_either_reading_refuses() {
+    use policy_core::view::{Layered, ViewSource};
+    let policy = restricted();
+    // noNewPrivileges unset: escalation explicitly allowed, or not set (which V3 allows for
+    // root). A non-root user fails either way; root cannot be told.
+    let mut node = ok();
+    node.source = ViewSource::Runtime;
+    node.security.allow_privilege_escalation = Some(Some(true));
+    node.security.run_as_user = Some(Layered::effective_only(1000));
+    node.security.run_as_non_root = None;
+    assert!(
+        found(&policy, &node)
+            .iter()
+            .any(|f| f.2 == "Privilege escalation container is not allowed: app")
+    );
+    node.security.run_as_user = Some(Layered::effective_only(0));
+    let decision = evaluate(&policy, &node);
+    assert!(
+        decision
+            .undecided
+            .iter()
+            .any(|u| u.rule == "K8sAzureV3NoPrivilegeEscalation"),
+        "{decision:#?}"
+    );
+}

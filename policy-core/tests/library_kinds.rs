@@ -716,3 +716,84 @@ fn probes_are_judged_in_manifests_and_skipped_on_the_node() {
         assert_eq!(decision.verdict(), policy_core::Verdict::Allow);
     }
 }
+
+#[test]
+fn the_node_never_refuses_what_it_cannot_tell_from_the_pods_declaration() {
+    // containerd 2.x's own sandbox sysctls are not the pod's.
+    let none_allowed = constraint("K8sPSPForbiddenSysctls", "{allowedSysctls: []}");
+    let defaults = |source| {
+        view(|v| {
+            v.source = source;
+            v.security.sysctls = Some(vec![
+                ("net.ipv4.ip_unprivileged_port_start".into(), "0".into()),
+                ("net.ipv4.ping_group_range".into(), "0 2147483647".into()),
+            ]);
+        })
+    };
+    assert!(messages(&none_allowed, &defaults(ViewSource::Runtime)).is_empty());
+    assert_eq!(
+        messages(&none_allowed, &defaults(ViewSource::Manifest)).len(),
+        1
+    );
+
+    // A group the pod may leave unset: on the node, the process's group is not a declaration.
+    let may = constraint(
+        "K8sPSPAllowedUsers",
+        "{runAsGroup: {rule: MayRunAs, ranges: [{min: 100, max: 200}]}, supplementalGroups: {rule: MayRunAs, ranges: [{min: 100, max: 200}]}}",
+    );
+    let node = on_node(|v| {
+        v.security.run_as_group = Some(Layered::effective_only(0));
+        v.security.supplemental_groups = Some(vec![0, 10]);
+    });
+    assert!(messages(&may, &node).is_empty());
+    assert_eq!(
+        unknown(&may, &node),
+        ["security.runAsGroup", "security.supplementalGroups"]
+    );
+
+    // A rule object without `rule` judges nothing (and says so).
+    let ruleless = constraint(
+        "K8sPSPAllowedUsers",
+        "{runAsUser: {ranges: [{min: 100, max: 200}]}}",
+    );
+    assert!(
+        messages(
+            &ruleless,
+            &view(|v| v.security.run_as_user = Some(Layered::effective_only(150)))
+        )
+        .is_empty()
+    );
+    assert_eq!(ruleless.notes().len(), 1);
+
+    // `*` allows any capability back; a privileged container's set says nothing of its adds.
+    let star = constraint(
+        "K8sPSPCapabilities",
+        "{allowedCapabilities: ['*'], requiredDropCapabilities: [ALL]}",
+    );
+    let holds = on_node(|v| {
+        v.security.capabilities = Some(Capabilities::Effective(CapabilitySet::from_names([
+            "SYS_ADMIN",
+        ])));
+    });
+    assert!(messages(&star, &holds).is_empty());
+    let privileged = on_node(|v| {
+        v.security.privileged = Some(true);
+        v.security.capabilities = Some(Capabilities::Effective(CapabilitySet::all()));
+    });
+    let strict = constraint("K8sPSPCapabilities", "{allowedCapabilities: []}");
+    assert!(messages(&strict, &privileged).is_empty());
+    assert_eq!(unknown(&strict, &privileged), ["security.capabilities"]);
+
+    // containerd's default SELinux type on a pod that declares none.
+    let selinux = constraint(
+        "K8sPSPSELinuxV2",
+        "{allowedSELinuxOptions: [{type: svirt_sandbox_file_t}]}",
+    );
+    let labelled = on_node(|v| {
+        v.security.selinux = Some(Layered::effective_only(SeLinux {
+            kind: Some("container_t".into()),
+            ..SeLinux::default()
+        }));
+    });
+    assert!(messages(&selinux, &labelled).is_empty());
+}

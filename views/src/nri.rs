@@ -121,6 +121,7 @@ pub fn sandbox_view(
             host_users: pod
                 .linux
                 .as_ref()
+                .filter(|l| !l.namespaces.is_empty())
                 .map(|l| !l.namespaces.iter().any(|n| n.r#type == "user")),
             ..Security::default()
         },
@@ -149,7 +150,9 @@ pub fn image_of(container: &nri::Container) -> Option<ImageRef> {
 /// Host namespaces of a pod: a namespace the sandbox lacks is the host's.
 fn host_namespaces(pod: &nri::PodSandbox) -> HostNamespaces {
     match &pod.linux {
-        Some(linux) => {
+        // A sandbox always has namespaces of its own (at least a mount namespace): an empty
+        // list is a runtime that could not tell them (no sandbox container or task yet).
+        Some(linux) if !linux.namespaces.is_empty() => {
             let has = |t: &str| linux.namespaces.iter().any(|n| n.r#type == t);
             HostNamespaces {
                 pid: Some(!has("pid")),
@@ -157,7 +160,7 @@ fn host_namespaces(pod: &nri::PodSandbox) -> HostNamespaces {
                 network: Some(!has("network")),
             }
         }
-        None => HostNamespaces::default(),
+        _ => HostNamespaces::default(),
     }
 }
 
@@ -668,5 +671,25 @@ mod tests {
             adjusted(&container, &nri::ContainerAdjustment::default()),
             container
         );
+    }
+
+    #[test]
+    fn a_sandbox_without_namespaces_shares_nothing_known() {
+        let (mut pod, _) = sample();
+        pod.linux = Some(nri::LinuxPodSandbox::default());
+        let view = sandbox_view(&pod, None);
+        assert_eq!(
+            view.host_namespaces,
+            policy_core::view::HostNamespaces::default()
+        );
+        assert_eq!(view.security.host_users, None);
+        pod.linux = Some(nri::LinuxPodSandbox {
+            namespaces: vec![ns("mount"), ns("pid")],
+            ..Default::default()
+        });
+        let view = sandbox_view(&pod, Some(Vec::new()));
+        assert_eq!(view.host_namespaces.pid, Some(false));
+        assert_eq!(view.host_namespaces.network, Some(true));
+        assert_eq!(view.security.host_users, Some(true));
     }
 }

@@ -23,7 +23,7 @@ pub(crate) use pod_security::{
 
 use crate::findings::{Findings, known};
 use crate::quantity::{Bytes, Millicores};
-use crate::view::{ContainerKind, ContainerView, MountSource};
+use crate::view::{ContainerKind, ContainerView, MountSource, ViewSource};
 
 /// The containers a constraint leaves be: the library's `exemptImages` (Azure's
 /// `excludedImages`), read as its `exempt_container` reads them (an entry ending in `*` is a
@@ -596,14 +596,22 @@ impl GkRule {
                     &view.security.allow_privilege_escalation,
                     "security.allowPrivilegeEscalation"
                 );
+                // The node sees only whether `noNewPrivileges` is set: escalation not off may be
+                // an explicit true or unset, which V3 tells apart for root users.
+                let runtime = view.source == ViewSource::Runtime;
                 let violated = match allowed {
-                    Some(true) => true,
                     Some(false) => false,
-                    None if *force => true,
+                    Some(true) if !runtime => true,
+                    _ if *force => true,
                     // V3: an unset escalation fails only with a non-root user set.
-                    None => {
+                    _ => {
                         let user = known!(out, &view.security.run_as_user, "security.runAsUser");
-                        user.effective().is_some_and(|u| *u != 0)
+                        let non_root = user.effective().is_some_and(|u| *u != 0);
+                        if !non_root && allowed.is_some() {
+                            out.unknown("security.allowPrivilegeEscalation");
+                            return;
+                        }
+                        non_root
                     }
                 };
                 if violated {

@@ -78,8 +78,18 @@ impl CapabilityRule {
             // The node sees what the container holds: "added" is what it holds beyond the
             // runtime's default set, and a required drop is a capability it must not hold
             // unless it is allowed back (`ALL`: nothing but the allowed ones).
+            // A privileged container holds every capability whatever it asked for: the node
+            // cannot tell what it added.
+            Capabilities::Effective(_) if view.security.privileged == Some(true) => {
+                out.unknown("security.capabilities");
+                return;
+            }
             Capabilities::Effective(set) => {
-                let allowed_set = CapabilitySet::from_names(allowed.iter().filter(|a| *a != "*"));
+                let allowed_set = if star {
+                    CapabilitySet::all()
+                } else {
+                    CapabilitySet::from_names(allowed.iter().filter(|a| *a != "*"))
+                };
                 let added = set.difference(capabilities::runtime_default());
                 let required = CapabilitySet::from_names(&self.required_drop);
                 (
@@ -112,6 +122,10 @@ pub(crate) fn disallowed_capabilities(
     out: &mut Findings<'_>,
 ) {
     let caps = known!(out, &view.security.capabilities, "security.capabilities");
+    if matches!(caps, Capabilities::Effective(_)) && view.security.privileged == Some(true) {
+        out.unknown("security.capabilities");
+        return;
+    }
     let star = listed.iter().any(|c| c == "*");
     let hit = match caps {
         Capabilities::Declared { add, .. } => add.iter().any(|a| listed.contains(a)),
@@ -216,9 +230,15 @@ impl UserRules {
                 ));
             }
         };
+        // On the node every process has a group and the groups its image and `fsGroup` give
+        // it: a group the pod may leave unset (MayRunAs) cannot be told from one it declared.
+        let undeclarable = |p: &IdRule| view.source == ViewSource::Runtime && p.rule == "MayRunAs";
         if let Some(p) = &self.run_as_group {
             let group = known!(out, &sec.run_as_group, "security.runAsGroup");
             match group.effective() {
+                Some(&gid) if p.accepts_group(gid) == Some(false) && undeclarable(p) => {
+                    out.unknown("security.runAsGroup");
+                }
                 Some(&gid) => {
                     if p.accepts_group(gid) == Some(false) {
                         out.violation(format!(
@@ -232,9 +252,12 @@ impl UserRules {
         }
         if let Some(p) = &self.supplemental_groups {
             let groups = known!(out, &sec.supplemental_groups, "security.supplementalGroups");
+            let refused = groups.iter().any(|g| p.accepts_group(*g) == Some(false));
             if groups.is_empty() {
                 required(out, "supplementalGroups", p);
-            } else if groups.iter().any(|g| p.accepts_group(*g) == Some(false)) {
+            } else if refused && undeclarable(p) {
+                out.unknown("security.supplementalGroups");
+            } else if refused {
                 let printed: Vec<String> = groups.iter().map(u32::to_string).collect();
                 out.violation(format!(
                     "Container {name} is attempting to run with disallowed supplementalGroups [{}]. Allowed supplementalGroups: {}",
@@ -642,7 +665,12 @@ pub(crate) fn selinux(
             "SELinux options is not allowed, pod: {pod}. Allowed options: {printed}"
         ));
     }
+    // containerd labels every container `container_t` when the pod declares nothing: on the
+    // node that type is not the pod's declaration.
+    let runtime_default = runtime
+        && options.container.as_ref().and_then(|o| o.kind.as_deref()) == Some("container_t");
     if let Some(o) = &options.container
+        && !runtime_default
         && !allowed(o)
     {
         let sep = match dialect {
@@ -695,7 +723,18 @@ impl SysctlRule {
     }
 
     pub(crate) fn judge(&self, view: &ContainerView, out: &mut Findings<'_>) {
-        let sysctls = known!(out, &view.security.sysctls, "security.sysctls");
+        let all = known!(out, &view.security.sysctls, "security.sysctls");
+        // containerd 2.x sets these two in every sandbox that has its own network, at these
+        // values, whatever the pod declares: on the node they are not the pod's.
+        let runtime_default = |(name, value): &&(String, String)| {
+            view.source == ViewSource::Runtime
+                && matches!(
+                    (name.as_str(), value.as_str()),
+                    ("net.ipv4.ip_unprivileged_port_start", "0")
+                        | ("net.ipv4.ping_group_range", "0 2147483647")
+                )
+        };
+        let sysctls: Vec<&(String, String)> = all.iter().filter(|s| !runtime_default(s)).collect();
         let pod = &view.pod.name;
         let forbidden = self.forbidden.as_deref().unwrap_or_default();
         let is_forbidden = |n: &str| forbidden.iter().any(|e| self.matches(e, n));

@@ -96,6 +96,13 @@ fn id_rule(ctx: &mut Ctx<'_>, params: &Value, key: &str) -> Option<Option<IdRule
         return Some(None);
     };
     let parsed: IdRuleRaw = ctx.typed(&format!("spec.parameters.{key}"), raw)?;
+    if parsed.rule.is_empty() {
+        ctx.note(
+            &format!("spec.parameters.{key}"),
+            format!("{key} without a rule: Gatekeeper judges nothing of it, nor does the node"),
+        );
+        return Some(None);
+    }
     Some(Some(IdRule {
         rule: parsed.rule,
         ranges: parsed
