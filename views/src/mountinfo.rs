@@ -87,9 +87,14 @@ pub fn source_of(entries: &[MountEntry], mount_point: &str) -> Option<String> {
         .enumerate()
         .rev()
         .find(|(_, e)| e.mount_point == mount_point)?;
+    // Another subPath bind (of this pod or another) is no place to find a path from: it is
+    // itself what needs resolving, and would name a kubelet directory instead of the host's.
     let others = || {
         entries.iter().enumerate().filter(move |(i, e)| {
-            *i != at && e.device == here.device && e.mount_point != mount_point
+            *i != at
+                && e.device == here.device
+                && e.mount_point != mount_point
+                && !e.mount_point.contains("/volume-subpaths/")
         })
     };
     let tidy = |joined: String| {
@@ -158,6 +163,22 @@ mod tests {
         // The whole of a filesystem mounted once shows nothing else of it.
         assert_eq!(source_of(&table, "/data"), None);
         assert!(parse("garbage\n\n").is_empty());
+    }
+
+    #[test]
+    fn another_sub_path_is_never_the_base() {
+        // Mount 1 (`data/x`) lies inside mount 0 (`data`): it still resolves to the host's
+        // directory, not to a path under the kubelet's volume-subpaths.
+        let table = parse(
+            "1 0 0:50 / / rw - overlay overlay rw\n\
+             2 1 8:1 /var/lib/kubelet /var/lib/kubelet ro - ext4 /dev/sda1 rw\n\
+             90 2 8:1 /srv/data /var/lib/kubelet/pods/u1/volume-subpaths/h/c/0 ro - ext4 /dev/sda1 rw\n\
+             91 22 8:1 /srv/data/x /var/lib/kubelet/pods/u1/volume-subpaths/h/c/1 rw - ext4 /dev/sda1 rw\n",
+        );
+        assert_eq!(
+            source_of(&table, "/var/lib/kubelet/pods/u1/volume-subpaths/h/c/1").as_deref(),
+            Some("/srv/data/x")
+        );
     }
 
     #[test]
