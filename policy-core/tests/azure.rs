@@ -456,3 +456,39 @@ fn v3_privilege_escalation_on_the_node_refuses_only_what_either_reading_refuses(
         "{decision:#?}"
     );
 }
+
+#[test]
+fn every_kind_converts_into_node_policies_that_load() {
+    let text = fixture("gatekeeper/every-kind.yaml");
+    let converted = Policy::convert([("every-kind.yaml", text.as_str())]).unwrap();
+    assert_eq!(converted.matches("# From ").count(), 96);
+    let policy =
+        Policy::parse("converted.yaml", &converted).unwrap_or_else(|e| panic!("{e}\n{converted}"));
+    assert!(policy.names().count() > 60, "{converted}");
+    // What the reviewer found not to load: no sysctl, only "not configured", ids past u32.
+    let odd = [
+        ("K8sPSPForbiddenSysctls", "{}"),
+        ("K8sPSPSeccompV2", "{allowedProfiles: ['not configured']}"),
+        (
+            "K8sPSPAllowedUsers",
+            "{runAsGroup: {rule: MustRunAs, ranges: [{min: 1, max: 99999999999}]}}",
+        ),
+    ];
+    for (kind, parameters) in odd {
+        let text = format!(
+            "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: {kind}\nmetadata: {{name: o}}\nspec: {{parameters: {parameters}}}\n"
+        );
+        let converted = Policy::convert([("o.yaml", text.as_str())]).unwrap();
+        Policy::parse("converted.yaml", &converted)
+            .map(|_| ())
+            .or_else(|e| {
+                // A conversion with no rule at all is only comments: nothing to load.
+                if converted.contains("apiVersion") {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_or_else(|e| panic!("{kind}: {e}\n{converted}"));
+    }
+}

@@ -530,3 +530,31 @@ fn an_object_without_a_namespace_is_matched_as_gatekeeper_matches_it() {
     sample.pod.namespace_assumed = true;
     assert!(evaluate(&node_policy, &sample).is_clean());
 }
+
+#[test]
+fn a_mistyped_spec_is_never_silently_ignored() {
+    let doc = |spec: &str| {
+        format!(
+            "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sPSPVolumeTypes\nmetadata: {{name: v}}\nspec:\n{spec}"
+        )
+    };
+    // A field the spec does not have, and a kind left without the list its message prints.
+    let policy = Policy::parse("v.yaml", &doc("  paramters: {volumes: [configMap]}\n")).unwrap();
+    let notes: Vec<&str> = policy.notes().iter().map(|n| n.path.as_str()).collect();
+    assert_eq!(notes, ["spec.paramters", "spec.parameters.volumes"]);
+    // Wrong types are errors, with their place.
+    let errors = Policy::parse(
+        "v.yaml",
+        &doc("  enforcementAction: 7\n  parameters: [1]\n"),
+    )
+    .unwrap_err();
+    let places: Vec<(usize, &str)> = errors
+        .0
+        .iter()
+        .map(|e| (e.location.line, e.path.as_str()))
+        .collect();
+    assert_eq!(
+        places,
+        [(5, "spec.enforcementAction"), (6, "spec.parameters")]
+    );
+}

@@ -136,10 +136,17 @@ fn rank(effect: Effect) -> u8 {
 
 /// The effect of `enforcementAction` on the node; `None` when the constraint does not act here.
 fn effect(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Effect> {
-    let action = spec
-        .get("enforcementAction")
-        .and_then(Value::as_str)
-        .unwrap_or("deny");
+    let action = match spec.get("enforcementAction") {
+        None | Some(Value::Null) => "deny",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => {
+            ctx.error(
+                "spec.enforcementAction",
+                "enforcementAction must be a string: deny, dryrun, warn or scoped",
+            );
+            return None;
+        }
+    };
     if action != "scoped" {
         let effect = effect_of(action);
         if effect.is_none() {
@@ -753,6 +760,13 @@ pub(super) fn convert_constraint(ctx: &mut Ctx<'_>, value: &Value) -> String {
     let mut exempt = list("exemptImages");
     exempt.extend(list("excludedImages"));
     if !exempt.is_empty() {
+        let _ = writeln!(out, "# Note: exempt images: {}", super::convert::AS_WRITTEN);
+        if kind == "K8sPSPHostNetworkingPorts" {
+            let _ = writeln!(
+                out,
+                "# Note: the constraint exempts these images' host ports only; a NodePolicy scope exempts them from the host network rule too"
+            );
+        }
         scope.insert(
             "exemptImages".into(),
             json_strings(super::convert::exempt_regexes(&exempt)),
@@ -951,9 +965,26 @@ pub(super) fn compile_constraint(ctx: &mut Ctx<'_>, value: &Value) -> Option<Com
         ctx.error("spec", "spec must be a mapping");
         return None;
     }
+    if let Some(map) = spec.as_object() {
+        for key in map.keys().filter(|k| {
+            !matches!(
+                k.as_str(),
+                "match" | "parameters" | "enforcementAction" | "scopedEnforcementActions"
+            )
+        }) {
+            ctx.note(
+                &format!("spec.{key}"),
+                format!("{key:?} is not a field of a constraint's spec (match, parameters, enforcementAction, scopedEnforcementActions): it is ignored"),
+            );
+        }
+    }
     let effect = effect(ctx, &spec);
     let scope = scope(ctx, &spec);
     let params = spec.get("parameters").cloned().unwrap_or(Value::Null);
+    if !params.is_null() && !params.is_object() {
+        ctx.error("spec.parameters", "parameters must be a mapping");
+        ok = false;
+    }
     let rule = if kind.is_empty() {
         Some(Judged::Silent)
     } else {

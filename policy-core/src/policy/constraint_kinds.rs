@@ -127,6 +127,15 @@ fn users(ctx: &mut Ctx<'_>, params: &Value) -> Option<UserRules> {
     })
 }
 
+/// Notes that without `key` the kind reports nothing in Gatekeeper (the template's message
+/// prints it), nor on the node.
+fn silent(ctx: &mut Ctx<'_>, kind: &str, key: &str) {
+    ctx.note(
+        &format!("spec.parameters.{key}"),
+        format!("{kind} without parameters.{key} reports nothing in Gatekeeper, nor on the node"),
+    );
+}
+
 fn list(ctx: &mut Ctx<'_>, params: &Value, key: &str) -> Option<Vec<String>> {
     Some(strings(ctx, params, key)?.unwrap_or_default())
 }
@@ -301,6 +310,7 @@ pub(super) fn read(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Opti
         }
         "K8sPSPAppArmor" => {
             let Some(allowed) = strings(ctx, params, "allowedProfiles")? else {
+                silent(ctx, kind, "allowedProfiles");
                 return Some(Some((None, &["allowedProfiles", "exemptImages"])));
             };
             (
@@ -331,6 +341,7 @@ pub(super) fn read(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Opti
                 &["allowedSELinuxOptions", "exemptImages"]
             };
             let Some(raw) = params.get("allowedSELinuxOptions").filter(|v| !v.is_null()) else {
+                silent(ctx, kind, "allowedSELinuxOptions");
                 return Some(Some((None, known)));
             };
             let entries: Vec<EntryRaw> = ctx.typed("spec.parameters.allowedSELinuxOptions", raw)?;
@@ -394,6 +405,9 @@ pub(super) fn read(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Opti
                 &["volumes"]
             };
             let volumes = strings(ctx, params, "volumes")?;
+            if volumes.is_none() {
+                silent(ctx, kind, "volumes");
+            }
             (volumes.map(GkRule::VolumeTypes), known)
         }
         "K8sPSPFlexVolumes" => {
@@ -402,6 +416,7 @@ pub(super) fn read(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Opti
                 driver: String,
             }
             let Some(raw) = params.get("allowedFlexVolumes").filter(|v| !v.is_null()) else {
+                silent(ctx, kind, "allowedFlexVolumes");
                 return Some(Some((None, &["allowedFlexVolumes"])));
             };
             let drivers: Vec<DriverRaw> = ctx.typed("spec.parameters.allowedFlexVolumes", raw)?;

@@ -39,8 +39,11 @@ fn star_regex(entry: &str) -> String {
     }
 }
 
+/// A seccomp constraint allowing none of the kinds a `NodePolicy` names.
+const NO_PROFILE_KIND: &str = "the constraint allows no RuntimeDefault, Localhost or Unconfined profile (only \"not configured\" or annotation spellings): a NodePolicy cannot say that, no rule";
+
 /// Images as written in the pod against `NodePolicy`'s normalized names.
-const AS_WRITTEN: &str = "the constraint compares the image as written in the pod (nginx); a NodePolicy compares the normalized name (docker.io/library/nginx:latest): review the patterns";
+pub(super) const AS_WRITTEN: &str = "the constraint compares the image as written in the pod (nginx); a NodePolicy compares the normalized name (docker.io/library/nginx:latest): review the patterns";
 
 /// Exempt images (exact, or a prefix ending in `*`) as `NodePolicy` regexes.
 pub(crate) fn exempt_regexes(images: &[String]) -> Vec<String> {
@@ -224,7 +227,8 @@ impl GkRule {
                         .flatten()
                         .map(|(min, max)| {
                             let max = if *max < 0 { i64::from(u32::MAX) } else { *max };
-                            json!({"min": (*min).max(0), "max": max})
+                            let top = i64::from(u32::MAX);
+                            json!({"min": (*min).clamp(0, top), "max": max.clamp(0, top)})
                         })
                         .collect();
                     Value::Array(list)
@@ -278,6 +282,9 @@ impl GkRule {
                 if rule.any {
                     return none.caveat("the constraint allows any seccomp profile: no rule");
                 }
+                if kinds.is_empty() {
+                    return none.caveat(NO_PROFILE_KIND);
+                }
                 let mut value = json!({"allowed": kinds});
                 if !files.iter().any(|f| f == "*") && !files.is_empty() {
                     value["allowedLocalhostProfiles"] = json!(files);
@@ -292,6 +299,9 @@ impl GkRule {
                     .into_iter()
                     .filter(|k| rule.profiles.iter().any(|p| p == k))
                     .collect();
+                if kinds.is_empty() {
+                    return none.caveat(NO_PROFILE_KIND);
+                }
                 let mut value = json!({"allowed": kinds});
                 if kinds.contains(&"Localhost") && !rule.files.iter().any(|f| f == "*") {
                     value["allowedLocalhostProfiles"] = json!(rule.files);
@@ -370,7 +380,11 @@ impl GkRule {
                 if let Some(a) = globs(&rule.allowed) {
                     value.insert("allowed".into(), json!(a));
                 }
-                none.rule("sysctls", Value::Object(value))
+                if value.is_empty() {
+                    none.caveat("the constraint lists no sysctl: no rule")
+                } else {
+                    none.rule("sysctls", Value::Object(value))
+                }
             }
             GkRule::VolumeTypes(allowed) => {
                 if allowed.iter().any(|a| a == "*") {
