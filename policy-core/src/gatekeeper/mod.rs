@@ -152,7 +152,7 @@ pub(crate) enum GkRule {
     /// K8sPSPVolumeTypes (`volumes`), Azure's VolumeTypes.
     VolumeTypes(Vec<String>),
     /// K8sPSPFlexVolumes (the allowed drivers), Azure's FlexVolumes.
-    FlexVolumes(Vec<String>),
+    FlexVolumes(Vec<String>, Dialect),
     /// K8sPSPAutomountServiceAccountTokenPod, Azure's BlockAutomountToken.
     AutomountToken,
     /// K8sPSPHostProcess.
@@ -554,7 +554,9 @@ impl GkRule {
             GkRule::ProcMount(unmasked) => pod_security::proc_mount(*unmasked, view, out),
             GkRule::Sysctls(rule) => rule.judge(view, out),
             GkRule::VolumeTypes(allowed) => pod_security::volume_types(allowed, view, out),
-            GkRule::FlexVolumes(drivers) => pod_security::flex_volumes(drivers, view, out),
+            GkRule::FlexVolumes(drivers, dialect) => {
+                pod_security::flex_volumes(drivers, *dialect, view, out);
+            }
             GkRule::AutomountToken => pod_security::automount_token(view, out),
             GkRule::HostProcess => pod_security::host_process(view, out),
             GkRule::HostProbesLifecycle => {
@@ -685,6 +687,10 @@ impl GkRule {
         if shares_network || outside {
             out.violation(match dialect {
                 Dialect::Library => format!(
+                    "The specified hostNetwork and hostPort are not allowed, pod: {pod}. Allowed values: {parameters}"
+                ),
+                // At RunPodSandbox there is no container yet to name.
+                Dialect::Azure if view.name.is_empty() => format!(
                     "The specified hostNetwork and hostPort are not allowed, pod: {pod}. Allowed values: {parameters}"
                 ),
                 Dialect::Azure => format!(

@@ -461,12 +461,15 @@ impl SeccompRule {
         } else {
             "docker/default"
         };
-        let text = match &profile {
-            Profile::RuntimeDefault => default.to_string(),
-            Profile::Localhost(file) => format!("localhost/{file}"),
-            Profile::Unconfined => "unconfined".to_string(),
-            Profile::Annotation(value) => value.clone(),
-            Profile::NotConfigured => "not configured".to_string(),
+        let text = match (&profile, dialect) {
+            // Azure's template names a securityContext profile by its type.
+            (Profile::RuntimeDefault, Dialect::Azure) => "RuntimeDefault".to_string(),
+            (Profile::Unconfined, Dialect::Azure) => "Unconfined".to_string(),
+            (Profile::RuntimeDefault, Dialect::Library) => default.to_string(),
+            (Profile::Localhost(file), _) => format!("localhost/{file}"),
+            (Profile::Unconfined, Dialect::Library) => "unconfined".to_string(),
+            (Profile::Annotation(value), _) => value.clone(),
+            (Profile::NotConfigured, _) => "not configured".to_string(),
         };
         // The node reads a profile the pod did not set as not configured: it cannot tell it
         // from a declared Unconfined, and lets it pass where either would (as the baseline
@@ -794,12 +797,24 @@ pub(crate) fn volume_types(allowed: &[String], view: &ContainerView, out: &mut F
 }
 
 /// K8sPSPFlexVolumes: every FlexVolume's driver is allowed.
-pub(crate) fn flex_volumes(drivers: &[String], view: &ContainerView, out: &mut Findings<'_>) {
+pub(crate) fn flex_volumes(
+    drivers: &[String],
+    dialect: Dialect,
+    view: &ContainerView,
+    out: &mut Findings<'_>,
+) {
     let volumes = known!(out, &view.volumes, "volumes");
-    let listed: Vec<String> = drivers
-        .iter()
-        .map(|d| format!("{{\"driver\": {d:?}}}"))
-        .collect();
+    // The library's parameter is `[{driver}]`, Azure's plain names: each message prints its own.
+    let listed = || match dialect {
+        Dialect::Library => {
+            let items: Vec<String> = drivers
+                .iter()
+                .map(|d| format!("{{\"driver\": {d:?}}}"))
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
+        Dialect::Azure => rego_array(drivers),
+    };
     for v in volumes.iter().filter(|v| v.kind == VolumeType::FlexVolume) {
         let Some(driver) = &v.driver else {
             // The node sees a FlexVolume's plugin directory, not which driver it names.
@@ -808,10 +823,10 @@ pub(crate) fn flex_volumes(drivers: &[String], view: &ContainerView, out: &mut F
         };
         if !drivers.contains(driver) {
             out.violation(format!(
-                "FlexVolume {{\"flexVolume\": {{\"driver\": {driver:?}}}, \"name\": {:?}}} is not allowed, pod: {}. Allowed drivers: [{}]",
+                "FlexVolume {{\"flexVolume\": {{\"driver\": {driver:?}}}, \"name\": {:?}}} is not allowed, pod: {}. Allowed drivers: {}",
                 v.name,
                 view.pod.name,
-                listed.join(", ")
+                listed()
             ));
         }
     }

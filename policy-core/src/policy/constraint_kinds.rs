@@ -423,16 +423,16 @@ pub(super) fn read(ctx: &mut Ctx<'_>, kind: &str, params: &Value) -> Option<Opti
             (
                 Some(GkRule::FlexVolumes(
                     drivers.into_iter().map(|d| d.driver).collect(),
+                    Dialect::Library,
                 )),
                 &["allowedFlexVolumes"],
             )
         }
         "K8sAzureV1FlexVolumes" | "K8sAzureFlexVolumes" => (
-            Some(GkRule::FlexVolumes(list(
-                ctx,
-                params,
-                "allowedFlexVolumeDrivers",
-            )?)),
+            Some(GkRule::FlexVolumes(
+                list(ctx, params, "allowedFlexVolumeDrivers")?,
+                Dialect::Azure,
+            )),
             &["allowedFlexVolumeDrivers"],
         ),
         "K8sPSPAutomountServiceAccountTokenPod" => (Some(GkRule::AutomountToken), &[]),

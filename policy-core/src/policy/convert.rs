@@ -400,7 +400,7 @@ impl GkRule {
                 }
             }
             GkRule::InteractiveTty
-            | GkRule::FlexVolumes(_)
+            | GkRule::FlexVolumes(..)
             | GkRule::FsGroup(_)
             | GkRule::AutomountToken
             | GkRule::HostProcess
