@@ -153,6 +153,8 @@ def check_overlay(c, overlay, objects, repo):
         c.check(env.get(name, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == field,
                 f"{where}: env {name} is not taken from {field}"
                 + (" (remediation must know nodeguard's own pod, never to stop it)" if name != "NODE_NAME" else ""))
+    c.check(env.get("MALLOC_ARENA_MAX", {}).get("value") == "1",
+            f"{where}: env MALLOC_ARENA_MAX is not 1 (resident memory, docs/performance.md)")
 
     sc = ctr.get("securityContext", {})
     caps = sc.get("capabilities", {})
