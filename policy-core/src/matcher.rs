@@ -212,6 +212,35 @@ impl Scope {
     }
 }
 
+/// An allowed host path: a prefix, and whether paths under it may only be mounted read-only.
+/// How the prefix compares is the rule's: whole components ([`path_has_prefix`]) for
+/// `NodePolicy` and Azure, a string prefix for the gatekeeper-library's CEL form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AllowedHostPath {
+    /// The prefix.
+    pub(crate) prefix: String,
+    /// Only read-only mounts are allowed under it.
+    pub(crate) read_only: bool,
+}
+
+/// Whether `path` is `prefix` or lies below it, comparing whole path components (`/var/log`
+/// holds `/var/log/app`, not `/var/logs`; `/` holds every absolute path).
+pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return path.starts_with('/');
+    }
+    // A `..` component can climb out of any prefix (the mount resolves it), so such a path
+    // lies under none but `/`.
+    if path.split('/').any(|c| c == "..") {
+        return false;
+    }
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Whether the view's image matches an exemption list. An unknown image is never exempt.
 pub fn image_exempt(exempt: Option<&Regexes>, view: &ContainerView) -> bool {
     match (exempt, &view.image) {

@@ -14,6 +14,7 @@ use crate::document::ResourceName;
 use crate::findings::{
     Findings, describe_apparmor, describe_seccomp, judge_run_as_non_root, known,
 };
+pub(crate) use crate::matcher::AllowedHostPath;
 use crate::matcher::{Globs, Regexes};
 use crate::pss;
 use crate::quantity::{Bytes, Millicores};
@@ -41,30 +42,6 @@ fn describe_ranges<T: PartialEq + std::fmt::Display>(ranges: &[Range<T>]) -> Str
         }
     }
     out
-}
-
-/// An allowed host path prefix.
-#[derive(Debug, Clone)]
-pub(crate) struct AllowedHostPath {
-    pub(crate) prefix: String,
-    pub(crate) read_only: bool,
-}
-
-/// Whether `path` is `prefix` or lies below it, comparing whole path components.
-pub(crate) fn path_has_prefix(path: &str, prefix: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    if prefix.is_empty() {
-        return path.starts_with('/');
-    }
-    // A `..` component can climb out of any prefix (the mount resolves it), so such a path
-    // lies under none but `/`.
-    if path.split('/').any(|c| c == "..") {
-        return false;
-    }
-    path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Which profile kinds a seccomp or AppArmor rule accepts.
@@ -694,7 +671,11 @@ fn judge_host_paths(view: &ContainerView, allowed: &[AllowedHostPath], out: &mut
         out.unknown("mounts");
         return;
     }
-    let allowing = |path: &str| allowed.iter().find(|a| path_has_prefix(path, &a.prefix));
+    let allowing = |path: &str| {
+        allowed
+            .iter()
+            .find(|a| crate::matcher::path_has_prefix(path, &a.prefix))
+    };
     let mounted = |path: &str| {
         view.mounts
             .iter()

@@ -2,6 +2,8 @@
 //! shows: the kubelet bind-mounts a volume's `subPath` from its `volume-subpaths` directory,
 //! whose name does not tell whether a host path is behind it; the mount table does.
 
+use policy_core::matcher::path_has_prefix;
+
 /// One line of a mount table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
@@ -57,16 +59,6 @@ pub fn parse(text: &str) -> Vec<MountEntry> {
         .collect()
 }
 
-/// Whether `path` is `dir` or below it, by whole components.
-fn within(path: &str, dir: &str) -> bool {
-    let dir = dir.trim_end_matches('/');
-    dir.is_empty()
-        || path == dir
-        || path
-            .strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
 /// The path, as the node names it, of what is mounted at `mount_point` (the last mount there
 /// wins): its filesystem's directory found through another mount of the same filesystem that
 /// shows it, the shortest such mount point first (the filesystem's own mount before later bind
@@ -106,7 +98,7 @@ pub fn source_of(entries: &[MountEntry], mount_point: &str) -> Option<String> {
     };
     // A mount that shows the directory itself.
     if let Some((_, base)) = others()
-        .filter(|(_, e)| within(&here.root, &e.root))
+        .filter(|(_, e)| path_has_prefix(&here.root, &e.root))
         .min_by_key(|(_, e)| (e.mount_point.len(), std::cmp::Reverse(e.root.len())))
     {
         let rest = here.root[base.root.trim_end_matches('/').len()..].trim_start_matches('/');

@@ -50,3 +50,22 @@ pub(crate) fn rego_array(items: &[String]) -> String {
     out.push(']');
     out
 }
+
+/// Whether an image list's `entry` names `image` as the templates read image lists
+/// (`exemptImages`, `allowedImages`, Azure's `excludedImages`): exactly, or as a prefix when it
+/// ends in `*` (one trailing `*` removed).
+pub(crate) fn lists_image(entry: &str, image: &str) -> bool {
+    match entry.strip_suffix('*') {
+        Some(prefix) => image.starts_with(prefix),
+        None => image == entry,
+    }
+}
+
+/// Strings as OPA's `sprintf("%v")` prints a set: sorted, each once, `{"a", "b"}`.
+pub(crate) fn rego_set<S: AsRef<str>>(items: &[S]) -> String {
+    let mut sorted: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let quoted: Vec<String> = sorted.iter().map(|i| format!("{i:?}")).collect();
+    format!("{{{}}}", quoted.join(", "))
+}

@@ -13,8 +13,8 @@
 mod common;
 mod pod_security;
 
-use common::rego_array;
 pub(crate) use common::{Dialect, rego_value};
+use common::{lists_image, rego_array, rego_set};
 
 pub(crate) use pod_security::{
     CapabilityRule, FsGroupRule, IdRule, Max, RatioRule, SeLinuxEntry, SeccompRule, SeccompV2Rule,
@@ -22,6 +22,7 @@ pub(crate) use pod_security::{
 };
 
 use crate::findings::{Findings, known};
+pub(crate) use crate::matcher::AllowedHostPath;
 use crate::quantity::{Bytes, Millicores};
 use crate::view::{ContainerKind, ContainerView, MountSource, ViewSource};
 
@@ -54,12 +55,7 @@ impl Exempt {
             return false;
         };
         let image = image.as_written();
-        self.images
-            .iter()
-            .any(|entry| match entry.strip_suffix('*') {
-                Some(prefix) => image.starts_with(prefix),
-                None => image == entry,
-            })
+        self.images.iter().any(|entry| lists_image(entry, image))
     }
 }
 
@@ -199,29 +195,6 @@ impl PartialEq for Pattern {
 
 impl Eq for Pattern {}
 
-/// Azure's path test: the prefix's components lead the path's (`/foo` holds `/foo/bar`, not
-/// `/fool`; `/` holds every path).
-fn components_under(path: &str, prefix: &str) -> bool {
-    let parts = |p: &str| {
-        p.trim_matches('/')
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
-    let (path, prefix) = (parts(path), parts(prefix));
-    path.len() >= prefix.len() && path[..prefix.len()] == prefix[..]
-}
-
-/// An entry of K8sPSPHostFilesystem's `allowedHostPaths`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct AllowedHostPath {
-    /// `pathPrefix`, compared as a string prefix (as the template's CEL does).
-    pub(crate) prefix: String,
-    /// `readOnly`: the path may only be mounted read-only.
-    pub(crate) read_only: bool,
-}
-
 /// An entry of K8sRequiredLabels' `labels`.
 #[derive(Debug, Clone)]
 pub(crate) struct RequiredLabel {
@@ -308,11 +281,7 @@ impl GkRule {
             }
             GkRule::AllowedImages(allowed) => {
                 let image = known!(out, &view.image, "image").as_written();
-                let ok = allowed.iter().any(|a| match a.strip_suffix('*') {
-                    Some(prefix) => image.starts_with(prefix),
-                    None => image == a,
-                });
-                if !ok {
+                if !allowed.iter().any(|a| lists_image(a, image)) {
                     out.violation(format!(
                         "{word} <{name}> has an invalid image <{image}>, allowed images are {}",
                         rego_array(allowed)
@@ -412,20 +381,12 @@ impl GkRule {
                     out.unknown("pod.labels");
                     return;
                 }
-                let mut missing: Vec<String> = keys
+                let missing: Vec<&String> = keys
                     .iter()
                     .filter(|k| !view.pod.labels.contains_key(k.as_str()))
-                    .cloned()
                     .collect();
                 if !missing.is_empty() {
-                    missing.sort();
-                    missing.dedup();
-                    // A Rego set prints as `{"a", "b"}`.
-                    let set = rego_array(&missing);
-                    out.violation(format!(
-                        "you must provide labels: {{{}}}",
-                        &set[1..set.len() - 1]
-                    ));
+                    out.violation(format!("you must provide labels: {}", rego_set(&missing)));
                 }
             }
             GkRule::HostFilesystem(allowed, dialect) => {
@@ -443,7 +404,7 @@ impl GkRule {
                 };
                 let under = |path: &str, prefix: &str| match dialect {
                     Dialect::Library => path.starts_with(prefix),
-                    Dialect::Azure => components_under(path, prefix),
+                    Dialect::Azure => crate::matcher::path_has_prefix(path, prefix),
                 };
                 for m in mounts {
                     let MountSource::HostPath(path) = &m.source else {

@@ -13,7 +13,7 @@ use crate::view::{
     Seccomp, ViewSource, VolumeType,
 };
 
-use super::common::{Dialect, rego_array};
+use super::common::{Dialect, rego_array, rego_set};
 
 /// Where the service account token is mounted into every container that gets one.
 pub(crate) const TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -480,7 +480,7 @@ impl SeccompRule {
         }
         let listed = match dialect {
             Dialect::Library => self.allowed.join(", "),
-            Dialect::Azure => format!("{{{}}}", rego_array(&self.allowed).trim_matches(['[', ']'])),
+            Dialect::Azure => rego_set(&self.allowed),
         };
         match (&profile, dialect) {
             (Profile::Localhost(file), Dialect::Azure) => out.violation(format!(
@@ -900,30 +900,30 @@ pub(crate) fn container_requests(
         out.violation(format!("container <{name}> has no resource requests"));
         return;
     }
-    match res.cpu_request {
-        None => out.violation(format!("container <{name}> has no cpu request")),
-        Some(req) => {
-            if let Some((written, Some(max))) = cpu
-                && req > *max
-            {
-                out.violation(format!(
-                    "container <{name}> cpu request <{req}> is higher than the maximum allowed of <{written}>"
-                ));
-            }
-        }
-    }
+    request(out, name, "cpu", res.cpu_request, cpu);
     if !res.memory_request_known {
         out.unknown("resources.memoryRequest");
         return;
     }
-    match res.memory_request {
-        None => out.violation(format!("container <{name}> has no memory request")),
+    request(out, name, "memory", res.memory_request, memory);
+}
+
+/// One resource's request: set, and not above its maximum.
+fn request<T: PartialOrd + std::fmt::Display>(
+    out: &mut Findings<'_>,
+    name: &str,
+    resource: &str,
+    value: Option<T>,
+    max: &Max<T>,
+) {
+    match value {
+        None => out.violation(format!("container <{name}> has no {resource} request")),
         Some(req) => {
-            if let Some((written, Some(max))) = memory
+            if let Some((written, Some(max))) = max
                 && req > *max
             {
                 out.violation(format!(
-                    "container <{name}> memory request <{req}> is higher than the maximum allowed of <{written}>"
+                    "container <{name}> {resource} request <{req}> is higher than the maximum allowed of <{written}>"
                 ));
             }
         }
@@ -1013,22 +1013,20 @@ pub(crate) fn required_resources(
     let res = known!(out, &view.resources, "resources");
     let name = &view.name;
     // Each listed resource that is absent (a memory request unknown on the node), as an OPA
-    // set prints: sorted, once.
+    // set prints.
     let mut report = |names: &[String], what: &str, absent: &dyn Fn(&str) -> Option<bool>| {
         let mut missing: Vec<&str> = Vec::new();
         for n in names {
             match absent(n) {
                 None => out.unknown("resources.memoryRequest"),
-                Some(true) if !missing.contains(&n.as_str()) => missing.push(n),
+                Some(true) => missing.push(n),
                 Some(_) => {}
             }
         }
-        missing.sort_unstable();
         if !missing.is_empty() {
-            let quoted: Vec<String> = missing.iter().map(|m| format!("{m:?}")).collect();
             out.violation(format!(
-                "container <{name}> does not have <{{{}}}> {what} defined",
-                quoted.join(", ")
+                "container <{name}> does not have <{}> {what} defined",
+                rego_set(&missing)
             ));
         }
     };

@@ -330,12 +330,18 @@ fn items(doc: &yaml::Document) -> Vec<(&Value, Locations)> {
 ///     r#"image "docker.io/evil/x:1" does not match any allowed pattern (^registry\.corp/)"#);
 /// ```
 pub fn evaluate(policy: &Policy, view: &ContainerView) -> Decision {
+    judge(policy, view, false)
+}
+
+/// Runs every check whose document applies to the container of `view` (with `pod_only`, only
+/// those no container could be exempt from by its name or image) into one decision.
+fn judge(policy: &Policy, view: &ContainerView, pod_only: bool) -> Decision {
     let mut decision = Decision::default();
     for doc in &policy.documents {
-        if !doc.scope.applies_to(view) {
+        if (pod_only && !doc.scope.pod_wide()) || !doc.scope.applies_to(view) {
             continue;
         }
-        for check in &doc.checks {
+        for check in doc.checks.iter().filter(|c| !pod_only || c.pod_wide()) {
             let mut out = Findings {
                 decision: &mut decision,
                 policy: &doc.name,
@@ -355,22 +361,7 @@ pub fn evaluate(policy: &Policy, view: &ContainerView) -> Decision {
 /// what lacks a container's facts is left to its containers' own judgement, so the decision
 /// has no undecided rule. A pod refused here never reaches the host: no network, no sysctls.
 pub fn evaluate_pod(policy: &Policy, view: &ContainerView) -> Decision {
-    let mut decision = Decision::default();
-    for doc in &policy.documents {
-        if !doc.scope.pod_wide() || !doc.scope.applies_to(view) {
-            continue;
-        }
-        for check in doc.checks.iter().filter(|c| c.pod_wide()) {
-            let mut out = Findings {
-                decision: &mut decision,
-                policy: &doc.name,
-                rule: check.id,
-                effect: check.effect,
-                remediate: check.remediate,
-            };
-            check.run(view, &mut out);
-        }
-    }
+    let mut decision = judge(policy, view, true);
     decision.undecided.clear();
     decision.admission_only.clear();
     decision
