@@ -737,7 +737,7 @@ impl SysctlRule {
                         | ("net.ipv4.ping_group_range", "0 2147483647")
                 )
         };
-        let sysctls: Vec<&(String, String)> = all.iter().filter(|s| !runtime_default(s)).collect();
+        let declared = || all.iter().filter(|s| !runtime_default(s));
         let pod = &view.pod.name;
         let forbidden = self.forbidden.as_deref().unwrap_or_default();
         let is_forbidden = |n: &str| forbidden.iter().any(|e| self.matches(e, n));
@@ -748,10 +748,7 @@ impl SysctlRule {
         };
         match self.dialect {
             Dialect::Library => {
-                if sysctls
-                    .iter()
-                    .any(|(n, _)| is_forbidden(n) || not_allowed(n))
-                {
+                if declared().any(|(n, _)| is_forbidden(n) || not_allowed(n)) {
                     let allowed = match &self.allowed {
                         None => "unspecified".to_string(),
                         Some(a) if a.is_empty() => "empty".to_string(),
@@ -764,7 +761,7 @@ impl SysctlRule {
                 }
             }
             Dialect::Azure => {
-                for (n, _) in sysctls.iter().filter(|(n, _)| is_forbidden(n)) {
+                for (n, _) in declared().filter(|(n, _)| is_forbidden(n)) {
                     out.violation(format!(
                         "The sysctl {n} is not allowed, pod: {pod}. Forbidden sysctls: {}",
                         rego_array(forbidden)
