@@ -15,6 +15,9 @@ const PROTOS: &[&str] = &[
     "containerd/services.proto",
     "containerd/types/task.proto",
     "containerd/tasks.proto",
+    "containerd/types/descriptor.proto",
+    "containerd/images.proto",
+    "containerd/namespaces.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -28,6 +28,19 @@ fn views() -> [ContainerView; 2] {
         name: "app".to_string(),
         kind: Some(ContainerKind::Regular),
         image: Some(ImageRef::parse("docker.io/library/nginx:latest")),
+        image_names: vec![ImageRef::parse("evil.example/nginx:1")],
+        image_volumes: vec![
+            policy_core::view::ImageVolume {
+                destination: "/data".to_string(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                names: Some(vec![ImageRef::parse("evil.example/data:1")]),
+            },
+            policy_core::view::ImageVolume {
+                destination: "/unread".to_string(),
+                digest: format!("sha256:{}", "b".repeat(64)),
+                names: None,
+            },
+        ],
         pod: PodView {
             name: "web".to_string(),
             namespace: "default".to_string(),

@@ -17,7 +17,9 @@ use nodeguard::nri::version;
 use nodeguard::ops::audit::Discard;
 use nodeguard::ops::metrics::Metrics;
 use nodeguard::ops::reload::{Loaded, PolicyHandle};
-use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
+use nodeguard::runtime::containerd::{
+    ContainerRecord, ContainerdApi, ContainerdError, ImageRecord,
+};
 use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as method};
 use nodeguard_proto::ttrpc::Response;
 use nodeguard_views::oci::RuntimeSpec;
@@ -43,12 +45,20 @@ const POLICIES: [(&str, &str); 2] = [
 struct Specs;
 
 impl ContainerdApi for Specs {
-    async fn spec(&self, id: &str) -> Result<RuntimeSpec, ContainerdError> {
+    async fn record(&self, id: &str) -> Result<ContainerRecord, ContainerdError> {
         if id == SPEC_ID {
-            Ok(RuntimeSpec::from_json(SPEC).expect("the OCI fixture parses"))
+            Ok(ContainerRecord {
+                spec: RuntimeSpec::from_json(SPEC).expect("the OCI fixture parses"),
+                image: String::new(),
+            })
         } else {
             Err(ContainerdError::NoSpec(id.to_string()))
         }
+    }
+
+    /// No image records.
+    async fn images(&self, _namespace: &str) -> Result<Vec<ImageRecord>, ContainerdError> {
+        Ok(Vec::new())
     }
 
     /// No task is ever running.

@@ -443,10 +443,11 @@ impl Containerd {
         for archive in self.testbed.image_archives()? {
             self.import_image(&archive).await?;
         }
-        // CRI learns about imported images through events: wait until it sees the ones we need.
+        // CRI learns about imported images through events: wait until it sees them all (a
+        // create resolves its image's ID first, as the kubelet does).
         let cri = self.cri().await?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        for image in [images::PAUSE, images::BUSYBOX] {
+        for &image in images::ALL {
             while cri.image_status(image).await?.is_none() {
                 if Instant::now() > deadline {
                     bail!("CRI does not list {image} after importing it");

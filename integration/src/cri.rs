@@ -179,6 +179,19 @@ impl CriClient {
             .map_err(|s| CriError::from_status("ImageStatus", s))
     }
 
+    /// The ID of image `reference` (`ImageStatus`), as the kubelet resolves it before a
+    /// create; an error naming `call` when the runtime does not have it (the kubelet would pull
+    /// it; nothing can be pulled here).
+    async fn image_id(&self, call: &'static str, reference: &str) -> Result<String, CriError> {
+        match self.image_status(reference).await? {
+            Some(image) if !image.id.is_empty() => Ok(image.id),
+            _ => Err(CriError::from_status(
+                call,
+                tonic::Status::not_found(format!("image {reference:?} is not on the node")),
+            )),
+        }
+    }
+
     /// `RunPodSandbox` for `spec` (creating the pod's log folder first, as the kubelet does).
     pub async fn run_pod(&self, spec: &PodSpec) -> Result<Pod, CriError> {
         let config = kubelet::pod_sandbox_config(spec, &self.paths);
@@ -219,12 +232,24 @@ impl CriClient {
         let termination_log = dir.join(kubelet::random_hex(8));
         std::fs::write(&termination_log, b"")
             .map_err(|e| local_error("CreateContainer", &termination_log, e))?;
+        // The kubelet names images by the ID `ImageStatus` (or `PullImage`) gave it.
+        let ids = kubelet::ImageIds {
+            image: self.image_id("CreateContainer", &spec.image).await?,
+            volumes: {
+                let mut ids = Vec::new();
+                for volume in &spec.image_volumes {
+                    ids.push(self.image_id("CreateContainer", &volume.reference).await?);
+                }
+                ids
+            },
+        };
         let request = cri::CreateContainerRequest {
             pod_sandbox_id: pod.id.clone(),
             config: Some(kubelet::container_config(
                 &pod.config,
                 pod.qos,
                 spec,
+                &ids,
                 &termination_log,
             )),
             sandbox_config: Some(pod.config.clone()),

@@ -204,6 +204,29 @@ pub struct ContainerSpec {
     pub mounts: Vec<HostMount>,
     /// `securityContext.seccompProfile`.
     pub seccomp: Profile,
+    /// Image volumes (`volumes[].image.reference`) mounted into the container.
+    pub image_volumes: Vec<ImageVolumeMount>,
+}
+
+/// An image volume mounted into a container: the pod's `volumes[].image.reference` and the
+/// container's `volumeMounts[]` entry for it.
+#[derive(Debug, Clone, Default)]
+pub struct ImageVolumeMount {
+    /// `image.reference`, as written in the pod spec.
+    pub reference: String,
+    /// `mountPath`.
+    pub container_path: String,
+}
+
+/// The image IDs the kubelet resolved (from `ImageStatus`, or `PullImage`) before creating a
+/// container: its own image's and each image volume's, in [`ContainerSpec::image_volumes`]
+/// order. A 1.28+ kubelet names images by ID and sends the pod's string beside it.
+#[derive(Debug, Clone, Default)]
+pub struct ImageIds {
+    /// The container image's ID.
+    pub image: String,
+    /// Each image volume's ID.
+    pub volumes: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -229,6 +252,19 @@ impl ContainerSpec {
     /// Runs [`SLEEP_FOREVER`]: a busybox container that stays up until stopped.
     pub fn sleep_forever(self) -> ContainerSpec {
         self.command(SLEEP_FOREVER)
+    }
+
+    /// Mounts image `reference` (an image volume) at `container_path`.
+    pub fn image_volume(
+        mut self,
+        reference: impl Into<String>,
+        container_path: impl Into<String>,
+    ) -> ContainerSpec {
+        self.image_volumes.push(ImageVolumeMount {
+            reference: reference.into(),
+            container_path: container_path.into(),
+        });
+        self
     }
 
     /// Sets CPU (millicores) and memory (bytes) limits; requests default to them.
@@ -435,11 +471,13 @@ pub(crate) fn container_resources(
 }
 
 /// The `CreateContainer` config the kubelet would send for `spec` in the pod whose sandbox
-/// config is `pod`. `termination_log` is the (existing) file mounted at `/dev/termination-log`.
+/// config is `pod`, its images resolved to `ids`. `termination_log` is the (existing) file
+/// mounted at `/dev/termination-log`.
 pub(crate) fn container_config(
     pod: &cri::PodSandboxConfig,
     qos: QosClass,
     spec: &ContainerSpec,
+    ids: &ImageIds,
     termination_log: &Path,
 ) -> cri::ContainerConfig {
     let meta = pod.metadata.clone().unwrap_or_default();
@@ -509,6 +547,19 @@ pub(crate) fn container_config(
             ..Default::default()
         })
         .collect();
+    // Image volumes: by ID, with the pod's reference, read-only (the kubelet's shape).
+    for (volume, id) in spec.image_volumes.iter().zip(&ids.volumes) {
+        mounts.push(cri::Mount {
+            container_path: volume.container_path.clone(),
+            readonly: true,
+            image: Some(cri::ImageSpec {
+                image: id.clone(),
+                user_specified_image: volume.reference.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     mounts.push(cri::Mount {
         container_path: "/dev/termination-log".into(),
         host_path: termination_log.to_string_lossy().into_owned(),
@@ -538,7 +589,7 @@ pub(crate) fn container_config(
             attempt: 0,
         }),
         image: Some(cri::ImageSpec {
-            image: spec.image.clone(),
+            image: ids.image.clone(),
             user_specified_image: spec.image.clone(),
             ..Default::default()
         }),
@@ -637,7 +688,11 @@ mod tests {
             host_pid: Some(true),
             ..ContainerSpec::new("c", "registry.local/busybox:1")
         };
-        let config = container_config(&pod, QosClass::Burstable, &spec, Path::new("/tmp/t"));
+        let ids = ImageIds {
+            image: "sha256:0123".into(),
+            volumes: Vec::new(),
+        };
+        let config = container_config(&pod, QosClass::Burstable, &spec, &ids, Path::new("/tmp/t"));
         let sc = config.linux.unwrap().security_context.unwrap();
         let ns = sc.namespace_options.unwrap();
         assert_eq!(ns.network, cri::NamespaceMode::Node as i32);
@@ -645,6 +700,8 @@ mod tests {
         assert_eq!(ns.ipc, cri::NamespaceMode::Pod as i32);
         assert!(!sc.masked_paths.is_empty());
         assert_eq!(config.labels["io.kubernetes.container.name"], "c");
-        assert_eq!(config.image.unwrap().image, "registry.local/busybox:1");
+        let image = config.image.unwrap();
+        assert_eq!(image.image, "sha256:0123", "by ID, as the kubelet sends it");
+        assert_eq!(image.user_specified_image, "registry.local/busybox:1");
     }
 }

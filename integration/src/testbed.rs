@@ -158,10 +158,24 @@ impl Testbed {
 pub mod images {
     /// Busybox from the registry the test policies allow.
     pub const BUSYBOX: &str = "registry.local/busybox:1";
-    /// The same busybox under the `latest` tag.
+    /// The same busybox files under the `latest` tag, as another content (image ID).
     pub const BUSYBOX_LATEST: &str = "registry.local/busybox:latest";
-    /// The same busybox from a registry the test policies forbid.
+    /// The same busybox files from a registry the test policies forbid, as another content.
     pub const EVIL_BUSYBOX: &str = "evil.example/busybox:1";
+    /// A mirror: one content named by the allowed registry and by [`MIRRORED_UPSTREAM`].
+    pub const MIRRORED: &str = "registry.local/mirrored:1";
+    /// The upstream name of [`MIRRORED`]'s content; it sorts first, so containerd 1.7 names
+    /// containers of either name by it.
+    pub const MIRRORED_UPSTREAM: &str = "docker.io/library/mirrored:1";
+    /// Every name above.
+    pub const ALL: &[&str] = &[
+        BUSYBOX,
+        BUSYBOX_LATEST,
+        EVIL_BUSYBOX,
+        MIRRORED,
+        MIRRORED_UPSTREAM,
+        PAUSE,
+    ];
     /// The sandbox ("pause") image; its command sleeps forever.
     pub const PAUSE: &str = "registry.local/pause:1";
 }

@@ -6,5 +6,7 @@
 mod enforcement;
 mod gatekeeper;
 mod harness;
+mod images;
 mod operations;
+mod outside;
 mod smoke;

@@ -94,7 +94,7 @@ fn privileged_pod(name: &str) -> PodSpec {
 }
 
 /// Polls `probe` until it yields `Some`, for at most `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>>>,
@@ -142,7 +142,7 @@ async fn metric_becomes(
 }
 
 /// Every result of the compliance report about the container `id`.
-fn results_for<'a>(report: &'a Value, id: &str) -> Vec<&'a Value> {
+pub(crate) fn results_for<'a>(report: &'a Value, id: &str) -> Vec<&'a Value> {
     report["items"]
         .as_array()
         .into_iter()

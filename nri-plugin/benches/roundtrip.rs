@@ -26,9 +26,10 @@ use nodeguard::nri::service::PluginService;
 use nodeguard::ops::audit::{AuditFile, Rotation};
 use nodeguard::ops::metrics::Metrics;
 use nodeguard::ops::reload::Loaded;
-use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
+use nodeguard::runtime::containerd::{
+    ContainerRecord, ContainerdApi, ContainerdError, ImageRecord,
+};
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service};
-use nodeguard_views::oci::RuntimeSpec;
 
 const POLICY: &str = include_str!("../../policy-core/benches/policies/twelve-rules.yaml");
 
@@ -36,8 +37,13 @@ const POLICY: &str = include_str!("../../policy-core/benches/policies/twelve-rul
 struct NoSpecs;
 
 impl ContainerdApi for NoSpecs {
-    async fn spec(&self, id: &str) -> Result<RuntimeSpec, ContainerdError> {
+    async fn record(&self, id: &str) -> Result<ContainerRecord, ContainerdError> {
         Err(ContainerdError::NoSpec(id.to_string()))
+    }
+
+    /// No image records.
+    async fn images(&self, _namespace: &str) -> Result<Vec<ImageRecord>, ContainerdError> {
+        Ok(Vec::new())
     }
 
     async fn kill(&self, _id: &str, _signal: i32) -> Result<bool, ContainerdError> {

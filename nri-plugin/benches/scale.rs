@@ -27,7 +27,9 @@ use nodeguard::nri::service::PluginService;
 use nodeguard::ops::audit::Discard;
 use nodeguard::ops::metrics::Metrics;
 use nodeguard::ops::reload::Loaded;
-use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
+use nodeguard::runtime::containerd::{
+    ContainerRecord, ContainerdApi, ContainerdError, ImageRecord,
+};
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 use nodeguard_views::oci::RuntimeSpec;
 use prost::Message as _;
@@ -46,8 +48,16 @@ struct Records {
 }
 
 impl ContainerdApi for Records {
-    async fn spec(&self, _id: &str) -> Result<RuntimeSpec, ContainerdError> {
-        Ok(RuntimeSpec::from_json(SPEC).expect("the OCI fixture parses"))
+    async fn record(&self, _id: &str) -> Result<ContainerRecord, ContainerdError> {
+        Ok(ContainerRecord {
+            spec: RuntimeSpec::from_json(SPEC).expect("the OCI fixture parses"),
+            image: String::new(),
+        })
+    }
+
+    /// No image records.
+    async fn images(&self, _namespace: &str) -> Result<Vec<ImageRecord>, ContainerdError> {
+        Ok(Vec::new())
     }
 
     async fn kill(&self, _id: &str, _signal: i32) -> Result<bool, ContainerdError> {

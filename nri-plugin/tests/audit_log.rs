@@ -37,6 +37,7 @@ fn write(sink: &dyn AuditSink, writer: usize, seq: usize) {
         },
         image: Some("docker.io/library/nginx:1.27".to_string()),
         started_while_away: false,
+        non_kubernetes: None,
         decision: &decision,
     });
 }

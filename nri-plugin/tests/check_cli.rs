@@ -274,6 +274,7 @@ fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() 
         )],
         started_while_away: false,
         remediation: None,
+        non_kubernetes: None,
     };
     let context = ReportContext {
         node: "n1",

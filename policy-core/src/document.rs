@@ -86,6 +86,14 @@ pub struct ScopeRaw {
     /// Image regexes exempt from every rule of the policy.
     #[serde(default)]
     pub exempt_images: Vec<String>,
+    /// Globs of the containerd namespaces whose containers the policy judges (default: all).
+    /// Kubernetes' containers (made through CRI) are in `k8s.io`; containers made with `ctr`,
+    /// nerdctl, Docker or buildkit are in their own (see ADR 0021).
+    #[serde(default)]
+    pub containerd_namespaces: Vec<String>,
+    /// Globs of the containerd namespaces whose containers the policy never judges.
+    #[serde(default)]
+    pub excluded_containerd_namespaces: Vec<String>,
 }
 
 /// A Kubernetes label selector.

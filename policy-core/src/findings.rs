@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use crate::decision::{Decision, Effect, Remediation, Undecided, Violation};
-use crate::view::{AppArmor, ContainerView, Seccomp};
+use crate::image::ImageRef;
+use crate::view::{AppArmor, ContainerView, ImageVolume, Seccomp};
 
 /// Where a check writes what it finds.
 pub(crate) struct Findings<'a> {
@@ -114,5 +115,81 @@ pub(crate) fn judge_run_as_non_root(
         Some(&ROOT_UID) => out.violation("container runs as root (UID 0)".to_string()),
         Some(_) => {}
         None => out.unknown("security.runAsUser"),
+    }
+}
+
+/// The name an image volume is shown by: its first name, or its digest when it has none.
+pub(crate) fn volume_image(volume: &ImageVolume) -> &str {
+    volume
+        .names
+        .iter()
+        .flatten()
+        .next()
+        .map_or(volume.digest.as_str(), ImageRef::as_str)
+}
+
+/// Judges the container's images by a rule that *allows* images by name (ADR 0020): the
+/// container's image passes when any name of its content passes (an unknown image leaves the
+/// check undecided); each image volume passes when any of its names passes, and one the
+/// runtime knows no name of never does (one whose names were not read leaves it undecided). `image_refused` words the container's violation (from
+/// the image as given), `volume_refused` an image volume's (from its destination and name).
+pub(crate) fn judge_allowed_images(
+    view: &ContainerView,
+    out: &mut Findings<'_>,
+    allowed: impl Fn(&ImageRef) -> bool,
+    image_refused: impl FnOnce(&ImageRef) -> String,
+    volume_refused: impl Fn(&str, &str) -> String,
+) {
+    for volume in &view.image_volumes {
+        match &volume.names {
+            None => out.unknown("imageVolumes"),
+            Some(names) if !names.iter().any(&allowed) => {
+                out.violation(volume_refused(&volume.destination, volume_image(volume)));
+            }
+            Some(_) => {}
+        }
+    }
+    let image = known!(out, &view.image, "image");
+    if !view.image_aliases().any(allowed) {
+        out.violation(image_refused(image));
+    }
+}
+
+/// Judges the container's images by a rule that *denies* images by name (ADR 0020): the
+/// container is refused when any name of its content is denied, and so is each image volume.
+/// `denied` gives what denies a name (a pattern, a repository); `image_refused` words the
+/// container's violation from the image as given, the denied name and what denies it, and
+/// `volume_refused` an image volume's from its destination, the denied name and what denies it.
+pub(crate) fn judge_denied_images<'p>(
+    view: &ContainerView,
+    out: &mut Findings<'_>,
+    denied: impl Fn(&ImageRef) -> Option<&'p str>,
+    image_refused: impl FnOnce(&ImageRef, &ImageRef, &str) -> String,
+    volume_refused: impl Fn(&str, &ImageRef, &str) -> String,
+) {
+    for volume in &view.image_volumes {
+        let Some(names) = &volume.names else {
+            out.unknown("imageVolumes");
+            continue;
+        };
+        if let Some((name, why)) = names.iter().find_map(|n| denied(n).map(|why| (n, why))) {
+            out.violation(volume_refused(&volume.destination, name, why));
+        }
+    }
+    let image = known!(out, &view.image, "image");
+    if let Some((name, why)) = view
+        .image_aliases()
+        .find_map(|n| denied(n).map(|why| (n, why)))
+    {
+        out.violation(image_refused(image, name, why));
+    }
+}
+
+/// ` (named <name> too)` when the name a rule judged is not the image as given, else nothing.
+pub(crate) fn also_named(image: &ImageRef, name: &ImageRef) -> String {
+    if image.as_str() == name.as_str() {
+        String::new()
+    } else {
+        format!(" (its content is also named {:?})", name.as_str())
     }
 }

@@ -24,7 +24,7 @@ pub mod yaml;
 pub use decision::{Decision, Effect, Remediation, Undecided, Verdict, Violation};
 pub use document::PssLevel;
 pub use policy::{
-    AppliedCheck, CheckOutcome, CheckResult, Policy, PolicyError, PolicyErrors, PolicyNote,
-    applicable_checks, evaluate, evaluate_pod, results,
+    AppliedCheck, CheckOutcome, CheckResult, KUBERNETES_CONTAINERD_NAMESPACE, Policy, PolicyError,
+    PolicyErrors, PolicyNote, applicable_checks, evaluate, evaluate_pod, results,
 };
 pub use view::ContainerView;

@@ -241,12 +241,10 @@ pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// Whether the view's image matches an exemption list. An unknown image is never exempt.
+/// Whether the view's image matches an exemption list: any name of its content does (ADR
+/// 0020). An unknown image is never exempt.
 pub fn image_exempt(exempt: Option<&Regexes>, view: &ContainerView) -> bool {
-    match (exempt, &view.image) {
-        (Some(re), Some(image)) => re.is_match(image.as_str()),
-        _ => false,
-    }
+    exempt.is_some_and(|re| view.image_aliases().any(|i| re.is_match(i.as_str())))
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use crate::capabilities::{self, CapabilitySet};
 use crate::decision::{Effect, Remediation};
 use crate::document::ResourceName;
 use crate::findings::{
-    Findings, describe_apparmor, describe_seccomp, judge_run_as_non_root, known,
+    Findings, also_named, describe_apparmor, describe_seccomp, judge_allowed_images,
+    judge_denied_images, judge_run_as_non_root, known,
 };
 pub(crate) use crate::matcher::AllowedHostPath;
 use crate::matcher::{Globs, Regexes};
@@ -160,11 +161,10 @@ impl Exemption {
         self.namespaces
             .as_ref()
             .is_none_or(|g| g.is_match(&view.pod.namespace))
-            && self.images.as_ref().is_none_or(|re| {
-                view.image
-                    .as_ref()
-                    .is_some_and(|image| re.is_match(image.as_str()))
-            })
+            && self
+                .images
+                .as_ref()
+                .is_none_or(|re| view.image_aliases().any(|i| re.is_match(i.as_str())))
     }
 }
 
@@ -194,6 +194,17 @@ impl Check {
             }
     }
 
+    /// Whether this check reads the other names of an image's content or image volumes
+    /// (ADR 0020): a rule that allows or denies images by name, or an exemption by image.
+    pub(crate) fn reads_image_names(&self) -> bool {
+        !self.pod_wide()
+            || match &self.rule {
+                Rule::ImagesAllowed(_) | Rule::ImagesDenied(_) => true,
+                Rule::Gatekeeper(rule, _) => rule.reads_image_names(),
+                _ => false,
+            }
+    }
+
     /// Whether the container is exempt from this check.
     pub(crate) fn exempts(&self, view: &ContainerView) -> bool {
         crate::matcher::image_exempt(self.exempt_images.as_ref(), view)
@@ -215,25 +226,42 @@ impl Rule {
         let sec = &view.security;
         match self {
             Rule::Gatekeeper(rule, exempt) => rule.judge_unless(exempt, view, out),
-            Rule::ImagesAllowed(allowed) => {
-                let image = known!(out, &view.image, "image");
-                if !allowed.is_match(image.as_str()) {
-                    out.violation(format!(
+            Rule::ImagesAllowed(allowed) => judge_allowed_images(
+                view,
+                out,
+                |name| allowed.is_match(name.as_str()),
+                |image| {
+                    format!(
                         "image {:?} does not match any allowed pattern ({})",
                         image.as_str(),
                         allowed.patterns().join(", ")
-                    ));
-                }
-            }
-            Rule::ImagesDenied(denied) => {
-                let image = known!(out, &view.image, "image");
-                if let Some(pattern) = denied.first_match(image.as_str()) {
-                    out.violation(format!(
-                        "image {:?} matches denied pattern {pattern}",
-                        image.as_str()
-                    ));
-                }
-            }
+                    )
+                },
+                |at, name| {
+                    format!(
+                        "image volume at {at}: image {name:?} does not match any allowed pattern ({})",
+                        allowed.patterns().join(", ")
+                    )
+                },
+            ),
+            Rule::ImagesDenied(denied) => judge_denied_images(
+                view,
+                out,
+                |name| denied.first_match(name.as_str()),
+                |image, name, pattern| {
+                    format!(
+                        "image {:?}{} matches denied pattern {pattern}",
+                        image.as_str(),
+                        also_named(image, name)
+                    )
+                },
+                |at, name, pattern| {
+                    format!(
+                        "image volume at {at}: image {:?} matches denied pattern {pattern}",
+                        name.as_str()
+                    )
+                },
+            ),
             Rule::ImagesDigest => {
                 let image = known!(out, &view.image, "image");
                 if image.digest().is_none() {

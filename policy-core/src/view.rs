@@ -27,8 +27,17 @@ pub struct ContainerView {
     pub name: String,
     /// What kind of container this is within its pod.
     pub kind: Known<ContainerKind>,
-    /// The image, normalized.
+    /// The image, normalized: the reference the pod gave where the source tells it (a
+    /// manifest, containerd 2.x), otherwise the name the runtime gives the content.
     pub image: Known<ImageRef>,
+    /// Every other name the runtime knows the same image content by (the same manifest
+    /// digest): a mirror's name, another tag, a digest reference. Empty when the source cannot
+    /// tell (a manifest) or the content has no other name. Rules that allow or deny images by
+    /// name look at these too; see ADR 0020.
+    pub image_names: Vec<ImageRef>,
+    /// OCI images mounted into the container as volumes (Kubernetes image volumes), as the
+    /// runtime tells them: judged by the image rules like the container's own image.
+    pub image_volumes: Vec<ImageVolume>,
     /// The pod the container belongs to.
     pub pod: PodView,
     /// Host namespaces the pod shares.
@@ -55,6 +64,19 @@ pub struct ContainerView {
     pub stdin: Known<bool>,
     /// Where the view comes from: what a source cannot tell apart differs.
     pub source: ViewSource,
+}
+
+/// An OCI image mounted into a container as a volume.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageVolume {
+    /// Where the image is mounted in the container.
+    pub destination: String,
+    /// The digest (`sha256:...`) of the content mounted (its manifest or index); empty when
+    /// the source does not tell it (a manifest naming the image by tag).
+    pub digest: String,
+    /// Every name the content is known by (a manifest: the reference it gives); `None` until
+    /// the runtime's image records are read, empty when the runtime knows no name for it.
+    pub names: Known<Vec<ImageRef>>,
 }
 
 /// Where a [`ContainerView`] comes from.
@@ -461,6 +483,14 @@ pub struct Security {
 }
 
 impl ContainerView {
+    /// The container's image and every other name of its content (none when the image is
+    /// unknown).
+    pub fn image_aliases(&self) -> impl Iterator<Item = &ImageRef> {
+        self.image
+            .iter()
+            .chain(self.image.iter().flat_map(|_| self.image_names.iter()))
+    }
+
     /// The image reference as text, or `<unknown image>`.
     pub fn image_text(&self) -> &str {
         self.image

@@ -853,3 +853,31 @@ fn unanchored_image_patterns_are_noted_with_the_anchored_form() {
         "{notes:#?}"
     );
 }
+
+#[test]
+fn a_containerd_namespace_that_cannot_be_one_is_reported_at_its_place() {
+    let errors = policy_err(&document(
+        "test",
+        "scope:\n  containerdNamespaces:\n    - moby\n    - 'k8s io'\n  excludedContainerdNamespaces: [buildkit, '', a/b]\nrules:\n  privileged: {}\n",
+    ));
+    assert_errors(
+        &errors,
+        &[
+            (
+                9,
+                "spec.scope.containerdNamespaces[1]",
+                "\"k8s io\" is not a containerd namespace: ' ' is not allowed",
+            ),
+            (
+                10,
+                "spec.scope.excludedContainerdNamespaces[1]",
+                "empty pattern",
+            ),
+            (
+                10,
+                "spec.scope.excludedContainerdNamespaces[2]",
+                "\"a/b\" is not a containerd namespace",
+            ),
+        ],
+    );
+}

@@ -228,3 +228,50 @@ fn an_unknown_namespace_is_in_no_namespace_list() {
     let got = reporting(&policy, &offender("", "x", &[], "registry.corp/app:1"));
     assert_eq!(got, set(&["everywhere", "pinned-images"]));
 }
+
+/// `containerdNamespaces` and `excludedContainerdNamespaces` say which containerd namespaces'
+/// containers a document judges: Kubernetes' are in `k8s.io`, what `ctr`, nerdctl, Docker or
+/// buildkit make is in its own. By default every one.
+#[test]
+fn containerd_namespaces_choose_which_runtime_namespaces_a_document_judges() {
+    let policy = Policy::parse(
+        "p.yaml",
+        "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: everywhere}\n\
+         spec:\n  rules: {privileged: {}}\n---\n\
+         apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: docker}\n\
+         spec:\n  scope: {containerdNamespaces: [moby]}\n  rules: {privileged: {}}\n---\n\
+         apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: not-builds}\n\
+         spec:\n  scope: {excludedContainerdNamespaces: ['build*', k8s.io]}\n  rules: {privileged: {}}\n",
+    )
+    .unwrap();
+    let mut privileged = compliant();
+    privileged.security.privileged = Some(true);
+    // Kubernetes' containers: the policy as loaded judges `k8s.io`.
+    assert_eq!(reporting(&policy, &privileged), set(&["everywhere"]));
+    let docker = policy.in_containerd_namespace("moby");
+    assert_eq!(
+        reporting(&docker, &privileged),
+        set(&["everywhere", "docker", "not-builds"])
+    );
+    let builds = policy.in_containerd_namespace("buildkit");
+    assert_eq!(reporting(&builds, &privileged), set(&["everywhere"]));
+    assert!(policy.judges_containerd_namespace("buildkit"));
+    // Nothing judges a namespace every document leaves out.
+    let only_docker = Policy::parse(
+        "p.yaml",
+        "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: docker}\n\
+         spec:\n  scope: {containerdNamespaces: [moby]}\n  rules: {privileged: {}}\n",
+    )
+    .unwrap();
+    assert!(!only_docker.judges_containerd_namespace("default"));
+    assert!(only_docker.judges_containerd_namespace("moby"));
+    assert!(reporting(&only_docker, &privileged).is_empty());
+    assert!(
+        policy_core::applicable_checks(
+            &only_docker.in_containerd_namespace("default"),
+            &privileged
+        )
+        .next()
+        .is_none()
+    );
+}

@@ -10,6 +10,7 @@ mod constraints;
 mod effects;
 mod errors;
 mod fuzz_corpus;
+mod image_identity;
 mod library_kinds;
 mod presets;
 mod properties;

@@ -9,8 +9,8 @@
 //! - [`ttrpc`]: the ttrpc `Request`/`Response` envelopes (containerd/ttrpc v1.2.x);
 //! - [`google::rpc`]: `google.rpc.Status`, the error carried by a ttrpc `Response`;
 //! - [`google::protobuf`]: `google.protobuf.Any` and `Empty`;
-//! - [`containerd`]: the few containerd gRPC services nodeguard calls (containers `Get`,
-//!   `Version`, tasks `Kill`), containerd v1.7 / v2.x.
+//! - [`containerd`]: the few containerd gRPC services nodeguard calls (containers `Get` and `List`,
+//!   images `Get` and `List`, namespaces `List`, tasks `Kill` and `List`), containerd v1.7 / v2.x.
 //!
 //! `build.rs` generates the code with `protox` and `prost-build`; nothing here is hand-written
 //! logic. Every type derives [`prost::Message`], so use `prost::Message::encode_to_vec` and
@@ -67,6 +67,28 @@ pub mod containerd {
                 ));
             }
         }
+        /// Package `containerd.services.images.v1`: image records (names and their content).
+        pub mod images {
+            /// Version 1.
+            #[allow(missing_docs)]
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/containerd.services.images.v1.rs"
+                ));
+            }
+        }
+        /// Package `containerd.services.namespaces.v1`: containerd's namespaces.
+        pub mod namespaces {
+            /// Version 1.
+            #[allow(missing_docs)]
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/containerd.services.namespaces.v1.rs"
+                ));
+            }
+        }
         /// Package `containerd.services.tasks.v1`: running tasks.
         pub mod tasks {
             /// Version 1.
@@ -75,6 +97,11 @@ pub mod containerd {
                 include!(concat!(env!("OUT_DIR"), "/containerd.services.tasks.v1.rs"));
             }
         }
+    }
+    /// Package `containerd.types`: the content descriptor.
+    #[allow(missing_docs)]
+    pub mod types {
+        include!(concat!(env!("OUT_DIR"), "/containerd.types.rs"));
     }
     /// Package `containerd.v1.types`: types the services share.
     pub mod v1 {

@@ -22,13 +22,18 @@ import tarfile
 
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# (reference, archive file name, Cmd)
+# (references, archive file name, Cmd). The names of one entry share one content (one image
+# ID); entries differ by content (a label naming the entry's first reference).
 IMAGES = [
-    ("registry.local/busybox:1", "registry.local_busybox_1.tar", ["sh"]),
-    ("registry.local/busybox:latest", "registry.local_busybox_latest.tar", ["sh"]),
-    ("evil.example/busybox:1", "evil.example_busybox_1.tar", ["sh"]),
+    (["registry.local/busybox:1"], "registry.local_busybox_1.tar", ["sh"]),
+    (["registry.local/busybox:latest"], "registry.local_busybox_latest.tar", ["sh"]),
+    (["evil.example/busybox:1"], "evil.example_busybox_1.tar", ["sh"]),
+    # A mirror: one content under an allowed registry's name and its upstream's, which sorts
+    # first (containerd 1.7 names a container's image by that first name).
+    (["registry.local/mirrored:1", "docker.io/library/mirrored:1"],
+     "registry.local_mirrored_1.tar", ["sh"]),
     # The sandbox ("pause") image: containerd kills it with SIGKILL on stop.
-    ("registry.local/pause:1", "registry.local_pause_1.tar", ["/bin/sleep", "infinity"]),
+    (["registry.local/pause:1"], "registry.local_pause_1.tar", ["/bin/sleep", "infinity"]),
 ]
 
 PASSWD = (
@@ -94,15 +99,15 @@ def digest(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def build_archive(reference, layer, arch, cmd):
-    """The OCI layout archive for one image name."""
+def build_archive(references, layer, arch, cmd):
+    """The OCI layout archive of one content, named by every reference of `references`."""
+    reference = references[0]
     config = canonical_json({
         "architecture": arch,
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
-        # A label naming the image gives every name its own image id: containerd's CRI names
-        # a container's image by the first reference of its image id, so names sharing one id
-        # would be indistinguishable to the node.
+        # A label naming the entry gives every entry its own content (image id); the names of
+        # one entry share it.
         "config": {"Env": [PATH_ENV], "Cmd": cmd, "WorkingDir": "/",
                    "Labels": {"io.nodeguard.testbed.name": reference}},
         "rootfs": {"type": "layers", "diff_ids": [digest(layer)]},
@@ -125,8 +130,8 @@ def build_archive(reference, layer, arch, cmd):
             "digest": digest(manifest),
             "size": len(manifest),
             "platform": {"architecture": arch, "os": "linux"},
-            "annotations": {"io.containerd.image.name": reference},
-        }],
+            "annotations": {"io.containerd.image.name": name},
+        } for name in references],
     })
     layout = canonical_json({"imageLayoutVersion": "1.0.0"})
     entries = [
@@ -165,10 +170,10 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     layer = build_layer(args.busybox)
-    for reference, file_name, cmd in IMAGES:
+    for references, file_name, cmd in IMAGES:
         path = os.path.join(args.out, file_name)
-        changed = write_if_changed(path, build_archive(reference, layer, args.arch, cmd))
-        print(f"{'wrote' if changed else 'unchanged'} {path} ({reference})")
+        changed = write_if_changed(path, build_archive(references, layer, args.arch, cmd))
+        print(f"{'wrote' if changed else 'unchanged'} {path} ({', '.join(references)})")
 
 
 if __name__ == "__main__":

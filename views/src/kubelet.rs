@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use policy_core::quantity::Millicores;
-use policy_core::view::{MountSource, VolumeType};
+use policy_core::view::{ImageVolume, MountSource, VolumeType};
 use serde::Deserialize;
 
 /// The container annotation where the kubelet lists the container's ports.
@@ -158,11 +158,14 @@ pub fn mount_source(source: &str, fs_type: &str, pod_uid: &str, sandbox_id: &str
             if sandbox_id.is_empty() || id == sandbox_id {
                 return MountSource::Runtime;
             }
-        } else if rest.starts_with("image-volumes/") {
-            return MountSource::KubeletVolume {
-                kind: VolumeType::Image,
-                name: String::new(),
-            };
+        } else if let Some(volume) = rest.strip_prefix("image-volumes/") {
+            let id = volume.split('/').next().unwrap_or_default();
+            if sandbox_id.is_empty() || id == sandbox_id {
+                return MountSource::KubeletVolume {
+                    kind: VolumeType::Image,
+                    name: String::new(),
+                };
+            }
         }
     }
     // CRI-O's per-container storage.
@@ -173,6 +176,54 @@ pub fn mount_source(source: &str, fs_type: &str, pod_uid: &str, sandbox_id: &str
         return MountSource::Runtime;
     }
     MountSource::HostPath(source.to_string())
+}
+
+/// The content digest (`sha256:...`) of the image a container mounts from `source`, when
+/// `source` is one of containerd's image volumes (containerd 2.1+ mounts a Kubernetes image
+/// volume from `<CRI state dir>/image-volumes/<sandbox id>/<manifest digest, hex>[/<subPath>]`)
+/// of sandbox `sandbox_id` (any sandbox when empty).
+///
+/// ```
+/// use nodeguard_views::kubelet::image_volume_digest;
+/// let hex = "a".repeat(64);
+/// let src = format!("/run/containerd/io.containerd.grpc.v1.cri/image-volumes/sb1/{hex}/etc");
+/// assert_eq!(image_volume_digest(&src, "bind", "sb1"), Some(format!("sha256:{hex}")));
+/// assert_eq!(image_volume_digest(&src, "bind", "sb2"), None);
+/// assert_eq!(image_volume_digest("/etc", "bind", ""), None);
+/// ```
+pub fn image_volume_digest(source: &str, fs_type: &str, sandbox_id: &str) -> Option<String> {
+    if !matches!(
+        mount_source(source, fs_type, "", sandbox_id),
+        MountSource::KubeletVolume {
+            kind: VolumeType::Image,
+            ..
+        }
+    ) {
+        return None;
+    }
+    const DIR: &str = "/io.containerd.grpc.v1.cri/image-volumes/";
+    let rest = &source[source.find(DIR)? + DIR.len()..];
+    let hex = rest.split('/').nth(1)?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| format!("sha256:{hex}"))
+}
+
+/// The image volumes among a container's mounts (`(destination, source, type)`), their
+/// names not yet read (see [`image_volume_digest`]).
+pub fn image_volumes<'a>(
+    mounts: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    sandbox_id: &str,
+) -> Vec<ImageVolume> {
+    mounts
+        .into_iter()
+        .filter_map(|(destination, source, fs_type)| {
+            Some(ImageVolume {
+                destination: destination.to_string(),
+                digest: image_volume_digest(source, fs_type, sandbox_id)?,
+                names: None,
+            })
+        })
+        .collect()
 }
 
 /// `value * 1000 / divisor`, rounded up, without overflow: the cgroup values come from the

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use policy_core::image::ImageRef;
 use policy_core::quantity::{Bytes, Millicores};
 use policy_core::view::{
-    AppArmor, Capabilities, ContainerKind, ContainerView, Handler, HostNamespaces, Layered, Mount,
+    AppArmor, Capabilities, ContainerKind, ContainerView, Handler, HostNamespaces, ImageVolume,
+    Layered, Mount,
     MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security, ViewSource, Volume,
     VolumeType,
 };
@@ -573,6 +574,16 @@ fn probe_hosts(c: &ContainerSpec) -> Vec<String> {
 fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, InvalidManifest> {
     let psc = spec.security_context.as_ref();
     let volumes: Vec<Volume> = spec.volumes.iter().map(volume).collect();
+    // Image volumes (`image.reference`), by volume name.
+    let image_volumes: Vec<(&str, ImageRef)> = spec
+        .volumes
+        .iter()
+        .filter_map(|raw| {
+            let name = raw.get("name").and_then(Value::as_str)?;
+            let reference = raw.get("image")?.get("reference").and_then(Value::as_str)?;
+            Some((name, ImageRef::parse(reference)))
+        })
+        .collect();
     let pod_host_process = psc
         .and_then(|s| s.windows_options.as_ref())
         .and_then(|w| w.host_process)
@@ -759,6 +770,19 @@ fn views(spec: &PodSpec, pod: &PodView) -> Result<Vec<ContainerView>, InvalidMan
                 name: c.name.clone(),
                 kind: Some(kind),
                 image: c.image.as_deref().map(ImageRef::parse),
+                image_names: Vec::new(),
+                image_volumes: c
+                    .volume_mounts
+                    .iter()
+                    .filter_map(|m| {
+                        let (_, image) = image_volumes.iter().find(|(n, _)| *n == m.name)?;
+                        Some(ImageVolume {
+                            destination: m.mount_path.clone(),
+                            digest: image.digest().unwrap_or_default().to_string(),
+                            names: Some(vec![image.clone()]),
+                        })
+                    })
+                    .collect(),
                 pod: pod.clone(),
                 host_namespaces: HostNamespaces {
                     pid: Some(spec.host_pid.unwrap_or(false)),
@@ -884,6 +908,25 @@ mod tests {
         let seccomp = s.seccomp.as_ref().unwrap();
         assert_eq!(seccomp.pod, Some(Seccomp::RuntimeDefault));
         assert_eq!(seccomp.container, Some(Seccomp::Localhost("p.json".into())));
+    }
+
+    #[test]
+    fn image_volumes_are_the_references_the_pod_mounts() {
+        let pod = json!({"kind": "Pod", "spec": {
+            "volumes": [{"name": "data", "image": {"reference": "evil.example/data:1"}},
+                        {"name": "unused", "image": {"reference": "x"}},
+                        {"name": "tmp", "emptyDir": {}}],
+            "containers": [{"name": "a", "image": "a",
+                "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                                 {"name": "tmp", "mountPath": "/tmp"}]}]}});
+        let m = pod_from_document(&pod).unwrap().unwrap();
+        let volumes = &m.containers[0].image_volumes;
+        assert_eq!(volumes.len(), 1, "{volumes:?}");
+        assert_eq!(volumes[0].destination, "/data");
+        assert_eq!(
+            volumes[0].names.as_deref().unwrap()[0].as_str(),
+            "evil.example/data:1"
+        );
     }
 
     #[test]

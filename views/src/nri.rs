@@ -237,6 +237,14 @@ fn create_view(pod: &nri::PodSandbox, container: &nri::Container) -> ContainerVi
             _ => None,
         },
         image: image_of(container),
+        image_names: Vec::new(),
+        image_volumes: kubelet::image_volumes(
+            container
+                .mounts
+                .iter()
+                .map(|m| (m.destination.as_str(), m.source.as_str(), m.r#type.as_str())),
+            &container.pod_sandbox_id,
+        ),
         pod: pod_view(pod),
         host_namespaces: host_namespaces(pod),
         host_ports: Some(kubelet::host_ports(&annotations)),

@@ -291,6 +291,14 @@ impl RuntimeSpec {
                 _ => None,
             },
             image: a.get(kubelet::IMAGE_ANNOTATION).map(|i| ImageRef::parse(i)),
+            image_names: Vec::new(),
+            image_volumes: kubelet::image_volumes(
+                self.mounts
+                    .iter()
+                    .map(|m| (m.destination.as_str(), m.source.as_str(), m.kind.as_str())),
+                a.get(kubelet::SANDBOX_ID_ANNOTATION)
+                    .map_or("", String::as_str),
+            ),
             pod: PodView {
                 name: get(kubelet::SANDBOX_NAME_ANNOTATION),
                 namespace: get(kubelet::SANDBOX_NAMESPACE_ANNOTATION),
@@ -427,6 +435,95 @@ fn selinux_label(label: &str) -> Layered<SeLinux> {
     }
 }
 
+/// The container a runtime spec describes when containerd's record `id` was made outside
+/// Kubernetes (with `ctr`, nerdctl, Docker, buildkit: not through CRI) from image `image`
+/// (the record's image name; empty when it names none).
+///
+/// Such a container has no pod: its pod, namespace and labels are unknown (rules on them
+/// skip it), and so are its host ports, which Docker and nerdctl publish outside the spec.
+/// CRI's annotations in the spec are not believed (anyone can write them), and nothing is a
+/// kubelet volume: every bind mount is a host path, but for the per-container files Docker
+/// and nerdctl keep under a directory named after the container (`hosts`, `hostname`,
+/// `resolv.conf`, `shm`). The view's name is the container id.
+///
+/// ```
+/// use nodeguard_views::oci::{RuntimeSpec, outside_kubernetes_view};
+/// let spec = RuntimeSpec::from_json(br#"{"ociVersion": "1.1.0",
+///     "mounts": [{"destination": "/host", "type": "bind", "source": "/", "options": ["rbind"]}],
+///     "annotations": {"io.kubernetes.cri.sandbox-namespace": "kube-system"}}"#).unwrap();
+/// let view = outside_kubernetes_view(&spec, "x", "evil.example/busybox:1");
+/// assert_eq!(view.name, "x");
+/// assert_eq!(view.pod.namespace, "");
+/// assert_eq!(view.image.unwrap().as_str(), "evil.example/busybox:1");
+/// assert_eq!(view.volumes.unwrap()[0].host_path.as_deref(), Some("/"));
+/// ```
+pub fn outside_kubernetes_view(spec: &RuntimeSpec, id: &str, image: &str) -> ContainerView {
+    let mut view = spec.view();
+    let mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            destination: m.destination.clone(),
+            source: outside_mount_source(m, id),
+            read_only: m.options.iter().any(|o| o == "ro"),
+        })
+        .collect();
+    view.volumes = Some(volumes_of(&mounts));
+    view.mounts = Some(mounts);
+    view.host_ports = None;
+    view.image_volumes = Vec::new();
+    outside_identity(view, id, image)
+}
+
+/// The view of a container made outside Kubernetes whose spec could not be read: its id and
+/// image, and nothing else known.
+pub fn unknown_outside_kubernetes_view(id: &str, image: &str) -> ContainerView {
+    outside_identity(
+        ContainerView {
+            source: ViewSource::Runtime,
+            ..ContainerView::default()
+        },
+        id,
+        image,
+    )
+}
+
+/// `view` named as container `id` of image `image`, with no pod.
+fn outside_identity(mut view: ContainerView, id: &str, image: &str) -> ContainerView {
+    view.name = id.to_string();
+    view.kind = None;
+    view.image = (!image.is_empty()).then(|| ImageRef::parse(image));
+    view.pod = PodView {
+        labels_unknown: true,
+        ..PodView::default()
+    };
+    view
+}
+
+/// Where a mount of a container made outside Kubernetes comes from: a bind mount is a host
+/// path, but for the container's own files kept by Docker and nerdctl under a directory
+/// named after its (64-hex-digit) id; anything else is the runtime's.
+fn outside_mount_source(m: &OciMount, id: &str) -> MountSource {
+    let bind = matches!(m.kind.as_str(), "bind" | "rbind" | "")
+        || m.options.iter().any(|o| o == "bind" || o == "rbind");
+    if !bind || !m.source.starts_with('/') {
+        return MountSource::Runtime;
+    }
+    let own_file = id.len() == 64
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && !m.source.split('/').any(|c| c == "..")
+        && m.source.contains(&format!("/{id}/"))
+        && m.source
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| matches!(name, "hosts" | "hostname" | "resolv.conf" | "shm"));
+    if own_file {
+        MountSource::Runtime
+    } else {
+        MountSource::HostPath(m.source.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,5 +620,74 @@ mod tests {
             None,
             "no filter reads as no profile set"
         );
+    }
+}
+
+#[cfg(test)]
+mod outside_tests {
+    use super::*;
+
+    const DOCKER_ID: &str = "3f9a2c71e0b84d6a9c15e7f2b0d4a8c6e1f3b5d7a9c0e2f4b6d8a0c2e4f6b8d0";
+
+    #[test]
+    fn a_container_made_outside_kubernetes_has_no_pod_and_no_kubelet_volume() {
+        let json = serde_json::json!({"ociVersion": "1.1.0",
+            "process": {"user": {"uid": 0}, "capabilities": {"bounding": ["CAP_CHOWN"]}},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/secret", "type": "bind", "options": ["rbind"],
+                 "source": "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~secret/token"},
+                {"destination": "/etc/resolv.conf", "type": "bind", "options": ["rbind"],
+                 "source": format!("/var/lib/docker/containers/{DOCKER_ID}/resolv.conf")},
+                {"destination": "/etc/hosts", "type": "none", "options": ["bind"],
+                 "source": format!("/var/lib/docker/containers/{DOCKER_ID}/../../etc/hosts")}
+            ],
+            "annotations": {"io.kubernetes.cri.sandbox-namespace": "kube-system",
+                            "io.kubernetes.cri.container-type": "container",
+                            "io.kubernetes.cri.image-name": "registry.local/busybox:1"},
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}],
+                      "maskedPaths": ["/proc/kcore"]}});
+        let spec = RuntimeSpec::from_json(json.to_string().as_bytes()).unwrap();
+        let v = outside_kubernetes_view(&spec, DOCKER_ID, "docker.io/library/busybox:1.36");
+        assert_eq!(v.name, DOCKER_ID);
+        assert_eq!(
+            v.pod,
+            PodView {
+                labels_unknown: true,
+                ..PodView::default()
+            }
+        );
+        assert_eq!(v.kind, None);
+        assert_eq!(v.image.unwrap().as_str(), "docker.io/library/busybox:1.36");
+        assert_eq!(v.host_ports, None, "published ports are not in the spec");
+        assert_eq!(v.host_namespaces.network, Some(true));
+        assert_eq!(v.source, ViewSource::Runtime);
+        let sources: Vec<&MountSource> = v
+            .mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| &m.source)
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                &MountSource::Runtime,
+                &MountSource::HostPath(
+                    "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~secret/token".into()
+                ),
+                &MountSource::Runtime,
+                &MountSource::HostPath(format!(
+                    "/var/lib/docker/containers/{DOCKER_ID}/../../etc/hosts"
+                )),
+            ]
+        );
+        assert_eq!(v.volumes.unwrap().len(), 2);
+        // A short id is never taken for a directory of the runtime's own files.
+        let named = outside_kubernetes_view(&spec, "x", "");
+        assert_eq!(named.image, None);
+        let unknown = unknown_outside_kubernetes_view("x", "registry.local/busybox:1");
+        assert_eq!(unknown.security.privileged, None);
+        assert!(unknown.pod.labels_unknown);
     }
 }

@@ -4,17 +4,24 @@
 //! from containerd; every decision goes to the audit log (phase `sync`); the results go to the
 //! PolicyReport file ([`report`]); and, for rules that say `remediate: stop`, containers found
 //! breaking them at registration are stopped through containerd's tasks API.
+//!
+//! NRI reports only Kubernetes' containers (CRI's). What `ctr`, nerdctl, Docker or buildkit
+//! make, in any containerd namespace, is listed through containerd's API at every audit and
+//! judged as a non-Kubernetes workload ([`outside`]).
 
 mod inventory;
+mod outside;
 pub mod report;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use nodeguard_proto::nri::v1alpha1 as nri;
-use policy_core::{CheckOutcome, Decision, Effect, Remediation};
+use policy_core::{
+    CheckOutcome, CheckResult, ContainerView, Decision, Effect, Policy, Remediation,
+};
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::enforce::{Enforcement, Enforcer, Refusal};
@@ -104,6 +111,9 @@ pub struct AuditSummary {
     pub started_while_away: Vec<String>,
     /// Ids of containers remediation is stopping.
     pub stopping: Vec<String>,
+    /// Of [`AuditSummary::containers`], those made outside Kubernetes (listed through
+    /// containerd's API, not NRI).
+    pub non_kubernetes: usize,
 }
 
 /// Keeps track of what runs and audits it: the enforcer's judgement applied to the inventory,
@@ -118,6 +128,9 @@ pub struct Auditor<S> {
     auditing: tokio::sync::Mutex<()>,
     /// The inventory change count last written to the state file.
     state_written: tokio::sync::Mutex<Option<u64>>,
+    /// The tasks made outside Kubernetes that the last audit listed, by containerd namespace:
+    /// one not there is seen for the first time.
+    outside_seen: std::sync::Mutex<HashMap<String, HashSet<outside::Seen>>>,
 }
 
 impl<S: ContainerdApi + 'static> Auditor<S> {
@@ -129,6 +142,7 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
             config,
             auditing: tokio::sync::Mutex::new(()),
             state_written: tokio::sync::Mutex::new(None),
+            outside_seen: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -182,54 +196,10 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 .metrics()
                 .evaluation(Phase::Sync, started.elapsed());
             let decision = Decision::from_results(&checks);
-            let mut results = Vec::new();
-            for check in &checks {
-                let applied = &check.check;
-                let mut result = |outcome, message: String| {
-                    results.push((
-                        applied.policy.to_string(),
-                        applied.rule,
-                        outcome,
-                        applied.effect,
-                        message,
-                    ));
-                };
-                match check.outcome() {
-                    CheckOutcome::Pass => result(Outcome::Pass, String::new()),
-                    CheckOutcome::Violated(violations) => {
-                        let outcome = if applied.effect == Effect::Warn {
-                            Outcome::Warn
-                        } else {
-                            Outcome::Fail
-                        };
-                        for v in violations {
-                            result(outcome, v.message.clone());
-                        }
-                    }
-                    CheckOutcome::Undecided(u) => match &failure {
-                        Some(f) if u.seen_on_node() => result(
-                            Outcome::Error,
-                            format!("cannot evaluate without {}: {f}", u.missing),
-                        ),
-                        _ => result(
-                            Outcome::Skip,
-                            format!("{} is not visible on the node", u.missing),
-                        ),
-                    },
-                }
-            }
-            // A constraint the node cannot judge: its containers are skipped for it, not passed.
-            for (name, why) in policy.not_enforced(&view) {
-                results.push((
-                    name.to_string(),
-                    NOT_ENFORCED,
-                    Outcome::Skip,
-                    Effect::Disabled,
-                    format!("not judged on the node: {why}"),
-                ));
-            }
+            let results = report_results(policy, &view, &checks, failure.as_deref(), false);
             let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));
             enforcer.write_record(
+                None,
                 Phase::Sync,
                 audit::Outcome::of(&decision, false),
                 &view,
@@ -248,12 +218,7 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                     "container started while nodeguard was not running"
                 );
             }
-            let stop_for: Vec<&'static str> = decision
-                .violations
-                .iter()
-                .filter(|v| v.effect == Effect::Enforce && v.remediate == Remediation::Stop)
-                .map(|v| v.rule)
-                .collect();
+            let stop_for = remediated_rules(&decision);
             let mut remediation = None;
             if matches!(trigger, Trigger::Registration { .. }) && !stop_for.is_empty() {
                 if self.is_own_pod(pod) {
@@ -265,7 +230,13 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 } else {
                     remediation = Some("stopping".to_string());
                     summary.stopping.push(container.id.clone());
-                    self.spawn_stop(view.clone(), decision.clone(), &container.id, stop_for);
+                    self.spawn_stop(
+                        view.clone(),
+                        decision.clone(),
+                        &container.id,
+                        None,
+                        stop_for,
+                    );
                 }
             }
             all.push(ContainerFindings {
@@ -278,8 +249,14 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 results,
                 started_while_away,
                 remediation,
+                non_kubernetes: None,
             });
         }
+        let kubernetes = all.len();
+        let outside = self.audit_outside(&trigger, policy, &mut all).await;
+        summary.non_kubernetes = all.len() - kubernetes;
+        summary.containers += summary.non_kubernetes;
+        enforcer.metrics().compliance_non_kubernetes(&outside);
         for c in &all {
             match c.outcome() {
                 Outcome::Pass => summary.pass += 1,
@@ -331,6 +308,7 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
             skip = summary.skip,
             started_while_away = summary.started_while_away.len(),
             stopping = summary.stopping.len(),
+            non_kubernetes = summary.non_kubernetes,
             "compliance audit finished"
         );
         summary
@@ -369,6 +347,117 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
         }
     }
 
+    /// Audits the containers made outside Kubernetes against `policy`: an audit record each,
+    /// their findings added to `all`, remediation where it applies. Returns their counts by
+    /// containerd namespace: `[pass, fail, warn, skip]`.
+    async fn audit_outside(
+        self: &Arc<Self>,
+        trigger: &Trigger,
+        policy: &Policy,
+        all: &mut Vec<ContainerFindings>,
+    ) -> BTreeMap<String, [u64; 4]> {
+        let enforcer = Arc::clone(&self.enforcer);
+        let mut counts = BTreeMap::new();
+        let Some(listed) = outside::list(enforcer.specs(), policy).await else {
+            return counts;
+        };
+        let previously = std::mem::take(
+            &mut *self
+                .outside_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut seen_now = HashMap::new();
+        for outside::Listed {
+            namespace,
+            containers,
+        } in listed
+        {
+            let judged = policy.in_containerd_namespace(&namespace);
+            let before: HashSet<outside::Seen> =
+                previously.get(&namespace).cloned().unwrap_or_default();
+            let mut seen: HashSet<outside::Seen> = HashSet::new();
+            let count: &mut [u64; 4] = counts.entry(namespace.clone()).or_default();
+            for (record, task) in containers {
+                let id = record.id.as_str();
+                let (mut view, failure) = outside::view_of(&namespace, &record);
+                enforcer
+                    .resolve_images_in(&namespace, &mut view, None)
+                    .await;
+                if failure.is_some() {
+                    enforcer.metrics().spec_read_failure();
+                }
+                let started = Instant::now();
+                let mut checks = policy_core::results(&judged, &view);
+                enforcer
+                    .metrics()
+                    .evaluation(Phase::Sync, started.elapsed());
+                for check in &mut checks {
+                    outside::without_pod(&mut check.findings);
+                }
+                let decision = Decision::from_results(&checks);
+                let results = report_results(&judged, &view, &checks, failure.as_deref(), true);
+                enforcer.write_record(
+                    Some(&namespace),
+                    Phase::Sync,
+                    audit::Outcome::of(&decision, false),
+                    &view,
+                    id,
+                    &decision,
+                    false,
+                );
+                let key: outside::Seen = (record.id.clone(), task.pid);
+                let first_sight = !before.contains(&key);
+                seen.insert(key);
+                let stop_for = remediated_rules(&decision);
+                let stops = match trigger {
+                    Trigger::Registration { .. } => true,
+                    Trigger::Periodic => first_sight,
+                    Trigger::PolicyReload => false,
+                };
+                let mut remediation = None;
+                if stops && !stop_for.is_empty() {
+                    remediation = Some("stopping".to_string());
+                    self.spawn_stop(
+                        view.clone(),
+                        decision.clone(),
+                        id,
+                        Some(namespace.clone()),
+                        stop_for,
+                    );
+                } else if first_sight && !decision.violations.is_empty() {
+                    warn!(%namespace, id, image = %view.image_text(), verdict = ?decision.verdict(), "container made outside Kubernetes breaks the policy");
+                }
+                let findings = ContainerFindings {
+                    namespace: String::new(),
+                    pod: String::new(),
+                    pod_uid: String::new(),
+                    container: record.id.clone(),
+                    container_id: record.id.clone(),
+                    image: view.image.as_ref().map(|i| i.as_str().to_string()),
+                    results,
+                    started_while_away: false,
+                    remediation,
+                    non_kubernetes: Some(namespace.clone()),
+                };
+                let slot = match findings.outcome() {
+                    Outcome::Pass => 0,
+                    Outcome::Fail => 1,
+                    Outcome::Warn => 2,
+                    Outcome::Error | Outcome::Skip => 3,
+                };
+                count[slot] += 1;
+                all.push(findings);
+            }
+            seen_now.insert(namespace, seen);
+        }
+        *self
+            .outside_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = seen_now;
+        counts
+    }
+
     fn is_own_pod(&self, pod: &nri::PodSandbox) -> bool {
         self.config
             .own_pod
@@ -377,31 +466,48 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
     }
 
     /// Stops a container in the background: SIGTERM, then SIGKILL after the grace period.
+    /// `outside`: the containerd namespace of a container made outside Kubernetes.
     fn spawn_stop(
         self: &Arc<Self>,
-        view: policy_core::ContainerView,
-        decision: policy_core::Decision,
+        view: ContainerView,
+        decision: Decision,
         id: &str,
+        outside: Option<String>,
         rules: Vec<&'static str>,
     ) {
         let this = Arc::clone(self);
         let id = id.to_string();
-        let what = format!(
-            "container {:?} in pod {}/{} ({id})",
-            view.name, view.pod.namespace, view.pod.name
-        );
+        let what = match &outside {
+            Some(namespace) => format!(
+                "container {id} in containerd namespace {namespace} (made outside Kubernetes)"
+            ),
+            None => format!(
+                "container {:?} in pod {}/{} ({id})",
+                view.name, view.pod.namespace, view.pod.name
+            ),
+        };
         tokio::spawn(async move {
             warn!(rules = rules.join(","), "remediation: stopping {what}");
             let rule = rules.first().copied().unwrap_or("");
             let enforcer = &this.enforcer;
-            match enforcer.specs().kill(&id, SIGTERM).await {
+            let kill = |signal| {
+                let (specs, id, outside) = (enforcer.specs(), &id, &outside);
+                async move {
+                    match outside {
+                        Some(namespace) => specs.kill_in(namespace, id, signal).await,
+                        None => specs.kill(id, signal).await,
+                    }
+                }
+            };
+            match kill(SIGTERM).await {
                 Ok(true) => {
                     tokio::time::sleep(this.config.remediation_grace).await;
-                    match enforcer.specs().kill(&id, SIGKILL).await {
+                    match kill(SIGKILL).await {
                         Ok(_) => {
                             info!("remediation: stopped {what}");
                             enforcer.metrics().remediation(rule, true);
                             enforcer.write_record(
+                                outside.as_deref(),
                                 Phase::Sync,
                                 audit::Outcome::Stopped,
                                 &view,
@@ -424,9 +530,91 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                     enforcer.metrics().remediation(rule, false);
                 }
             }
-            this.inventory.stopped(&id);
+            if outside.is_none() {
+                this.inventory.stopped(&id);
+            }
         });
     }
+}
+
+/// The rules broken by `decision` whose breach stops a running container: enforced, with
+/// `remediate: stop`.
+fn remediated_rules(decision: &Decision) -> Vec<&'static str> {
+    decision
+        .violations
+        .iter()
+        .filter(|v| v.effect == Effect::Enforce && v.remediate == Remediation::Stop)
+        .map(|v| v.rule)
+        .collect()
+}
+
+/// The report's results of one container: one per applied check (a violated check one per
+/// violation), then a skip for each constraint the node cannot judge. `failure`: why the
+/// container's spec could not be read. `outside`: the container was made outside Kubernetes,
+/// so the rules that need its pod skip it ([`outside::NO_POD`]).
+fn report_results(
+    policy: &Policy,
+    view: &ContainerView,
+    checks: &[CheckResult<'_>],
+    failure: Option<&str>,
+    outside: bool,
+) -> Vec<(String, &'static str, Outcome, Effect, String)> {
+    let mut results = Vec::new();
+    for check in checks {
+        let applied = &check.check;
+        let mut result = |outcome, message: String| {
+            results.push((
+                applied.policy.to_string(),
+                applied.rule,
+                outcome,
+                applied.effect,
+                message,
+            ));
+        };
+        match check.outcome() {
+            CheckOutcome::Pass => result(Outcome::Pass, String::new()),
+            CheckOutcome::Violated(violations) => {
+                let outcome = if applied.effect == Effect::Warn {
+                    Outcome::Warn
+                } else {
+                    Outcome::Fail
+                };
+                for v in violations {
+                    result(outcome, v.message.clone());
+                }
+            }
+            CheckOutcome::Undecided(u) if outside && outside::NO_POD.contains(&u.missing) => {
+                result(
+                    Outcome::Skip,
+                    format!(
+                        "{} does not exist for a container made outside Kubernetes",
+                        u.missing
+                    ),
+                );
+            }
+            CheckOutcome::Undecided(u) => match failure {
+                Some(f) if u.seen_on_node() => result(
+                    Outcome::Error,
+                    format!("cannot evaluate without {}: {f}", u.missing),
+                ),
+                _ => result(
+                    Outcome::Skip,
+                    format!("{} is not visible on the node", u.missing),
+                ),
+            },
+        }
+    }
+    // A constraint the node cannot judge: its containers are skipped for it, not passed.
+    for (name, why) in policy.not_enforced(view) {
+        results.push((
+            name.to_string(),
+            NOT_ENFORCED,
+            Outcome::Skip,
+            Effect::Disabled,
+            format!("not judged on the node: {why}"),
+        ));
+    }
+    results
 }
 
 impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
@@ -434,8 +622,12 @@ impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
         self.enforcer.run_pod_sandbox(pod).await
     }
 
-    fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal> {
-        self.enforcer.create(pod, container)?;
+    async fn create(
+        &self,
+        pod: &nri::PodSandbox,
+        container: &nri::Container,
+    ) -> Result<(), Refusal> {
+        self.enforcer.create(pod, container).await?;
         self.enforcer.read_ahead(&pod.id, &container.id);
         Ok(())
     }

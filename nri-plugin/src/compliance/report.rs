@@ -1,6 +1,7 @@
 //! The compliance report: results of the last compliance audit in the Kubernetes Policy
 //! working group's `PolicyReport` format (`wgpolicyk8s.io/v1alpha2`), one report per namespace
-//! in a `v1` `List`, written atomically to a file; and `nodeguard report`, which prints it.
+//! in a `v1` `List` (and one `ClusterPolicyReport` of the containers made outside Kubernetes),
+//! written atomically to a file; and `nodeguard report`, which prints it.
 //!
 //! The file is what `kubectl apply -f` takes where the PolicyReport CRD is installed, and what
 //! policy-report tooling (Policy Reporter, ...) reads.
@@ -142,11 +143,12 @@ pub struct ReportResult {
     pub message: String,
     /// When it was found.
     pub timestamp: Timestamp,
-    /// The pod.
+    /// The pod (none for a container made outside Kubernetes).
     #[serde(default)]
     pub resources: Vec<ObjectReference>,
     /// `container`, `containerID`, `image`, `effect`, `node`, and where they apply
-    /// `startedWhileAway` and `remediation`.
+    /// `startedWhileAway`, `remediation`, and for a container made outside Kubernetes
+    /// `nonKubernetes: "true"` with its `containerdNamespace`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -173,13 +175,14 @@ pub struct Metadata {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// One namespace's `PolicyReport`.
+/// One namespace's `PolicyReport`, or the `ClusterPolicyReport` of the containers made outside
+/// Kubernetes (its namespace empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyReport {
     /// [`API_VERSION`].
     pub api_version: String,
-    /// `PolicyReport`.
+    /// `PolicyReport`, or `ClusterPolicyReport`.
     pub kind: String,
     /// Metadata.
     pub metadata: Metadata,
@@ -223,6 +226,9 @@ pub struct ContainerFindings {
     pub started_while_away: bool,
     /// What remediation does (`stopping`, `skipped: nodeguard's own pod`), if anything.
     pub remediation: Option<String>,
+    /// For a container made outside Kubernetes (not through CRI): its containerd namespace.
+    /// Its pod fields are then empty and `container` is its id.
+    pub non_kubernetes: Option<String>,
 }
 
 impl ContainerFindings {
@@ -261,10 +267,11 @@ pub struct Findings<'a> {
     pub containers: &'a [ContainerFindings],
 }
 
-/// One namespace's report, borrowing its containers' findings.
+/// One namespace's report (or, with no namespace, the report of the containers made outside
+/// Kubernetes), borrowing its containers' findings.
 struct NamespaceReport<'a> {
     context: &'a ReportContext<'a>,
-    namespace: &'a str,
+    namespace: Option<&'a str>,
     containers: Vec<&'a ContainerFindings>,
     generated: &'a str,
     timestamp: Timestamp,
@@ -285,8 +292,17 @@ struct ResultRef<'a> {
     #[serde(skip_serializing_if = "str::is_empty")]
     message: &'a str,
     timestamp: Timestamp,
-    resources: [PodRef<'a>; 1],
+    resources: Resources<'a>,
     properties: Properties<'a>,
+}
+
+/// The objects a result is about: its pod, none outside Kubernetes.
+struct Resources<'a>(Option<PodRef<'a>>);
+
+impl Serialize for Resources<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
 }
 
 /// The pod a result is about, borrowed ([`ObjectReference`]'s JSON).
@@ -315,11 +331,17 @@ impl Serialize for Properties<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("container", &c.container)?;
         map.serialize_entry("containerID", &c.container_id)?;
+        if let Some(namespace) = &c.non_kubernetes {
+            map.serialize_entry("containerdNamespace", namespace)?;
+        }
         map.serialize_entry("effect", self.effect)?;
         if let Some(image) = &c.image {
             map.serialize_entry("image", image)?;
         }
         map.serialize_entry("node", self.node)?;
+        if c.non_kubernetes.is_some() {
+            map.serialize_entry("nonKubernetes", "true")?;
+        }
         if let Some(remediation) = &c.remediation {
             map.serialize_entry("remediation", remediation)?;
         }
@@ -345,13 +367,13 @@ impl Serialize for Results<'_> {
                     source: SOURCE,
                     message,
                     timestamp: report.timestamp,
-                    resources: [PodRef {
+                    resources: Resources(c.non_kubernetes.is_none().then(|| PodRef {
                         api_version: "v1",
                         kind: "Pod",
                         namespace: &c.namespace,
                         name: &c.pod,
                         uid: &c.pod_uid,
-                    }],
+                    })),
                     properties: Properties {
                         container: c,
                         effect: effect.as_str(),
@@ -372,9 +394,16 @@ impl Serialize for NamespaceReport<'_> {
                 summary.add(r.2);
             }
         }
+        let (kind, name) = match self.namespace {
+            Some(_) => ("PolicyReport", format!("nodeguard-{}", context.node)),
+            None => (
+                "ClusterPolicyReport",
+                format!("nodeguard-{}-non-kubernetes", context.node),
+            ),
+        };
         let metadata = Metadata {
-            name: format!("nodeguard-{}", context.node),
-            namespace: self.namespace.to_string(),
+            name,
+            namespace: self.namespace.unwrap_or_default().to_string(),
             labels: BTreeMap::from([
                 ("app.kubernetes.io/managed-by".into(), "nodeguard".into()),
                 ("nodeguard.io/node".into(), context.node.to_string()),
@@ -390,7 +419,7 @@ impl Serialize for NamespaceReport<'_> {
         };
         let mut report = serializer.serialize_struct("PolicyReport", 5)?;
         report.serialize_field("apiVersion", API_VERSION)?;
-        report.serialize_field("kind", "PolicyReport")?;
+        report.serialize_field("kind", kind)?;
         report.serialize_field("metadata", &metadata)?;
         report.serialize_field("summary", &summary)?;
         report.serialize_field("results", &Results(self))?;
@@ -403,15 +432,21 @@ impl Serialize for Findings<'_> {
         use serde::ser::SerializeStruct as _;
         let timestamp = Timestamp::of(self.context.generated);
         let generated = humantime::format_rfc3339_seconds(self.context.generated).to_string();
-        let mut by_namespace: BTreeMap<&str, Vec<&ContainerFindings>> = BTreeMap::new();
+        // Kubernetes' namespaces in order, then the containers made outside Kubernetes.
+        let mut by_namespace: BTreeMap<(bool, &str), Vec<&ContainerFindings>> = BTreeMap::new();
         for c in self.containers {
-            by_namespace.entry(&c.namespace).or_default().push(c);
+            let outside = c.non_kubernetes.is_some();
+            let namespace = if outside { "" } else { &c.namespace };
+            by_namespace
+                .entry((outside, namespace))
+                .or_default()
+                .push(c);
         }
         let items: Vec<NamespaceReport<'_>> = by_namespace
             .into_iter()
-            .map(|(namespace, containers)| NamespaceReport {
+            .map(|((outside, namespace), containers)| NamespaceReport {
                 context: self.context,
-                namespace,
+                namespace: (!outside).then_some(namespace),
                 containers,
                 generated: &generated,
                 timestamp,
@@ -626,6 +661,12 @@ pub fn render_table(report: &ReportFile, filter: &Filter) -> String {
                     .first()
                     .map_or("-", |o| o.name.as_str())
                     .to_string();
+                let namespace = match res.properties.get("containerdNamespace") {
+                    Some(ns) if res.property("nonKubernetes") == "true" => {
+                        format!("(containerd {ns})")
+                    }
+                    _ => r.metadata.namespace.clone(),
+                };
                 let mut message = res.message.clone();
                 if res.property("startedWhileAway") == "true" {
                     message.push_str(" [started while nodeguard was not running]");
@@ -634,7 +675,7 @@ pub fn render_table(report: &ReportFile, filter: &Filter) -> String {
                     let _ = write!(message, " [remediation: {}]", res.property("remediation"));
                 }
                 [
-                    r.metadata.namespace.clone(),
+                    namespace,
                     pod,
                     res.property("container").to_string(),
                     res.result.as_str().to_uppercase(),
@@ -724,7 +765,73 @@ mod tests {
                 .collect(),
             started_while_away: id == "c2",
             remediation: None,
+            non_kubernetes: None,
         }
+    }
+
+    #[test]
+    fn containers_made_outside_kubernetes_get_a_cluster_report_of_their_own() {
+        let mut outside = findings("", "", "x", &[("privileged", Outcome::Fail)]);
+        outside.container = "x".into();
+        outside.pod_uid = String::new();
+        outside.non_kubernetes = Some("default".into());
+        outside.remediation = Some("stopping".into());
+        let mut in_k8s_io = findings("", "", "y", &[("privileged", Outcome::Pass)]);
+        in_k8s_io.non_kubernetes = Some("k8s.io".into());
+        let containers = [
+            outside,
+            findings("prod", "web", "c1", &[("privileged", Outcome::Pass)]),
+            in_k8s_io,
+        ];
+        let context = ReportContext {
+            node: "node-1",
+            generated: SystemTime::UNIX_EPOCH,
+            trigger: "periodic",
+            policy_generation: 1,
+        };
+        let streamed = serde_json::to_string_pretty(&Findings {
+            context: &context,
+            containers: &containers,
+        })
+        .unwrap();
+        let file: ReportFile = serde_json::from_str(&streamed).unwrap();
+        assert_eq!(serde_json::to_string_pretty(&file).unwrap(), streamed);
+        let kinds: Vec<(&str, &str, &str)> = file
+            .items
+            .iter()
+            .map(|r| {
+                (
+                    r.kind.as_str(),
+                    r.metadata.name.as_str(),
+                    r.metadata.namespace.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("PolicyReport", "nodeguard-node-1", "prod"),
+                ("ClusterPolicyReport", "nodeguard-node-1-non-kubernetes", "")
+            ]
+        );
+        let outside = &file.items[1];
+        assert_eq!(outside.summary.fail, 1);
+        assert_eq!(outside.summary.pass, 1);
+        let x = &outside.results[0];
+        assert!(x.resources.is_empty(), "no pod");
+        assert_eq!(x.property("nonKubernetes"), "true");
+        assert_eq!(x.property("containerdNamespace"), "default");
+        assert_eq!(x.property("container"), "x");
+        assert_eq!(outside.results[1].property("containerdNamespace"), "k8s.io");
+        let table = render_table(&file, &Filter::default());
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("(containerd default)  -")
+                    && l.contains("FAIL")
+                    && l.ends_with("[remediation: stopping]")),
+            "{table}"
+        );
     }
 
     #[test]

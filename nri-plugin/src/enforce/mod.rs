@@ -14,17 +14,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nodeguard_proto::nri::v1alpha1 as nri;
+use policy_core::image::ImageRef;
 use policy_core::view::{ContainerView, MountSource};
 use policy_core::{Decision, Effect, evaluate};
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use crate::ops::audit::{AuditSink, ContainerRef, Outcome, Phase, PodRef, Record};
+use crate::ops::audit::{AuditSink, ContainerRef, NonKubernetes, Outcome, Phase, PodRef, Record};
 use crate::ops::metrics::{Metrics, SpecSource};
 use crate::ops::reload::PolicyHandle;
-use crate::runtime::containerd::{ContainerdApi, ContainerdError};
+use crate::runtime::containerd::{ContainerRecord, ContainerdApi, ContainerdError, K8S_NAMESPACE};
+use crate::runtime::images::ImageNames;
 use nodeguard_views::kubelet::SANDBOX_ID_ANNOTATION;
 use nodeguard_views::nri::{Create, Start};
-use nodeguard_views::oci::RuntimeSpec;
 use prefetch::Prefetched;
 
 /// What to do at container start with an enforced rule that still cannot decide (the spec
@@ -59,7 +60,11 @@ pub trait Enforcement: Send + Sync + 'static {
     ///
     /// # Errors
     /// The refusal when an enforced rule is violated.
-    fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal>;
+    fn create(
+        &self,
+        pod: &nri::PodSandbox,
+        container: &nri::Container,
+    ) -> impl Future<Output = Result<(), Refusal>> + Send;
 
     /// Judges a container about to start; an allowed one now runs.
     ///
@@ -109,6 +114,8 @@ pub struct Enforcer<S> {
     metrics: Arc<Metrics>,
     /// The node's mount table, read when a container mounts a kubelet `subPath`.
     mount_table: MountTable,
+    /// containerd's image records, for every name of an image's content.
+    images: ImageNames,
 }
 
 /// Reads the node's mount table (`/proc/self/mountinfo` unless a test says otherwise); `None`
@@ -148,8 +155,10 @@ fn refusal(view: &ContainerView, decision: &Decision) -> Refusal {
 
 /// Whether a spec read ahead is the one of a container of `pod`: containerd names the sandbox
 /// in every container's spec; a spec without the annotation is taken as it is.
-fn belongs_to(spec: &RuntimeSpec, pod: &nri::PodSandbox) -> bool {
-    spec.annotation(SANDBOX_ID_ANNOTATION)
+fn belongs_to(record: &ContainerRecord, pod: &nri::PodSandbox) -> bool {
+    record
+        .spec
+        .annotation(SANDBOX_ID_ANNOTATION)
         .is_none_or(|sandbox| sandbox == pod.id)
 }
 
@@ -184,6 +193,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             prefetched: Prefetched::default(),
             metrics,
             mount_table: Arc::new(own_mount_table),
+            images: ImageNames::default(),
         }
     }
 
@@ -216,6 +226,85 @@ impl<S: ContainerdApi> Enforcer<S> {
             nodeguard_views::kubelet::resolve_sub_path(m, &table, &pod.uid, &pod.id);
         }
         view.volumes = Some(nodeguard_views::oci::volumes_of(mounts));
+    }
+
+    /// Fills in every name of the content of the container's image and image volumes from
+    /// containerd's image records (ADR 0020), when the policy judges images by name.
+    /// `record_image` is the image name of containerd's container record (at start): the
+    /// content that really runs. When the image the request names is not a name of that
+    /// content, the view is judged by the record's. Left as it is when the records cannot be
+    /// read (image volumes then stay undecided).
+    async fn resolve_images(&self, view: &mut ContainerView, record_image: Option<&str>) {
+        self.resolve_images_in(K8S_NAMESPACE, view, record_image)
+            .await;
+    }
+
+    /// [`Enforcer::resolve_images`] for a container of containerd namespace `namespace`
+    /// (one made outside Kubernetes: its images are that namespace's).
+    pub async fn resolve_images_in(
+        &self,
+        namespace: &str,
+        view: &mut ContainerView,
+        record_image: Option<&str>,
+    ) {
+        if !self.policy.load().policy.reads_image_names() {
+            return;
+        }
+        let given = view.image.as_ref().map(|i| i.as_str().to_string());
+        let record = record_image.filter(|r| !r.is_empty());
+        let names: Vec<&str> = given.iter().map(String::as_str).chain(record).collect();
+        let digests: Vec<&str> = view
+            .image_volumes
+            .iter()
+            .map(|v| v.digest.as_str())
+            .collect();
+        let index = match self
+            .images
+            .index(namespace, &names, &digests, Instant::now(), || {
+                self.specs.images(namespace)
+            })
+            .await
+        {
+            Ok(index) => index,
+            Err(e) => {
+                warn!(error = %e, "cannot read containerd's image records: image names unresolved");
+                return;
+            }
+        };
+        if let Some(record) = record {
+            let content = index.names_with(record);
+            if !content.is_empty()
+                && !given
+                    .as_deref()
+                    .is_some_and(|g| content.iter().any(|n| n == g))
+            {
+                if let Some(given) = &given {
+                    warn!(
+                        given = %given,
+                        record = %record,
+                        "the image the request names is not the content the container runs: judged by the record's"
+                    );
+                }
+                view.image = Some(ImageRef::parse(record));
+            }
+        }
+        if let Some(image) = &view.image {
+            view.image_names = index
+                .names_with(image.as_str())
+                .iter()
+                .filter(|n| *n != image.as_str())
+                .map(|n| ImageRef::parse(n))
+                .collect();
+        }
+        for volume in &mut view.image_volumes {
+            volume.names = Some(
+                index
+                    .names_of(&volume.digest)
+                    .iter()
+                    .map(|n| ImageRef::parse(n))
+                    .collect(),
+            );
+        }
     }
 
     /// The policy handle (for reloads).
@@ -255,6 +344,7 @@ impl<S: ContainerdApi> Enforcer<S> {
         refused: bool,
     ) {
         self.write_record(
+            None,
             phase,
             Outcome::of(decision, refused),
             view,
@@ -264,9 +354,12 @@ impl<S: ContainerdApi> Enforcer<S> {
         );
     }
 
-    /// Writes one audit record, counts it and logs it.
+    /// Writes one audit record, counts it and logs it; `outside` names the containerd
+    /// namespace of a container made outside Kubernetes.
+    #[allow(clippy::too_many_arguments)] // the record's parts
     pub fn write_record(
         &self,
+        outside: Option<&str>,
         phase: Phase,
         outcome: Outcome,
         view: &ContainerView,
@@ -292,6 +385,9 @@ impl<S: ContainerdApi> Enforcer<S> {
             },
             image: view.image.as_ref().map(|i| i.as_str().to_string()),
             started_while_away,
+            non_kubernetes: outside.map(|containerd_namespace| NonKubernetes {
+                containerd_namespace,
+            }),
             decision,
         });
         match outcome {
@@ -355,10 +451,15 @@ impl<S: ContainerdApi> Enforcer<S> {
     ///
     /// # Errors
     /// The refusal when an enforced rule is violated.
-    pub fn create(&self, pod: &nri::PodSandbox, container: &nri::Container) -> Result<(), Refusal> {
+    pub async fn create(
+        &self,
+        pod: &nri::PodSandbox,
+        container: &nri::Container,
+    ) -> Result<(), Refusal> {
         let started = Instant::now();
         let mut view = ContainerView::from(Create { pod, container });
         self.resolve_sub_paths(pod, &mut view);
+        self.resolve_images(&mut view, None).await;
         let decision = self.evaluate(Phase::Create, &view);
         let refused = decision.is_denied();
         self.record(Phase::Create, &view, &container.id, &decision, refused);
@@ -387,7 +488,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             }
             _ => {
                 self.metrics.spec_read(SpecSource::OnDemand);
-                self.specs.spec(&container.id).await.map(Arc::new)
+                self.specs.record(&container.id).await.map(Arc::new)
             }
         };
         let (view, failure) = self.view_on(pod, container, spec).await;
@@ -419,7 +520,7 @@ impl<S: ContainerdApi> Enforcer<S> {
         pod: &nri::PodSandbox,
         container: &nri::Container,
     ) -> (ContainerView, Option<String>) {
-        let spec = self.specs.spec(&container.id).await.map(Arc::new);
+        let spec = self.specs.record(&container.id).await.map(Arc::new);
         self.view_on(pod, container, spec).await
     }
 
@@ -429,16 +530,17 @@ impl<S: ContainerdApi> Enforcer<S> {
         &self,
         pod: &nri::PodSandbox,
         container: &nri::Container,
-        spec: Result<Arc<RuntimeSpec>, ContainerdError>,
+        spec: Result<Arc<ContainerRecord>, ContainerdError>,
     ) -> (ContainerView, Option<String>) {
         match spec {
             Ok(spec) => {
                 let mut view = ContainerView::from(Start {
                     pod,
                     container,
-                    spec: &spec,
+                    spec: &spec.spec,
                 });
                 self.resolve_sub_paths(pod, &mut view);
+                self.resolve_images(&mut view, Some(&spec.image)).await;
                 self.add_pod_sysctls(pod, &mut view).await;
                 (view, None)
             }
@@ -447,6 +549,7 @@ impl<S: ContainerdApi> Enforcer<S> {
                 self.metrics.spec_read_failure();
                 let mut view = ContainerView::from(Create { pod, container });
                 self.resolve_sub_paths(pod, &mut view);
+                self.resolve_images(&mut view, None).await;
                 (view, Some(e.to_string()))
             }
         }
@@ -479,9 +582,9 @@ impl<S: ContainerdApi> Enforcer<S> {
         if cached.is_some() {
             return cached;
         }
-        match self.specs.spec(pod_id).await {
+        match self.specs.record(pod_id).await {
             Ok(sandbox) => {
-                let sysctls = sandbox.sysctls();
+                let sysctls = sandbox.spec.sysctls();
                 let mut cache = self
                     .pod_sysctls
                     .lock()
@@ -522,7 +625,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             if !self.prefetched.wanted(id, ticket) {
                 return;
             }
-            match self.specs.spec(id).await {
+            match self.specs.record(id).await {
                 Ok(spec) => {
                     if self.prefetched.finish(id, ticket, spec, Instant::now()) {
                         self.pod_sysctls(pod_id).await;

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use nodeguard_views::oci::RuntimeSpec;
+use crate::runtime::containerd::ContainerRecord;
 
 /// Entries kept at most; the oldest go first when full (containers created and never started).
 pub const CAPACITY: usize = 1024;
@@ -29,7 +29,7 @@ struct Slot {
     /// outlived by an update or by a newer read does not match, and the smallest is the oldest.
     ticket: u64,
     /// The spec and when it was read; `None` while the read is under way.
-    ready: Option<(Arc<RuntimeSpec>, Instant)>,
+    ready: Option<(Arc<ContainerRecord>, Instant)>,
 }
 
 impl Slot {
@@ -88,7 +88,7 @@ impl Prefetched {
 
     /// Stores the spec the read `ticket` got, unless the container was forgotten or read
     /// again meanwhile; returns whether it was stored.
-    pub fn finish(&self, id: &str, ticket: Ticket, spec: RuntimeSpec, now: Instant) -> bool {
+    pub fn finish(&self, id: &str, ticket: Ticket, spec: ContainerRecord, now: Instant) -> bool {
         let mut inner = self.lock();
         match inner.slots.get_mut(id) {
             Some(slot) if slot.reading(ticket) => {
@@ -117,7 +117,7 @@ impl Prefetched {
 
     /// Takes the spec read ahead for `id`, if it is there and younger than [`TTL`] at `now`.
     /// A read still under way is left alone (the caller reads on demand).
-    pub fn take(&self, id: &str, now: Instant) -> Option<Arc<RuntimeSpec>> {
+    pub fn take(&self, id: &str, now: Instant) -> Option<Arc<ContainerRecord>> {
         let mut inner = self.lock();
         // A read under way stays; only a finished one is taken.
         inner.slots.get(id)?.ready.as_ref()?;
@@ -145,8 +145,12 @@ impl Prefetched {
 mod tests {
     use super::*;
 
-    fn spec() -> RuntimeSpec {
-        RuntimeSpec::from_json(br#"{"ociVersion":"1.1.0"}"#).unwrap()
+    fn spec() -> ContainerRecord {
+        ContainerRecord {
+            spec: nodeguard_views::oci::RuntimeSpec::from_json(br#"{"ociVersion":"1.1.0"}"#)
+                .unwrap(),
+            image: String::new(),
+        }
     }
 
     #[test]

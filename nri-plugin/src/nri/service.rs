@@ -196,8 +196,8 @@ impl<E: Enforcement> PluginService<E> {
                 // then answers at once, so that it cannot time out (a timeout there lets the
                 // container through, one at validation fails it).
                 if !self.validating.load(Ordering::Relaxed) {
-                    let _span = span_for(Some(&pod), Some(&container), "CreateContainer").entered();
-                    self.node.create(&pod, &container)?;
+                    let span = span_for(Some(&pod), Some(&container), "CreateContainer");
+                    self.node.create(&pod, &container).instrument(span).await?;
                 }
                 Ok(nri::CreateContainerResponse::default().encode_to_vec())
             }
@@ -286,14 +286,13 @@ impl<E: Enforcement> PluginService<E> {
                 }
                 let (pod, container) =
                     subject("ValidateContainerAdjustment", req.pod, req.container)?;
-                let _span =
-                    span_for(Some(&pod), Some(&container), "ValidateContainerAdjustment").entered();
+                let span = span_for(Some(&pod), Some(&container), "ValidateContainerAdjustment");
                 // The container as it will be created, every plugin's adjustments applied.
                 let container = match &req.adjust {
                     Some(adjust) => nodeguard_views::nri::adjusted(&container, adjust),
                     None => container,
                 };
-                let reply = match self.node.create(&pod, &container) {
+                let reply = match self.node.create(&pod, &container).instrument(span).await {
                     Ok(()) => nri::ValidateContainerAdjustmentResponse::default(),
                     Err(Refusal(reason)) => nri::ValidateContainerAdjustmentResponse {
                         reject: true,

@@ -147,9 +147,23 @@ pub struct Record<'a> {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub started_while_away: bool,
+    /// Present only for a container made outside Kubernetes (with `ctr`, nerdctl, Docker,
+    /// buildkit: not through CRI), which compliance audits find through containerd's API:
+    /// its containerd namespace. `pod` is then empty and `container.name` is its id.
+    #[serde(rename = "nonKubernetes", skip_serializing_if = "Option::is_none")]
+    pub non_kubernetes: Option<NonKubernetes<'a>>,
     /// Every violation and undecided rule.
     #[serde(flatten)]
     pub decision: &'a Decision,
+}
+
+/// What an audit record says of a container made outside Kubernetes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct NonKubernetes<'a> {
+    /// The containerd namespace it is in (`default`, `moby`, `buildkit`, or `k8s.io` for one
+    /// made there without CRI).
+    #[serde(rename = "containerdNamespace")]
+    pub containerd_namespace: &'a str,
 }
 
 impl Record<'_> {

@@ -81,6 +81,12 @@ struct ResultLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutsideLabels {
+    containerd_namespace: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RemediationLabels {
     rule: &'static str,
     result: &'static str,
@@ -193,6 +199,7 @@ pub struct Metrics {
     spec_reads: Family<SourceLabels, Counter>,
     policy_notes: Gauge,
     policy_not_enforced: Family<PolicyLabels, Gauge>,
+    compliance_non_kubernetes: Family<OutsideLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -292,6 +299,11 @@ impl Metrics {
             "policy_not_enforced",
             "1 for each constraint of the policy in force the node cannot judge (a kind nodeguard does not implement, a match that needs the API server); its containers are skipped in the report",
         );
+        let compliance_non_kubernetes: Family<OutsideLabels, Gauge> = registered(
+            &mut registry,
+            "compliance_non_kubernetes_containers",
+            "Containers made outside Kubernetes (ctr, nerdctl, Docker, buildkit) found running by the last compliance audit, by containerd namespace and result (pass, fail, warn, skip); also counted in compliance_containers",
+        );
         registry.register_collector(Box::new(Sources(sources)));
         Metrics {
             registry,
@@ -312,6 +324,7 @@ impl Metrics {
             spec_reads,
             policy_notes,
             policy_not_enforced,
+            compliance_non_kubernetes,
         }
     }
 
@@ -427,6 +440,25 @@ impl Metrics {
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         self.compliance_last_audit_time.set(unix_now());
+    }
+
+    /// Records the containers made outside Kubernetes that the last compliance audit found, by
+    /// containerd namespace: `[pass, fail, warn, skip]` each. Namespaces with none are gone.
+    pub fn compliance_non_kubernetes(
+        &self,
+        by_namespace: &std::collections::BTreeMap<String, [u64; 4]>,
+    ) {
+        self.compliance_non_kubernetes.clear();
+        for (namespace, counts) in by_namespace {
+            for (result, n) in ["pass", "fail", "warn", "skip"].into_iter().zip(counts) {
+                self.compliance_non_kubernetes
+                    .get_or_create(&OutsideLabels {
+                        containerd_namespace: namespace.clone(),
+                        result,
+                    })
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// Counts one remediation attempt.
@@ -572,6 +604,28 @@ mod tests {
             r#"nodeguard_violations_total{phase="create",rule="images.allowed",effect="warn"} 2"#
         ));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn containers_made_outside_kubernetes_are_counted_by_containerd_namespace() {
+        let m = Metrics::default();
+        let mut counts = std::collections::BTreeMap::new();
+        counts.insert("default".to_string(), [1, 2, 0, 0]);
+        counts.insert("moby".to_string(), [0, 0, 0, 3]);
+        m.compliance_non_kubernetes(&counts);
+        let text = m.encode();
+        for line in [
+            r#"nodeguard_compliance_non_kubernetes_containers{containerd_namespace="default",result="fail"} 2"#,
+            r#"nodeguard_compliance_non_kubernetes_containers{containerd_namespace="moby",result="skip"} 3"#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        counts.remove("moby");
+        m.compliance_non_kubernetes(&counts);
+        assert!(
+            !m.encode().contains("moby"),
+            "a namespace with none is gone"
+        );
     }
 
     #[test]

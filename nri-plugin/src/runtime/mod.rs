@@ -2,3 +2,4 @@
 //! containerd beyond NRI, and the few things it asks containerd to do.
 
 pub mod containerd;
+pub mod images;

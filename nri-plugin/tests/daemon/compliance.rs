@@ -24,7 +24,7 @@ fn remediating_policy() -> String {
     )
 }
 
-fn report_plugin(dir: &tempfile::TempDir, policy: &str, grace: Duration) -> Plugin {
+pub(super) fn report_plugin(dir: &tempfile::TempDir, policy: &str, grace: Duration) -> Plugin {
     let path = dir.path().join("report.json");
     let state = dir.path().join("containers.json");
     Plugin::configured(
@@ -39,7 +39,7 @@ fn report_plugin(dir: &tempfile::TempDir, policy: &str, grace: Duration) -> Plug
     )
 }
 
-fn results_of<'r>(r: &'r report::ReportFile, id: &str) -> Vec<&'r report::ReportResult> {
+pub(super) fn results_of<'r>(r: &'r report::ReportFile, id: &str) -> Vec<&'r report::ReportResult> {
     r.items
         .iter()
         .flat_map(|i| &i.results)

@@ -15,7 +15,9 @@ use nodeguard::nri::transport::status::RpcError;
 use nodeguard::ops::audit::Memory;
 use nodeguard::ops::metrics::Metrics;
 use nodeguard::ops::reload::{Loaded, PolicyHandle};
-use nodeguard::runtime::containerd::{ContainerdApi, ContainerdError};
+use nodeguard::runtime::containerd::{
+    ContainerRecord, ContainerdApi, ContainerdError, ImageRecord, ListedContainer, LiveTask,
+};
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 use nodeguard_views::kubelet::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
 use nodeguard_views::oci::RuntimeSpec;
@@ -87,6 +89,25 @@ pub struct MemorySpecs {
     /// fails as on a containerd that cannot answer, and audits judge the inventory NRI reported.
     tasks: Arc<Mutex<Option<HashSet<String>>>>,
     reads: Arc<Mutex<HashMap<String, usize>>>,
+    /// containerd's image records.
+    images: Arc<Mutex<Vec<ImageRecord>>>,
+    /// Image names of container records, where a test sets one.
+    record_images: Arc<Mutex<HashMap<String, String>>>,
+    /// Containers made outside Kubernetes (ctr, Docker), by containerd namespace.
+    outside: Arc<Mutex<std::collections::BTreeMap<String, Vec<Outside>>>>,
+    /// Signals sent to them: `(containerd namespace, id, signal)`.
+    outside_kills: Arc<Mutex<Vec<(String, String, i32)>>>,
+}
+
+/// A container made outside Kubernetes, in [`MemorySpecs`].
+#[derive(Debug, Clone)]
+struct Outside {
+    id: String,
+    image: String,
+    labels: HashMap<String, String>,
+    spec: Vec<u8>,
+    /// Its task's pid; `None` once it stopped.
+    pid: Option<u32>,
 }
 
 impl MemorySpecs {
@@ -103,6 +124,41 @@ impl MemorySpecs {
             .get(id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// containerd's image records are `records` (`(name, digest)`).
+    pub fn set_images(&self, records: &[(&str, &str)]) {
+        *self.images.lock().unwrap_or_else(PoisonError::into_inner) = records
+            .iter()
+            .map(|(name, digest)| ImageRecord {
+                name: (*name).to_string(),
+                digest: (*digest).to_string(),
+            })
+            .collect();
+    }
+
+    /// Container `id`'s record names image `name` (by default: the normalized name its spec's
+    /// CRI annotation holds).
+    pub fn set_record_image(&self, id: &str, name: &str) {
+        self.record_images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_string(), name.to_string());
+    }
+
+    /// The image name container `id`'s record holds.
+    fn record_image(&self, id: &str, spec: &RuntimeSpec) -> String {
+        if let Some(name) = self
+            .record_images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+        {
+            return name.clone();
+        }
+        spec.annotation("io.kubernetes.cri.image-name")
+            .map(|n| policy_core::image::ImageRef::parse(n).as_str().to_string())
+            .unwrap_or_default()
     }
 
     /// Container `id` has `spec`.
@@ -155,10 +211,54 @@ impl MemorySpecs {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    /// A container made outside Kubernetes (`ctr -n <namespace> run`): record `id` of
+    /// `image` with `spec` and `labels`, its task running as `pid` (a restart: another pid).
+    pub fn run_outside(
+        &self,
+        namespace: &str,
+        id: &str,
+        image: &str,
+        spec: &Value,
+        labels: &[(&str, &str)],
+        pid: u32,
+    ) {
+        let mut outside = self.outside.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = outside.entry(namespace.to_string()).or_default();
+        list.retain(|c| c.id != id);
+        list.push(Outside {
+            id: id.to_string(),
+            image: image.to_string(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            spec: serde_json::to_vec(spec).expect("JSON"),
+            pid: Some(pid),
+        });
+    }
+
+    /// Every signal sent to a container made outside Kubernetes: `(containerd namespace, id,
+    /// signal)`, in order.
+    pub fn outside_kills(&self) -> Vec<(String, String, i32)> {
+        self.outside_kills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the task of container `id` of `namespace` (made outside Kubernetes) still runs.
+    pub fn outside_running(&self, namespace: &str, id: &str) -> bool {
+        self.outside
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(namespace)
+            .is_some_and(|l| l.iter().any(|c| c.id == id && c.pid.is_some()))
+    }
 }
 
 impl ContainerdApi for MemorySpecs {
-    async fn spec(&self, id: &str) -> Result<RuntimeSpec, ContainerdError> {
+    async fn record(&self, id: &str) -> Result<ContainerRecord, ContainerdError> {
         *self
             .reads
             .lock()
@@ -167,12 +267,15 @@ impl ContainerdApi for MemorySpecs {
             .or_default() += 1;
         let stored = self.lock().get(id).cloned();
         match stored {
-            Some(Stored::Spec(json)) => {
-                RuntimeSpec::from_json(&json).map_err(|source| ContainerdError::BadSpec {
+            Some(Stored::Spec(json)) => RuntimeSpec::from_json(&json)
+                .map(|spec| ContainerRecord {
+                    image: self.record_image(id, &spec),
+                    spec,
+                })
+                .map_err(|source| ContainerdError::BadSpec {
                     id: id.to_string(),
                     source,
-                })
-            }
+                }),
             Some(Stored::Fails(message)) => Err(ContainerdError::Call {
                 call: "Containers.Get",
                 status: Box::new(tonic::Status::unavailable(message)),
@@ -185,6 +288,15 @@ impl ContainerdApi for MemorySpecs {
             }),
             None => Err(ContainerdError::NoSpec(id.to_string())),
         }
+    }
+
+    /// The image records set by [`MemorySpecs::set_images`] (any namespace).
+    async fn images(&self, _namespace: &str) -> Result<Vec<ImageRecord>, ContainerdError> {
+        Ok(self
+            .images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
     }
 
     /// Records the signal; a container with a stored spec has a task to signal.
@@ -202,6 +314,73 @@ impl ContainerdApi for MemorySpecs {
             call: "Tasks.List",
             status: Box::new(tonic::Status::unavailable("no task list in this test")),
         })
+    }
+
+    /// The namespaces of the containers made outside Kubernetes.
+    async fn namespaces(&self) -> Result<Vec<String>, ContainerdError> {
+        Ok(self
+            .outside
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect())
+    }
+
+    /// The records set by [`MemorySpecs::run_outside`].
+    async fn containers(&self, namespace: &str) -> Result<Vec<ListedContainer>, ContainerdError> {
+        let outside = self.outside.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(outside
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|c| ListedContainer {
+                id: c.id.clone(),
+                image: c.image.clone(),
+                labels: c.labels.clone(),
+                spec: RuntimeSpec::from_json(&c.spec).map_err(|e| e.to_string()),
+            })
+            .collect())
+    }
+
+    /// The running tasks of [`MemorySpecs::run_outside`]'s containers.
+    async fn tasks_in(&self, namespace: &str) -> Result<Vec<LiveTask>, ContainerdError> {
+        let outside = self.outside.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(outside
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some(LiveTask {
+                    id: c.id.clone(),
+                    pid: c.pid?,
+                })
+            })
+            .collect())
+    }
+
+    /// Records the signal; SIGKILL stops the task.
+    async fn kill_in(
+        &self,
+        namespace: &str,
+        id: &str,
+        signal: i32,
+    ) -> Result<bool, ContainerdError> {
+        self.outside_kills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((namespace.to_string(), id.to_string(), signal));
+        let mut outside = self.outside.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(c) = outside
+            .get_mut(namespace)
+            .and_then(|l| l.iter_mut().find(|c| c.id == id && c.pid.is_some()))
+        else {
+            return Ok(false);
+        };
+        if signal == 9 {
+            c.pid = None;
+        }
+        Ok(true)
     }
 }
 
@@ -236,7 +415,7 @@ impl Plugin {
     pub fn from_enforcer(enforcer: Enforcer<MemorySpecs>) -> Self {
         Plugin {
             policy: Arc::clone(enforcer.policy()),
-            specs: MemorySpecs::default(),
+            specs: enforcer.specs().clone(),
             audit: Arc::new(Memory::default()),
             auditor: Arc::new(Auditor::new(
                 Arc::new(enforcer),

@@ -21,7 +21,7 @@ pub(crate) use pod_security::{
     SysctlRule, UserRules,
 };
 
-use crate::findings::{Findings, known};
+use crate::findings::{Findings, also_named, judge_allowed_images, judge_denied_images, known};
 pub(crate) use crate::matcher::AllowedHostPath;
 use crate::quantity::{Bytes, Millicores};
 use crate::view::{ContainerKind, ContainerView, MountSource, ViewSource};
@@ -51,11 +51,12 @@ impl Exempt {
         if self.containers.contains(&view.name) {
             return true;
         }
-        let Some(image) = &view.image else {
-            return false;
-        };
-        let image = image.as_written();
-        self.images.iter().any(|entry| lists_image(entry, image))
+        // Any name of the image's content (ADR 0020).
+        view.image_aliases().any(|image| {
+            self.images
+                .iter()
+                .any(|entry| lists_image(entry, image.as_written()))
+        })
     }
 }
 
@@ -246,6 +247,18 @@ fn has_digest(image: &str) -> bool {
 }
 
 impl GkRule {
+    /// Whether the check allows or denies images by name (and so reads every name of an
+    /// image's content and the image volumes).
+    pub(crate) fn reads_image_names(&self) -> bool {
+        matches!(
+            self,
+            GkRule::AllowedRepos(_)
+                | GkRule::AllowedImages(_)
+                | GkRule::DisallowedRepos(_)
+                | GkRule::ImageRegex(_)
+        )
+    }
+
     /// Judges the container unless `exempt` spares it. The library's host networking kind
     /// spares only the host ports of an exempt container: sharing the host's network is judged
     /// for every pod, as its template says.
@@ -270,33 +283,67 @@ impl GkRule {
         let name = &view.name;
         let word = container_word(view);
         match self {
-            GkRule::AllowedRepos(repos) => {
-                let image = known!(out, &view.image, "image").as_written();
-                if !repos.iter().any(|r| image.starts_with(r.as_str())) {
-                    out.violation(format!(
-                        "{word} <{name}> has an invalid image repo <{image}>, allowed repos are {}",
+            GkRule::AllowedRepos(repos) => judge_allowed_images(
+                view,
+                out,
+                |i| repos.iter().any(|r| i.as_written().starts_with(r.as_str())),
+                |image| {
+                    format!(
+                        "{word} <{name}> has an invalid image repo <{}>, allowed repos are {}",
+                        image.as_written(),
                         rego_array(repos)
-                    ));
-                }
-            }
-            GkRule::AllowedImages(allowed) => {
-                let image = known!(out, &view.image, "image").as_written();
-                if !allowed.iter().any(|a| lists_image(a, image)) {
-                    out.violation(format!(
-                        "{word} <{name}> has an invalid image <{image}>, allowed images are {}",
+                    )
+                },
+                |at, image| {
+                    format!(
+                        "image volume <{at}> of {word} <{name}> has an invalid image repo <{image}>, allowed repos are {}",
+                        rego_array(repos)
+                    )
+                },
+            ),
+            GkRule::AllowedImages(allowed) => judge_allowed_images(
+                view,
+                out,
+                |i| allowed.iter().any(|a| lists_image(a, i.as_written())),
+                |image| {
+                    format!(
+                        "{word} <{name}> has an invalid image <{}>, allowed images are {}",
+                        image.as_written(),
                         rego_array(allowed)
-                    ));
-                }
-            }
-            GkRule::DisallowedRepos(repos) => {
-                let image = known!(out, &view.image, "image").as_written();
-                if repos.iter().any(|r| image.starts_with(r.as_str())) {
-                    out.violation(format!(
-                        "{word} <{name}> has an invalid image repo <{image}>, disallowed repos are {}",
+                    )
+                },
+                |at, image| {
+                    format!(
+                        "image volume <{at}> of {word} <{name}> has an invalid image <{image}>, allowed images are {}",
+                        rego_array(allowed)
+                    )
+                },
+            ),
+            GkRule::DisallowedRepos(repos) => judge_denied_images(
+                view,
+                out,
+                |i| {
+                    repos
+                        .iter()
+                        .find(|r| i.as_written().starts_with(r.as_str()))
+                        .map(String::as_str)
+                },
+                |image, denied, _| {
+                    format!(
+                        "{word} <{name}> has an invalid image repo <{}>, disallowed repos are {}{}",
+                        image.as_written(),
+                        rego_array(repos),
+                        also_named(image, denied)
+                    )
+                },
+                |at, image, _| {
+                    format!(
+                        "image volume <{at}> of {word} <{name}> has an invalid image repo <{}>, disallowed repos are {}",
+                        image.as_written(),
                         rego_array(repos)
-                    ));
-                }
-            }
+                    )
+                },
+            ),
             GkRule::DisallowedTags(tags) => {
                 let image = known!(out, &view.image, "image").as_written();
                 // One set for every list: the library says "container" for all of them.
@@ -326,14 +373,22 @@ impl GkRule {
                     ));
                 }
             }
-            GkRule::ImageRegex(Pattern(re)) => {
-                let image = known!(out, &view.image, "image").as_written();
-                if !re.is_match(image) {
-                    out.violation(format!(
-                        "Container image {image} for container {name} has not been allowed."
-                    ));
-                }
-            }
+            GkRule::ImageRegex(Pattern(re)) => judge_allowed_images(
+                view,
+                out,
+                |i| re.is_match(i.as_written()),
+                |image| {
+                    format!(
+                        "Container image {} for container {name} has not been allowed.",
+                        image.as_written()
+                    )
+                },
+                |at, image| {
+                    format!(
+                        "Image volume {at} image {image} for container {name} has not been allowed."
+                    )
+                },
+            ),
             GkRule::Privileged(dialect) => {
                 if *known!(out, &view.security.privileged, "security.privileged") {
                     out.violation(match dialect {

@@ -13,7 +13,7 @@ use crate::document::{
     self, DocumentRaw, ExemptionRaw, LabelSelectorRaw, PodSecurityRaw, PssLevel, ScopeRaw,
     SelectorOperator, SpecRaw,
 };
-use crate::matcher::{LabelExpression, LabelSelector, Scope};
+use crate::matcher::{Globs, LabelExpression, LabelSelector, Scope};
 use crate::pss::{self, Control, PssVersion, VersionError};
 use crate::rules::{Check, Exemption, Rule};
 
@@ -27,6 +27,31 @@ pub(super) struct CompiledDocument {
     /// does not implement, or that needs the API server): it has no checks, and the containers
     /// in its scope are listed as skipped for it ([`super::Policy::not_enforced`]).
     pub(super) not_enforced: Option<Arc<str>>,
+    /// The containerd namespaces whose containers it judges.
+    pub(super) containerd: ContainerdScope,
+}
+
+/// The containerd namespaces whose containers a document judges (`containerdNamespaces`,
+/// `excludedContainerdNamespaces`): every one by default.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ContainerdScope {
+    /// Namespaces included (`None`: all).
+    pub(super) namespaces: Option<Globs>,
+    /// Namespaces excluded.
+    pub(super) excluded: Option<Globs>,
+}
+
+impl ContainerdScope {
+    /// Whether the document judges the containers of containerd namespace `namespace`.
+    pub(super) fn holds(&self, namespace: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|g| g.is_match(namespace))
+            && !self
+                .excluded
+                .as_ref()
+                .is_some_and(|g| g.is_match(namespace))
+    }
 }
 
 pub(super) fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<CompiledDocument> {
@@ -76,7 +101,7 @@ pub(super) fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<Compi
     let default_effect = spec.effect.unwrap_or(Effect::Enforce);
     let scope = match &spec.scope {
         Some(v) => compile_scope(ctx, v),
-        None => Some(Scope::default()),
+        None => Some((Scope::default(), ContainerdScope::default())),
     };
     let mut checks = Vec::new();
     if let Some(v) = &spec.pod_security {
@@ -105,12 +130,13 @@ pub(super) fn compile_document(ctx: &mut Ctx<'_>, value: &Value) -> Option<Compi
         );
         ok = false;
     }
-    let scope = scope?;
+    let (scope, containerd) = scope?;
     ok.then(|| CompiledDocument {
         not_enforced: None,
         name: Arc::from(name),
         scope,
         checks,
+        containerd,
     })
 }
 
@@ -157,7 +183,7 @@ fn with_remediation(
     ok
 }
 
-fn compile_scope(ctx: &mut Ctx<'_>, value: &Value) -> Option<Scope> {
+fn compile_scope(ctx: &mut Ctx<'_>, value: &Value) -> Option<(Scope, ContainerdScope)> {
     let raw: ScopeRaw = ctx.typed("spec.scope", value)?;
     let namespaces = ctx.globs("spec.scope.namespaces", &raw.namespaces);
     let excluded = ctx.globs("spec.scope.excludedNamespaces", &raw.excluded_namespaces);
@@ -172,7 +198,17 @@ fn compile_scope(ctx: &mut Ctx<'_>, value: &Value) -> Option<Scope> {
         Some(s) => compile_selector(ctx, "spec.scope.podSelector", s),
         None => Some(LabelSelector::default()),
     };
-    Some(Scope {
+    let containerd = containerd_namespaces(
+        ctx,
+        "spec.scope.containerdNamespaces",
+        &raw.containerd_namespaces,
+    );
+    let containerd_excluded = containerd_namespaces(
+        ctx,
+        "spec.scope.excludedContainerdNamespaces",
+        &raw.excluded_containerd_namespaces,
+    );
+    let scope = Scope {
         namespaces: namespaces.ok()?,
         excluded_namespaces: excluded.ok()?,
         pod_selector: selector?,
@@ -181,7 +217,42 @@ fn compile_scope(ctx: &mut Ctx<'_>, value: &Value) -> Option<Scope> {
         exempt_images: exempt.ok()?,
         pod_names: None,
         gatekeeper: false,
-    })
+    };
+    Some((
+        scope,
+        ContainerdScope {
+            namespaces: containerd.ok()?,
+            excluded: containerd_excluded.ok()?,
+        },
+    ))
+}
+
+/// Globs of containerd namespace names at `path`: containerd names a namespace with letters,
+/// digits and single `.`, `_` or `-` between them, so any other character (a `/`, a space)
+/// is a mistake, reported at the pattern's place.
+fn containerd_namespaces(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    patterns: &[String],
+) -> Result<Option<Globs>, ()> {
+    let mut ok = true;
+    for (i, p) in patterns.iter().enumerate() {
+        if let Some(c) = p
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*' | '?')))
+        {
+            ctx.error(
+                &format!("{path}[{i}]"),
+                format!(
+                    "{p:?} is not a containerd namespace: {c:?} is not allowed (letters, digits, \
+                     '.', '_', '-', and the wildcards '*' and '?')"
+                ),
+            );
+            ok = false;
+        }
+    }
+    let globs = ctx.globs(path, patterns);
+    if ok { globs } else { Err(()) }
 }
 
 pub(super) fn compile_selector(

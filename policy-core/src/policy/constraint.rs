@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::compile::{CompiledDocument, compile_selector};
+use super::compile::{CompiledDocument, ContainerdScope, compile_selector};
 use super::constraint_kinds::strings;
 use super::validate::Ctx;
 use crate::decision::{Effect, Remediation};
@@ -999,6 +999,7 @@ pub(super) fn compile_constraint(ctx: &mut Ctx<'_>, value: &Value) -> Option<Com
         scope,
         checks: Vec::new(),
         not_enforced: Some(Arc::from(why)),
+        containerd: ContainerdScope::default(),
     };
     match (matches, judged) {
         (Matches::Never, _) | (_, Judged::Silent) => None,
@@ -1018,6 +1019,7 @@ pub(super) fn compile_constraint(ctx: &mut Ctx<'_>, value: &Value) -> Option<Com
                 exemptions: Vec::new(),
             }],
             not_enforced: None,
+            containerd: ContainerdScope::default(),
         }),
     }
 }

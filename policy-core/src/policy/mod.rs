@@ -31,17 +31,25 @@ use crate::matcher::Scope;
 use crate::pss::PssVersion;
 use crate::view::ContainerView;
 use crate::yaml::{self, Location, Locations};
-use compile::{CompiledDocument, compile_document, pss_checks};
+use compile::{CompiledDocument, ContainerdScope, compile_document, pss_checks};
 pub use constraint::{CONSTRAINT_GROUP, ENFORCEMENT_POINT, TEMPLATE_GROUP};
 pub use error::{PolicyError, PolicyErrors, PolicyNote};
 pub use rule::RULE_NAMES;
 use validate::Ctx;
+
+/// The containerd namespace of Kubernetes' containers (CRI's): what a policy judges unless
+/// [`Policy::in_containerd_namespace`] says otherwise.
+pub const KUBERNETES_CONTAINERD_NAMESPACE: &str = "k8s.io";
 
 /// A compiled, immutable set of policy documents. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     documents: Vec<CompiledDocument>,
     notes: Vec<PolicyNote>,
+    /// The containerd namespace of the containers this policy judges; `None`: Kubernetes'
+    /// ([`KUBERNETES_CONTAINERD_NAMESPACE`]). Documents whose `containerdNamespaces` scope does
+    /// not hold it judge nothing.
+    containerd_namespace: Option<Arc<str>>,
 }
 
 impl Policy {
@@ -152,7 +160,11 @@ impl Policy {
             }
         }
         if errors.is_empty() {
-            Ok(Policy { documents, notes })
+            Ok(Policy {
+                documents,
+                notes,
+                containerd_namespace: None,
+            })
         } else {
             // In reading order: by file (as given), then line and column.
             let order: Vec<String> = errors.iter().map(|e| e.source_name.clone()).collect();
@@ -227,8 +239,10 @@ impl Policy {
                 scope: Scope::default(),
                 checks: pss_checks(level, version, effect, Vec::new()),
                 not_enforced: None,
+                containerd: ContainerdScope::default(),
             }],
             notes: Vec::new(),
+            containerd_namespace: None,
         }
     }
 
@@ -239,13 +253,74 @@ impl Policy {
         &self.notes
     }
 
+    /// Whether any check reads the other names of a container's image content or its image
+    /// volumes (ADR 0020): only then need the runtime's image records be read.
+    ///
+    /// ```
+    /// let names = |rules: &str| policy_core::Policy::parse("p.yaml", &format!(
+    ///     "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {{name: p}}\nspec:\n  rules: {rules}\n"
+    /// )).unwrap().reads_image_names();
+    /// assert!(names("{images: {allowed: ['^registry\\.corp/']}}"));
+    /// assert!(!names("{images: {forbiddenTags: [latest]}}"));
+    /// assert!(!names("{privileged: {}}"));
+    /// ```
+    pub fn reads_image_names(&self) -> bool {
+        self.documents.iter().any(|d| {
+            (d.scope.exempt_images.is_some() && !d.checks.is_empty())
+                || d.checks.iter().any(crate::rules::Check::reads_image_names)
+        })
+    }
+
+    /// The same policy judging the containers of containerd namespace `namespace` (made
+    /// outside Kubernetes, with `ctr`, nerdctl, Docker, buildkit): only the documents whose
+    /// `containerdNamespaces` scope holds it apply.
+    ///
+    /// ```
+    /// let policy = policy_core::Policy::parse("p.yaml", "apiVersion: nodeguard.io/v1alpha1
+    /// kind: NodePolicy
+    /// metadata: {name: p}
+    /// spec:
+    ///   scope: {excludedContainerdNamespaces: [buildkit]}
+    ///   rules: {privileged: {}}
+    /// ").unwrap();
+    /// let mut view = policy_core::ContainerView::default();
+    /// view.security.privileged = Some(true);
+    /// assert!(policy_core::evaluate(&policy.in_containerd_namespace("moby"), &view).is_denied());
+    /// assert!(!policy_core::evaluate(&policy.in_containerd_namespace("buildkit"), &view).is_denied());
+    /// assert!(policy.judges_containerd_namespace("moby"));
+    /// assert!(!policy.judges_containerd_namespace("buildkit"));
+    /// ```
+    #[must_use]
+    pub fn in_containerd_namespace(&self, namespace: &str) -> Policy {
+        Policy {
+            containerd_namespace: Some(Arc::from(namespace)),
+            ..self.clone()
+        }
+    }
+
+    /// Whether any document judges the containers of containerd namespace `namespace`.
+    pub fn judges_containerd_namespace(&self, namespace: &str) -> bool {
+        self.documents.iter().any(|d| d.containerd.holds(namespace))
+    }
+
+    /// The documents that judge the containers of this policy's containerd namespace.
+    fn judging(&self) -> impl Iterator<Item = &CompiledDocument> {
+        let namespace = self
+            .containerd_namespace
+            .as_deref()
+            .unwrap_or(KUBERNETES_CONTAINERD_NAMESPACE);
+        self.documents
+            .iter()
+            .filter(move |d| d.containerd.holds(namespace))
+    }
+
     /// The documents the node cannot judge whose scope holds the container of `view`, each as
     /// `(policy name, why)`: a compliance report lists the container as skipped for them.
     pub fn not_enforced<'p>(
         &'p self,
         view: &'p ContainerView,
     ) -> impl Iterator<Item = (&'p str, &'p str)> + 'p {
-        self.documents.iter().filter_map(move |d| {
+        self.judging().filter_map(move |d| {
             let why = d.not_enforced.as_deref()?;
             d.scope.applies_to(view).then_some((&*d.name, why))
         })
@@ -337,7 +412,7 @@ pub fn evaluate(policy: &Policy, view: &ContainerView) -> Decision {
 /// those no container could be exempt from by its name or image) into one decision.
 fn judge(policy: &Policy, view: &ContainerView, pod_only: bool) -> Decision {
     let mut decision = Decision::default();
-    for doc in &policy.documents {
+    for doc in policy.judging() {
         if (pod_only && !doc.scope.pod_wide()) || !doc.scope.applies_to(view) {
             continue;
         }
@@ -416,7 +491,7 @@ impl CheckResult<'_> {
 /// ```
 pub fn results<'p>(policy: &'p Policy, view: &ContainerView) -> Vec<CheckResult<'p>> {
     let mut out = Vec::new();
-    for doc in policy.documents.iter().filter(|d| d.scope.applies_to(view)) {
+    for doc in policy.judging().filter(|d| d.scope.applies_to(view)) {
         for check in doc.checks.iter().filter(|c| !c.exempts(view)) {
             let mut findings = Decision::default();
             check.run(
@@ -485,8 +560,7 @@ pub fn applicable_checks<'p>(
     view: &ContainerView,
 ) -> impl Iterator<Item = AppliedCheck<'p>> {
     policy
-        .documents
-        .iter()
+        .judging()
         .filter(|doc| doc.scope.applies_to(view))
         .flat_map(move |doc| {
             doc.checks
