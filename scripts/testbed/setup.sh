@@ -5,13 +5,16 @@
 #
 # Usage (as root, on Debian 12 bookworm):  scripts/testbed/setup.sh
 #
-# Installs with the system's apt: runc, busybox-static and protobuf-compiler
-# (the CRI client crate's build script runs protoc). Everything else goes into
+# Installs with the system's apt: runc, busybox-static, protobuf-compiler (the CRI client
+# crate's build script runs protoc) and containernetworking-plugins (a bridge network for
+# pods that do not use the host's). Everything else goes into
 # $NODEGUARD_TESTBED (default: <repo>/.testbed):
 #   apt/<suite>/           a private apt state (sources, lists, cache) per suite;
 #                          the system's sources and package state are untouched
 #   containerd-1.7/        containerd from Debian trixie, unpacked with dpkg -x
 #   containerd-2.1/        containerd from Debian unstable, unpacked with dpkg -x
+#   kustomize/             kustomize from Debian trixie, unpacked with dpkg -x (renders
+#                          install/kubernetes for the DaemonSet's end-to-end test)
 #   images/*.tar           OCI image archives built from busybox-static
 #   SETUP_OK               what was installed; the test harness checks it
 #
@@ -31,6 +34,9 @@ readonly CONTAINERD_17_SUITE=trixie
 readonly CONTAINERD_17_VERSION=${NODEGUARD_CONTAINERD_1_7_VERSION:-'1.7.24~ds1-6+deb13u1'}
 readonly CONTAINERD_21_SUITE=sid
 readonly CONTAINERD_21_VERSION=${NODEGUARD_CONTAINERD_2_1_VERSION:-'2.1.9+ds1-5'}
+# kustomize renders install/kubernetes for the DaemonSet's end-to-end test (bookworm has none).
+readonly KUSTOMIZE_SUITE=trixie
+readonly KUSTOMIZE_VERSION=${NODEGUARD_KUSTOMIZE_VERSION:-'5.6.0+ds-1+b2'}
 
 # Packages from the system's own bookworm sources, with the versions this testbed
 # was verified with. Newer bookworm point releases are accepted with a WARNING.
@@ -38,6 +44,8 @@ readonly -A SYSTEM_PACKAGES=(
     [runc]='1.1.5+ds1-1+deb12u1'
     [busybox-static]='1:1.35.0-4+deb12u1+b1'
     [protobuf-compiler]='3.21.12-3+deb12u1'
+    # bridge, host-local and loopback CNI plugins (/usr/lib/cni): the DaemonSet's pod network.
+    [containernetworking-plugins]='1.1.1+ds1-3+b5'
 )
 
 
@@ -109,11 +117,15 @@ install_system_packages() {
 
 
 
-# fetch_containerd SUITE PINNED_VERSION DEST
-fetch_containerd() {
-    local suite=$1 pinned=$2 dest=$3
-    if [[ -x $dest/usr/bin/containerd && -f $dest/VERSION && $(<"$dest/VERSION") == "$pinned" ]]; then
-        log "containerd $pinned already in $dest"
+# fetch_deb SUITE PACKAGE PINNED_VERSION DEST BINARY...: PACKAGE from Debian SUITE unpacked
+# (dpkg -x) into DEST, which must then hold usr/bin/BINARY for each BINARY; DEST/VERSION says
+# which version. The first BINARY is run with --version (or `version`) to prove it runs here.
+fetch_deb() {
+    local suite=$1 package=$2 pinned=$3 dest=$4
+    shift 4
+    local bins=("$@")
+    if [[ -x $dest/usr/bin/${bins[0]} && -f $dest/VERSION && $(<"$dest/VERSION") == "$pinned" ]]; then
+        log "$package $pinned already in $dest"
         return
     fi
     local conf version downloads=$TESTBED/apt/$suite/downloads
@@ -121,35 +133,42 @@ fetch_containerd() {
     log "reading Debian $suite's package lists"
     apt-get -c "$conf" update -qq
     version=$pinned
-    if ! apt-cache -c "$conf" madison containerd | awk -F' [|] ' -v v="$pinned" '$2 == v { found = 1 } END { exit !found }'; then
-        version=$(apt-cache -c "$conf" madison containerd | awk -F' [|] ' 'NR == 1 { print $2 }')
-        [[ -n $version ]] || die "Debian $suite offers no containerd package"
-        warn "containerd $pinned is no longer in Debian $suite; FALLING BACK to $suite's current containerd $version"
+    if ! apt-cache -c "$conf" madison "$package" | awk -F' [|] ' -v v="$pinned" '$2 == v { found = 1 } END { exit !found }'; then
+        version=$(apt-cache -c "$conf" madison "$package" | awk -F' [|] ' 'NR == 1 { print $2 }')
+        [[ -n $version ]] || die "Debian $suite offers no $package package"
+        warn "$package $pinned is no longer in Debian $suite; FALLING BACK to $suite's current $package $version"
     fi
-    if [[ -x $dest/usr/bin/containerd && -f $dest/VERSION && $(<"$dest/VERSION") == "$version" ]]; then
-        log "containerd $version already in $dest"
+    if [[ -x $dest/usr/bin/${bins[0]} && -f $dest/VERSION && $(<"$dest/VERSION") == "$version" ]]; then
+        log "$package $version already in $dest"
         return
     fi
     rm -rf "$downloads"
     mkdir -p "$downloads"
-    log "downloading containerd $version from Debian $suite"
-    (cd "$downloads" && apt-get -c "$conf" download -qq "containerd=$version")
+    log "downloading $package $version from Debian $suite"
+    (cd "$downloads" && apt-get -c "$conf" download -qq "$package=$version")
     local deb
-    deb=$(find "$downloads" -maxdepth 1 -name 'containerd_*.deb' -print -quit)
-    [[ -n $deb ]] || die "apt-get download produced no containerd .deb"
+    deb=$(find "$downloads" -maxdepth 1 -name "${package}_*.deb" -print -quit)
+    [[ -n $deb ]] || die "apt-get download produced no $package .deb"
     rm -rf "$dest.partial"
     dpkg-deb -x "$deb" "$dest.partial"
     local bin
-    for bin in containerd ctr containerd-shim-runc-v2; do
+    for bin in "${bins[@]}"; do
         [[ -x $dest.partial/usr/bin/$bin ]] || die "$deb has no usr/bin/$bin"
     done
     # Proves the binary runs on this system's glibc before anything relies on it.
-    "$dest.partial/usr/bin/containerd" --version >&2
+    "$dest.partial/usr/bin/${bins[0]}" --version >&2 2>/dev/null ||
+        "$dest.partial/usr/bin/${bins[0]}" version >&2 ||
+        die "$dest.partial/usr/bin/${bins[0]} does not run here"
     printf '%s\n' "$version" >"$dest.partial/VERSION"
     rm -rf "$dest"
     mv "$dest.partial" "$dest"
     rm -rf "$downloads"
-    log "containerd $version unpacked into $dest"
+    log "$package $version unpacked into $dest"
+}
+
+# fetch_containerd SUITE PINNED_VERSION DEST
+fetch_containerd() {
+    fetch_deb "$1" containerd "$2" "$3" containerd ctr containerd-shim-runc-v2
 }
 
 # --- images -----------------------------------------------------------------
@@ -177,6 +196,9 @@ main() {
     log "Debian mirror: $MIRROR"
     fetch_containerd "$CONTAINERD_17_SUITE" "$CONTAINERD_17_VERSION" "$TESTBED/containerd-1.7"
     fetch_containerd "$CONTAINERD_21_SUITE" "$CONTAINERD_21_VERSION" "$TESTBED/containerd-2.1"
+    fetch_deb "$KUSTOMIZE_SUITE" kustomize "$KUSTOMIZE_VERSION" "$TESTBED/kustomize" kustomize
+    [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]] ||
+        die "containernetworking-plugins installed no bridge, host-local and loopback in /usr/lib/cni"
     build_images
 
     {
@@ -187,6 +209,8 @@ main() {
         printf 'containerd-2.1-pinned=%s\n' "$CONTAINERD_21_VERSION"
         printf 'runc=%s\n' "$(installed_version runc)"
         printf 'busybox-static=%s\n' "$(installed_version busybox-static)"
+        printf 'kustomize=%s\n' "$(<"$TESTBED/kustomize/VERSION")"
+        printf 'containernetworking-plugins=%s\n' "$(installed_version containernetworking-plugins)"
     } >"$TESTBED/SETUP_OK.partial"
     mv "$TESTBED/SETUP_OK.partial" "$TESTBED/SETUP_OK"
     log "testbed ready in $TESTBED"
