@@ -277,6 +277,25 @@ impl DaemonConfig {
         };
         Ok((config, endpoint))
     }
+
+    /// The folder of the files nodeguard keeps across restarts (the state file's, else the
+    /// report's), where `serve` takes its [`InstanceLock`](crate::ops::instance_lock::InstanceLock);
+    /// `None` when it keeps neither.
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        let compliance = &self.compliance;
+        compliance
+            .state_path
+            .as_deref()
+            .or(compliance.report_path.as_deref())
+            .map(|file| file.parent().unwrap_or(std::path::Path::new(".")))
+            .map(|dir| {
+                if dir.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    dir
+                }
+            })
+    }
 }
 
 /// What stops the daemon and what makes it re-read its policy at once.

@@ -9,6 +9,7 @@ use nodeguard::cli::check::CheckArgs;
 use nodeguard::cli::report::ReportArgs;
 use nodeguard::cli::validate::ValidateArgs;
 use nodeguard::daemon::{self, Control, DaemonConfig, ServeFlags};
+use nodeguard::ops::instance_lock::{self, InstanceLock};
 use nodeguard::ops::telemetry;
 use nodeguard::runtime::containerd::Containerd;
 
@@ -103,6 +104,15 @@ fn serve(flags: ServeFlags) -> anyhow::Result<()> {
         },
     )
     .map_err(|problems| anyhow::anyhow!("invalid configuration:\n  {}", problems.join("\n  ")))?;
+    // One instance per node (ops::instance_lock), checked before any socket is touched.
+    let _lock = config
+        .state_dir()
+        .map(|dir| {
+            let holder = instance_lock::holder_description(config.compliance.own_pod.as_ref());
+            InstanceLock::acquire(dir, &holder)
+        })
+        .transpose()
+        .context("refusing to start")?;
     telemetry::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

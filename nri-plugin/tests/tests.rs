@@ -5,5 +5,6 @@ mod check_cli;
 mod daemon;
 mod fuzz_corpus;
 mod hostile_input;
+mod instance_lock;
 mod layers;
 mod pss_conformance;

@@ -4,10 +4,12 @@
 //! - [`metrics`] and [`http`]: Prometheus metrics, health and readiness endpoints;
 //! - [`policy_files`] and [`reload`]: the policy from disk, and its hot reload;
 //! - [`telemetry`]: the diagnostic log;
-//! - [`size`]: sizes as flags and messages write them.
+//! - [`size`]: sizes as flags and messages write them;
+//! - [`instance_lock`]: one `serve` per node, a lock on the state folder.
 
 pub mod audit;
 pub mod http;
+pub mod instance_lock;
 pub mod metrics;
 pub mod policy_files;
 pub mod reload;
