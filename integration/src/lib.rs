@@ -27,6 +27,7 @@ pub mod cleanup;
 mod config;
 mod containerd;
 mod cri;
+pub mod daemonset;
 pub mod http;
 mod kubelet;
 pub mod nodeguard;

@@ -3,6 +3,7 @@
 //! One test binary (modules below). Tests need root and a testbed prepared by
 //! `scripts/testbed/setup.sh`; without it they fail and say so.
 
+mod daemonset;
 mod enforcement;
 mod gatekeeper;
 mod harness;
