@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::cluster::{ClusterMode, ClusterPolicy, Connection};
 use crate::compliance::report::DEFAULT_REPORT;
 use crate::compliance::{Auditor, ComplianceConfig, DEFAULT_STATE, Trigger};
 use crate::enforce::{Enforcer, UndecidedAtStart};
@@ -25,7 +26,7 @@ use crate::ops::audit::{AuditFile, AuditSink, Discard, Rotation};
 use crate::ops::http::Readiness;
 use crate::ops::metrics::{self, Metrics};
 use crate::ops::policy_files::{PolicyPath, Profile, Sources};
-use crate::ops::reload::{self, Loaded, PolicyHandle, Reloader};
+use crate::ops::reload::{self, Loaded, MoreSources, PolicyHandle, Reloader};
 use crate::ops::size;
 use crate::ops::telemetry::LogFormat;
 use crate::runtime::containerd::ContainerdApi;
@@ -114,7 +115,22 @@ pub struct ServeFlags {
     /// What to do at container start when an enforced rule still cannot decide.
     #[arg(long, value_enum, default_value_t = UndecidedAtStart::Deny)]
     pub undecided_at_start: UndecidedAtStart,
+    /// Follow the API server's policy too: NodePolicy objects and the Gatekeeper (or Azure
+    /// Policy) constraints, merged with the policy files. Credentials: the pod's service
+    /// account, or --kubeconfig. Enforcement never waits for the API server.
+    #[arg(long, env = "NODEGUARD_CLUSTER")]
+    pub cluster: bool,
+    /// With --cluster: a kubeconfig file instead of the pod's service account.
+    #[arg(long, env = "KUBECONFIG", requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --cluster: keep the API server's policy here, enforced at the next start until
+    /// the API server answers; empty: keep nothing.
+    #[arg(long, default_value = DEFAULT_CLUSTER_CACHE, value_parser = path_or_empty())]
+    pub cluster_policy_cache: PathBuf,
 }
+
+/// Where `serve --cluster` keeps the API server's policy.
+pub const DEFAULT_CLUSTER_CACHE: &str = "/var/lib/nodeguard/cluster-policy.json";
 
 /// Everything `serve` needs, validated: the policy compiled, files opened, the listener bound.
 #[derive(Debug)]
@@ -145,6 +161,8 @@ pub struct DaemonConfig {
     pub undecided_at_start: UndecidedAtStart,
     /// The log format.
     pub log_format: LogFormat,
+    /// The cluster-connected mode, when asked for.
+    pub cluster: Option<ClusterMode>,
 }
 
 impl DaemonConfig {
@@ -188,9 +206,37 @@ impl DaemonConfig {
             max_size: flags.max_policy_size,
             strict: flags.strict,
         };
+        let cluster = flags.cluster.then(|| {
+            let connection = match &flags.kubeconfig {
+                Some(path) => kube::config::Kubeconfig::read_from(path)
+                    .map(|k| Connection::Kubeconfig(Box::new(k)))
+                    .map_err(|e| problems.push(format!("--kubeconfig {}: {e}", path.display()))),
+                None => kube::Config::incluster()
+                    .map(|c| Connection::Config(Box::new(c)))
+                    .map_err(|e| {
+                        problems.push(format!(
+                            "--cluster: no service account of a pod here ({e}); give --kubeconfig"
+                        ));
+                    }),
+            };
+            let cache = (!flags.cluster_policy_cache.as_os_str().is_empty())
+                .then(|| flags.cluster_policy_cache.clone());
+            let changed = Arc::new(Notify::new());
+            connection.ok().map(|connection| ClusterMode {
+                policy: Arc::new(ClusterPolicy::from_cache(cache, Arc::clone(&changed))),
+                changed,
+                connection,
+            })
+        });
+        let cluster = cluster.flatten();
+        let more = cluster
+            .as_ref()
+            .map(|c| Arc::clone(&c.policy) as Arc<dyn MoreSources>);
         let policy = match policy_path.read() {
-            Ok(sources) => match policy_path.compile(&sources) {
-                Ok(policy) => Some((sources, policy)),
+            Ok(files) => match reload::merged(&policy_path, files, more.as_deref())
+                .and_then(|(sources, _)| Ok((policy_path.compile(&sources)?, sources)))
+            {
+                Ok((policy, sources)) => Some((sources, policy)),
                 Err(e) => {
                     problems.push(format!("--policy: {e}"));
                     None
@@ -274,6 +320,7 @@ impl DaemonConfig {
             reload_interval: flags.reload_interval,
             undecided_at_start: flags.undecided_at_start,
             log_format: flags.log_format,
+            cluster,
         };
         Ok((config, endpoint))
     }
@@ -358,12 +405,19 @@ pub async fn run<S: ContainerdApi + 'static>(
     }
     let metrics = Arc::new(Metrics::new(sources));
     let policy: PolicyHandle = Loaded::first(config.policy);
-    let reloader = Arc::new(Reloader::new(
+    let mut reloader = Reloader::new(
         config.policy_path,
         Arc::clone(&policy),
         config.sources,
         Arc::clone(&metrics),
-    ));
+    );
+    if let Some(cluster) = &config.cluster {
+        reloader = reloader.with_more_sources(Arc::clone(&cluster.policy) as Arc<dyn MoreSources>);
+    }
+    let reloader = Arc::new(reloader);
+    if let Some(cluster) = config.cluster {
+        tokio::spawn(cluster.run(Arc::clone(&control.reload), control.shutdown.clone()));
+    }
     let audit: Arc<dyn AuditSink> = match &config.audit_file {
         Some(file) => Arc::clone(file) as Arc<dyn AuditSink>,
         None => Arc::new(Discard),

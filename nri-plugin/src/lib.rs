@@ -15,6 +15,7 @@
 //! crate.
 
 pub mod cli;
+pub mod cluster;
 pub mod compliance;
 pub mod daemon;
 pub mod enforce;

@@ -58,6 +58,9 @@ enum PolicyCommand {
     ///
     /// Exit status: 0 converted, 2 invalid or unreadable input.
     Convert(nodeguard::cli::convert::ConvertArgs),
+    /// Print the NodePolicy CustomResourceDefinition (`kubectl apply -f -`), its schema
+    /// generated from the policy loader's types.
+    Crd,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,10 @@ fn main() -> ExitCode {
         Command::Check(args) => nodeguard::cli::check::run(&args),
         Command::Policy(PolicyCommand::Validate(args)) => nodeguard::cli::validate::run(&args),
         Command::Policy(PolicyCommand::Convert(args)) => nodeguard::cli::convert::run(&args),
+        Command::Policy(PolicyCommand::Crd) => {
+            print!("{}", nodeguard::cluster::crd::crd_yaml());
+            ExitCode::SUCCESS
+        }
         Command::Report(args) => nodeguard::cli::report::run(&args),
         Command::Completion { shell } => {
             use clap::CommandFactory as _;

@@ -10,8 +10,17 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     (
         "daemon",
-        &["nri", "compliance", "enforce", "runtime", "ops", "cli"],
+        &[
+            "cluster",
+            "nri",
+            "compliance",
+            "enforce",
+            "runtime",
+            "ops",
+            "cli",
+        ],
     ),
+    ("cluster", &["compliance", "ops"]),
     ("nri", &["enforce", "ops"]),
     ("compliance", &["enforce", "runtime", "ops"]),
     ("enforce", &["runtime", "ops"]),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a rule does when it is violated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
     /// Refuse the container.
@@ -40,6 +41,7 @@ impl fmt::Display for Effect {
 /// What nodeguard does to a container already running that is found violating a rule (the
 /// rule's `remediate`). Opt-in: by default nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Remediation {
     /// Report only.

@@ -66,6 +66,7 @@ pub struct SpecRaw {
 
 /// `spec.scope`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScopeRaw {
     /// Namespace globs the policy applies to (default: all).
@@ -98,6 +99,7 @@ pub struct ScopeRaw {
 
 /// A Kubernetes label selector.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelSelectorRaw {
     /// Labels that must have exactly these values.
@@ -110,6 +112,7 @@ pub struct LabelSelectorRaw {
 
 /// One set-based label requirement.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelExpressionRaw {
     /// Label key.
@@ -123,6 +126,7 @@ pub struct LabelExpressionRaw {
 
 /// Label selector operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum SelectorOperator {
     /// The label's value is one of `values`.
     In,
@@ -136,6 +140,7 @@ pub enum SelectorOperator {
 
 /// Pod Security Standards levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PssLevel {
     /// The baseline level: prevents known privilege escalations.
@@ -156,6 +161,7 @@ impl PssLevel {
 
 /// `spec.podSecurity`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PodSecurityRaw {
     /// `baseline` or `restricted` (required; read as optional so that a mistake in it does not
@@ -166,6 +172,7 @@ pub struct PodSecurityRaw {
     /// or `latest` (the default). Kept raw: an unquoted `1.35` is a number, and the error says
     /// what to write ([`crate::pss::PssVersion`]).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub version: Option<Value>,
     /// Effect of every control (default: the policy's).
     #[serde(default)]
@@ -173,11 +180,13 @@ pub struct PodSecurityRaw {
     /// Controls switched off, everywhere or for some namespaces or images; each read on its
     /// own ([`ExemptionRaw`]), so one's mistakes do not hide another's.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<ExemptionRaw>"))]
     pub exemptions: Vec<Value>,
 }
 
 /// One exemption from Pod Security Standards controls.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExemptionRaw {
     /// Control names (see `docs/policy.md`).
@@ -193,6 +202,7 @@ pub struct ExemptionRaw {
 
 /// A rule that has nothing to set but its effect.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FlagRuleRaw {
     /// Effect (default: the policy's).
@@ -202,6 +212,7 @@ pub struct FlagRuleRaw {
 
 /// `rules.images`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ImagesRaw {
     /// Effect (default: the policy's).
@@ -226,6 +237,7 @@ pub struct ImagesRaw {
 
 /// `rules.hostNamespaces`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HostNamespacesRaw {
     /// Effect (default: the policy's).
@@ -238,6 +250,7 @@ pub struct HostNamespacesRaw {
 
 /// A host namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HostNamespaceName {
     /// `hostPID`
@@ -250,6 +263,7 @@ pub enum HostNamespaceName {
 
 /// `rules.capabilities`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CapabilitiesRaw {
     /// Effect (default: the policy's).
@@ -265,6 +279,7 @@ pub struct CapabilitiesRaw {
 
 /// `cpu` or `memory`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceName {
     /// CPU.
@@ -275,6 +290,7 @@ pub enum ResourceName {
 
 /// `rules.resources`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResourcesRaw {
     /// Effect (default: the policy's).
@@ -296,18 +312,22 @@ pub struct ResourcesRaw {
 
 /// A value per resource.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PerResourceRaw {
     /// For CPU.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<IntOrString>"))]
     pub cpu: Option<Value>,
     /// For memory.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<IntOrString>"))]
     pub memory: Option<Value>,
 }
 
 /// `rules.hostPorts`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HostPortsRaw {
     /// Effect (default: the policy's).
@@ -315,11 +335,13 @@ pub struct HostPortsRaw {
     pub effect: Option<Effect>,
     /// Ports or ranges (`8080`, `"9000-9100"`) that may be bound on the host.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<IntOrString>"))]
     pub allowed: Vec<Value>,
 }
 
 /// `rules.hostPath`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HostPathRaw {
     /// Effect (default: the policy's).
@@ -332,6 +354,7 @@ pub struct HostPathRaw {
 
 /// One allowed host path.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AllowedHostPathRaw {
     /// Path prefix, matched by whole path components.
@@ -343,6 +366,7 @@ pub struct AllowedHostPathRaw {
 
 /// An inclusive id range.
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IdRangeRaw {
     /// Smallest id allowed.
@@ -353,6 +377,7 @@ pub struct IdRangeRaw {
 
 /// `rules.users`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UsersRaw {
     /// Effect (default: the policy's).
@@ -371,6 +396,7 @@ pub struct UsersRaw {
 
 /// Profile kinds for seccomp and AppArmor rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ProfileKind {
     /// The runtime's default profile.
     RuntimeDefault,
@@ -382,6 +408,7 @@ pub enum ProfileKind {
 
 /// `rules.seccomp` and `rules.appArmor`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProfileRuleRaw {
     /// Effect (default: the policy's).
@@ -397,6 +424,7 @@ pub struct ProfileRuleRaw {
 
 /// `rules.seLinux`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SeLinuxRaw {
     /// Effect (default: the policy's).
@@ -418,6 +446,7 @@ pub struct SeLinuxRaw {
 
 /// `rules.sysctls`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SysctlsRaw {
     /// Effect (default: the policy's).
@@ -433,6 +462,7 @@ pub struct SysctlsRaw {
 
 /// `rules.volumeTypes`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VolumeTypesRaw {
     /// Effect (default: the policy's).
@@ -444,6 +474,7 @@ pub struct VolumeTypesRaw {
 
 /// `rules.requiredLabels`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequiredLabelsRaw {
     /// Effect (default: the policy's).
@@ -455,6 +486,7 @@ pub struct RequiredLabelsRaw {
 
 /// One required pod label.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelRequirementRaw {
     /// Label key.
@@ -466,6 +498,7 @@ pub struct LabelRequirementRaw {
 
 /// `rules.devices`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DevicesRaw {
     /// Effect (default: the policy's).
@@ -527,4 +560,30 @@ pub fn plain_message(message: &str) -> String {
         }
     }
     out
+}
+
+/// The schema of a value written as a number or a string (`500m`, `8080`, `8000-8100`).
+#[cfg(feature = "schema")]
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    /// A number.
+    Int(i64),
+    /// A string.
+    String(String),
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for IntOrString {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IntOrString".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"x-kubernetes-int-or-string": true})
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
 }

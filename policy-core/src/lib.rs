@@ -18,6 +18,8 @@ pub mod policy;
 pub mod pss;
 pub mod quantity;
 mod rules;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod view;
 pub mod yaml;
 

@@ -71,7 +71,10 @@ fn a_denied_name_of_the_same_content_refuses_it() {
 #[test]
 fn tag_and_digest_rules_judge_the_reference_given_not_the_other_names() {
     let p = rules("images: {forbiddenTags: [latest]}\n");
-    assert_clean(&p, &named("registry.corp/app:1", &["registry.corp/app:latest"]));
+    assert_clean(
+        &p,
+        &named("registry.corp/app:1", &["registry.corp/app:latest"]),
+    );
     let p = rules("images: {requireDigest: true}\n");
     assert_denied(
         &p,
@@ -89,13 +92,19 @@ fn exemptions_by_image_hold_for_any_name_of_the_content() {
     let p = rules(
         "images:\n  allowed: ['^registry\\.corp/']\n  forbiddenTags: ['3']\n  exempt: ['^docker\\.io/vendor/agent:']\n",
     );
-    assert_clean(&p, &named("evil.example/agent:3", &["docker.io/vendor/agent:3"]));
+    assert_clean(
+        &p,
+        &named("evil.example/agent:3", &["docker.io/vendor/agent:3"]),
+    );
 }
 
 #[test]
 fn image_volumes_are_judged_by_every_name_of_their_content() {
     let p = allow_corp();
-    assert_clean(&p, &mounting(Some(&["docker.io/x/data:1", "registry.corp/data:1"])));
+    assert_clean(
+        &p,
+        &mounting(Some(&["docker.io/x/data:1", "registry.corp/data:1"])),
+    );
     assert_denied(
         &p,
         &mounting(Some(&["evil.example/busybox:1"])),

@@ -204,8 +204,11 @@ pub fn image_volume_digest(source: &str, fs_type: &str, sandbox_id: &str) -> Opt
     const DIR: &str = "/io.containerd.grpc.v1.cri/image-volumes/";
     let rest = &source[source.find(DIR)? + DIR.len()..];
     let hex = rest.split('/').nth(1)?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-        .then(|| format!("sha256:{hex}"))
+    (hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    .then(|| format!("sha256:{hex}"))
 }
 
 /// The image volumes among a container's mounts (`(destination, source, type)`), their

@@ -11,9 +11,8 @@ use policy_core::image::ImageRef;
 use policy_core::quantity::{Bytes, Millicores};
 use policy_core::view::{
     AppArmor, Capabilities, ContainerKind, ContainerView, Handler, HostNamespaces, ImageVolume,
-    Layered, Mount,
-    MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security, ViewSource, Volume,
-    VolumeType,
+    Layered, Mount, MountSource, PodView, ProcMount, Resources, SeLinux, Seccomp, Security,
+    ViewSource, Volume, VolumeType,
 };
 use serde::Deserialize;
 use serde_json::Value;

@@ -6,11 +6,12 @@
 //! which file watches on the policy files themselves miss, and the kubelet only refreshes
 //! ConfigMap volumes every minute or so anyway (docs/adr/0010-policy-reload-by-polling.md).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use policy_core::Policy;
+use policy_core::{Policy, PolicyErrors};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -72,13 +73,45 @@ struct State {
     last_error: Option<String>,
 }
 
+/// Policy documents from elsewhere than the files (the API server's, in the cluster-connected
+/// mode), each already valid on its own, merged with the files' at every reload.
+pub trait MoreSources: Send + Sync + std::fmt::Debug {
+    /// The documents as `(source name, text)`, leaving out those whose policy name is in
+    /// `taken` (the files'); with each left out, why.
+    fn sources(&self, taken: &[&str]) -> (Vec<(PathBuf, String)>, Vec<String>);
+}
+
 /// Re-reads the policy at a path and swaps it in when it changed and is valid.
 #[derive(Debug)]
 pub struct Reloader {
     path: PolicyPath,
+    more: Option<Arc<dyn MoreSources>>,
     policy: PolicyHandle,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
+}
+
+/// The files' sources with `more`'s merged in (those whose names the files use left out,
+/// each named in the second part).
+///
+/// # Errors
+/// The files' own mistakes: the merge needs their names.
+pub fn merged(
+    path: &PolicyPath,
+    files: Sources,
+    more: Option<&dyn MoreSources>,
+) -> Result<(Sources, Vec<String>), PolicyErrors> {
+    let Some(more) = more else {
+        return Ok((files, Vec::new()));
+    };
+    let (extra, left_out) = {
+        let alone = path.compile(&files)?;
+        let taken: Vec<&str> = alone.names().collect();
+        more.sources(&taken)
+    };
+    let Sources(mut all) = files;
+    all.extend(extra);
+    Ok((Sources(all), left_out))
 }
 
 impl Reloader {
@@ -94,6 +127,7 @@ impl Reloader {
         metrics.policy_in_force(&policy.load().policy);
         Reloader {
             path,
+            more: None,
             policy,
             metrics,
             state: Mutex::new(State {
@@ -101,6 +135,17 @@ impl Reloader {
                 last_error: None,
             }),
         }
+    }
+
+    /// The reloader merging `more`'s documents with the files' at every check.
+    #[must_use]
+    pub fn with_more_sources(mut self, more: Arc<dyn MoreSources>) -> Self {
+        // The policy in force was compiled from them too: what the first check compares with.
+        if let Seen::Sources(seen) = &mut self.lock().seen {
+            seen.0.extend(more.sources(&[]).0);
+        }
+        self.more = Some(more);
+        self
     }
 
     /// The generation of the policy in force: 1 at start, one more per successful reload.
@@ -119,18 +164,30 @@ impl Reloader {
 
     /// Reads the files; swaps in the policy when they changed and compile.
     pub fn check(&self) -> ReloadOutcome {
-        let read = self.path.read();
+        // The files, and the other sources' documents unfiltered: what a change is seen in.
+        let read = self.path.read().map(|files| {
+            let mut seen = files.clone();
+            if let Some(more) = &self.more {
+                seen.0.extend(more.sources(&[]).0);
+            }
+            (files, seen)
+        });
         let mut state = self.lock();
         let seen = match &read {
-            Ok(sources) => Seen::Sources(sources.clone()),
+            Ok((_, seen)) => Seen::Sources(seen.clone()),
             Err(e) => Seen::Unreadable(e.to_string()),
         };
         if seen == state.seen {
             return ReloadOutcome::Unchanged;
         }
         state.seen = seen;
-        let compiled =
-            read.and_then(|sources| self.path.compile(&sources).map_err(LoadError::from));
+        let compiled = read.and_then(|(files, _)| {
+            let (sources, left_out) = merged(&self.path, files, self.more.as_deref())?;
+            for why in left_out {
+                tracing::warn!("API policy object left out: {why}");
+            }
+            self.path.compile(&sources).map_err(LoadError::from)
+        });
         match compiled {
             Ok(policy) => {
                 state.last_error = None;

@@ -5,9 +5,11 @@
 //! and decodes the replies as Go's client does. [`harness`] runs `serve::run` against it with
 //! an in-memory spec source and audit sink.
 
+mod fake_api;
 mod fake_runtime;
 mod harness;
 
+mod cluster;
 mod compliance;
 mod create;
 mod faults;

@@ -1,0 +1,85 @@
+//! The cluster-connected mode put together: how the API server is reached, and the watchers
+//! that follow its policy objects.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tracing::error;
+
+use super::shared::ClusterPolicy;
+use super::watch;
+
+/// How nodeguard reaches the API server.
+pub enum Connection {
+    /// The pod's service account (in-cluster).
+    Config(Box<kube::Config>),
+    /// A kubeconfig file (`--kubeconfig`).
+    Kubeconfig(Box<kube::config::Kubeconfig>),
+    /// A client made elsewhere (tests: an in-memory API server).
+    Client(kube::Client),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Connection::Config(_) => "Connection::Config",
+            Connection::Kubeconfig(_) => "Connection::Kubeconfig",
+            Connection::Client(_) => "Connection::Client",
+        })
+    }
+}
+
+impl Connection {
+    /// The client.
+    ///
+    /// # Errors
+    /// When the configuration cannot give one (a kubeconfig's credentials, TLS settings).
+    pub async fn client(self) -> Result<kube::Client, kube::Error> {
+        let config = match self {
+            Connection::Client(client) => return Ok(client),
+            Connection::Config(config) => *config,
+            Connection::Kubeconfig(kubeconfig) => {
+                kube::Config::from_custom_kubeconfig(*kubeconfig, &Default::default())
+                    .await
+                    .map_err(kube::Error::InferKubeconfig)?
+            }
+        };
+        kube::Client::try_from(config)
+    }
+}
+
+/// The cluster-connected mode, configured.
+#[derive(Debug)]
+pub struct ClusterMode {
+    /// The API server's documents (read from the cache at start).
+    pub policy: Arc<ClusterPolicy>,
+    /// Notified when they change.
+    pub changed: Arc<Notify>,
+    /// How to reach the API server.
+    pub connection: Connection,
+}
+
+impl ClusterMode {
+    /// Follows the API server's policy objects until `shutdown`, waking `reload` at every
+    /// change. Connecting is retried with backoff; the cached documents stay in force meanwhile.
+    pub async fn run(self, reload: Arc<Notify>, shutdown: tokio_util::sync::CancellationToken) {
+        let changed = Arc::clone(&self.changed);
+        let forward = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = forward.cancelled() => return,
+                    () = changed.notified() => reload.notify_one(),
+                }
+            }
+        });
+        let client = match self.connection.client().await {
+            Ok(client) => client,
+            Err(e) => {
+                error!(error = %e, "cannot make a Kubernetes client: the API server's policy is not followed");
+                return;
+            }
+        };
+        watch::run(client, self.policy, watch::DISCOVERY_INTERVAL, shutdown).await;
+    }
+}

@@ -1,0 +1,131 @@
+//! The API server's accepted documents, shared by the watchers (which change them), the
+//! reloader (which merges them with the files) and the cache on disk.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde_json::Value;
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use super::cache;
+use super::documents::{Applied, ClusterDocuments, ObjectKey};
+use crate::ops::reload::MoreSources;
+
+/// The API server's documents, shared by the watchers (which change them), the reloader
+/// (which merges them with the files) and the cache on disk.
+#[derive(Debug)]
+pub struct ClusterPolicy {
+    documents: Mutex<ClusterDocuments>,
+    /// Where the accepted documents are kept; `None` keeps nothing (tests).
+    cache: Option<PathBuf>,
+    /// Notified when the accepted documents change: the reloader's trigger.
+    changed: Arc<Notify>,
+}
+
+impl ClusterPolicy {
+    /// The documents kept in `cache` (none when there is no cache yet, or it cannot be read:
+    /// then said in the log), notifying `changed` at every change.
+    pub fn from_cache(cache: Option<PathBuf>, changed: Arc<Notify>) -> Self {
+        let documents = match cache.as_deref().map(cache::load) {
+            None => ClusterDocuments::default(),
+            Some(Ok((documents, left_out))) => {
+                for why in left_out {
+                    warn!("cached API policy object left out: {why}");
+                }
+                if !documents.accepted().is_empty() {
+                    info!(
+                        objects = documents.accepted().len(),
+                        "enforcing the API server's policy kept on disk until the API server answers"
+                    );
+                }
+                documents
+            }
+            Some(Err(e)) => {
+                error!(error = %e, "the cached API policy cannot be read: starting without it");
+                ClusterDocuments::default()
+            }
+        };
+        ClusterPolicy {
+            documents: Mutex::new(documents),
+            cache,
+            changed,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ClusterDocuments> {
+        self.documents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The accepted objects and their generations, in key order.
+    pub fn in_force(&self) -> Vec<(ObjectKey, i64)> {
+        self.lock()
+            .accepted()
+            .iter()
+            .map(|(k, a)| (k.clone(), a.generation))
+            .collect()
+    }
+
+    /// Takes in an object the API server sent (added or changed).
+    pub fn apply(&self, object: &Value) -> Applied {
+        let applied = self.lock().apply(object);
+        match &applied {
+            Applied::Accepted => self.changed_now(),
+            Applied::Rejected { errors, generation } => {
+                let name = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let kind = object
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                error!(
+                    kind,
+                    name,
+                    generation,
+                    "API policy object rejected; its last good generation (if any) stays in force:\n{errors}"
+                );
+            }
+            Applied::Unchanged => {}
+        }
+        applied
+    }
+
+    /// Forgets a deleted object.
+    pub fn delete(&self, key: &ObjectKey) {
+        if self.lock().delete(key) {
+            info!(%key, "API policy object deleted");
+            self.changed_now();
+        }
+    }
+
+    /// After a full list of `kind`: forgets the objects of that kind not listed.
+    pub fn retain_listed(&self, kind: &str, present: &[ObjectKey]) {
+        if self.lock().retain_listed(kind, present) {
+            self.changed_now();
+        }
+    }
+
+    /// Keeps the accepted documents on disk and wakes the reloader.
+    fn changed_now(&self) {
+        if let Some(path) = &self.cache {
+            let documents = self.lock().clone();
+            if let Err(e) = cache::save(path, &documents) {
+                warn!(error = %e, "cannot keep the API server's policy on disk");
+            }
+        }
+        self.changed.notify_one();
+    }
+}
+
+impl MoreSources for ClusterPolicy {
+    fn sources(&self, taken: &[&str]) -> (Vec<(PathBuf, String)>, Vec<String>) {
+        self.lock().sources(taken)
+    }
+}
+
+/// A shared [`ClusterPolicy`].
+pub type ClusterPolicyHandle = Arc<ClusterPolicy>;

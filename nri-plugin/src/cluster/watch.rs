@@ -1,0 +1,165 @@
+//! Following the API server's policy objects: `NodePolicy` objects and the constraints of
+//! every kind served under `constraints.gatekeeper.sh`, with kube-rs watchers (list, then watch
+//! from the list's resourceVersion, relist on `410 Gone`, retry with backoff).
+//!
+//! The API server is not a dependency of enforcement: while it is away the documents already
+//! accepted (or read from the cache at start) stay in force, and the watchers retry.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::crd::NodePolicy;
+use super::documents::ObjectKey;
+use super::shared::ClusterPolicy;
+
+/// The API group of Gatekeeper's constraints (Azure Policy for AKS installs them too).
+pub const CONSTRAINTS_GROUP: &str = "constraints.gatekeeper.sh";
+
+/// How often the constraint kinds are discovered again (a new ConstraintTemplate adds one).
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Follows the objects of `resource` into `policy` until `shutdown`: every object listed or
+/// changed is applied, every deleted one forgotten, and after each full list the objects no
+/// longer listed are forgotten. Errors (the API server away, `410 Gone`) are retried with
+/// kube-rs's default backoff.
+pub async fn follow(
+    client: Client,
+    resource: ApiResource,
+    policy: Arc<ClusterPolicy>,
+    shutdown: CancellationToken,
+) {
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let kind = resource.kind.clone();
+    let mut listed: Vec<ObjectKey> = Vec::new();
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.next() => event,
+        };
+        let Some(event) = event else {
+            return;
+        };
+        match event {
+            Ok(Event::Init) => listed.clear(),
+            Ok(Event::InitApply(object)) => {
+                if let Some(key) = key_of(&kind, &object) {
+                    listed.push(key);
+                }
+                policy.apply(&to_value(&kind, &resource, object));
+            }
+            Ok(Event::InitDone) => {
+                debug!(kind, objects = listed.len(), "listed");
+                policy.retain_listed(&kind, &listed);
+            }
+            Ok(Event::Apply(object)) => {
+                policy.apply(&to_value(&kind, &resource, object));
+            }
+            Ok(Event::Delete(object)) => {
+                if let Some(key) = key_of(&kind, &object) {
+                    policy.delete(&key);
+                }
+            }
+            Err(e) => warn!(kind, error = %e, "watching the API server's policy objects; retrying"),
+        }
+    }
+}
+
+fn key_of(kind: &str, object: &DynamicObject) -> Option<ObjectKey> {
+    Some(ObjectKey {
+        kind: kind.to_string(),
+        name: object.metadata.name.clone()?,
+    })
+}
+
+/// The object as JSON, with the kind and apiVersion a list's items may lack.
+fn to_value(kind: &str, resource: &ApiResource, object: DynamicObject) -> serde_json::Value {
+    let mut value = serde_json::to_value(object).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("kind".into(), kind.into());
+        map.insert("apiVersion".into(), resource.api_version.clone().into());
+    }
+    value
+}
+
+/// The `NodePolicy` resource.
+pub fn node_policies() -> ApiResource {
+    ApiResource::erase::<NodePolicy>(&())
+}
+
+/// The constraint kinds the API server serves under [`CONSTRAINTS_GROUP`] (none when the
+/// group does not exist: Gatekeeper is not installed).
+///
+/// # Errors
+/// When the API server cannot be asked.
+pub async fn constraint_kinds(client: &Client) -> Result<Vec<ApiResource>, kube::Error> {
+    let groups = kube::discovery::Discovery::new(client.clone())
+        .filter(&[CONSTRAINTS_GROUP])
+        .run()
+        .await?;
+    Ok(groups
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .map(|(resource, _)| resource)
+        .filter(|r| !r.plural.contains('/'))
+        .collect())
+}
+
+/// Follows `NodePolicy` objects and every constraint kind until `shutdown`, discovering the
+/// constraint kinds again every `interval` (a watcher per kind; a kind no longer served is
+/// stopped and its objects forgotten).
+pub async fn run(
+    client: Client,
+    policy: Arc<ClusterPolicy>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(follow(
+        client.clone(),
+        node_policies(),
+        Arc::clone(&policy),
+        shutdown.clone(),
+    ));
+    let mut followed: BTreeMap<String, CancellationToken> = BTreeMap::new();
+    loop {
+        match constraint_kinds(&client).await {
+            Ok(kinds) => {
+                let served: Vec<String> = kinds.iter().map(|k| k.kind.clone()).collect();
+                for resource in kinds {
+                    if followed.contains_key(&resource.kind) {
+                        continue;
+                    }
+                    info!(kind = resource.kind, "following constraints");
+                    let stop = shutdown.child_token();
+                    followed.insert(resource.kind.clone(), stop.clone());
+                    tokio::spawn(follow(client.clone(), resource, Arc::clone(&policy), stop));
+                }
+                followed.retain(|kind, stop| {
+                    let keep = served.contains(kind);
+                    if !keep {
+                        info!(kind, "constraint kind no longer served");
+                        stop.cancel();
+                        policy.retain_listed(kind, &[]);
+                    }
+                    keep
+                });
+            }
+            Err(e) => warn!(error = %e, "discovering the constraint kinds; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
