@@ -51,6 +51,7 @@ fn views() -> [ContainerView; 2] {
             annotations: BTreeMap::new(),
             os: None,
             automount_token: Some(None),
+            namespace_labels: Some(BTreeMap::from([("team".to_string(), "a".to_string())])),
         },
         host_namespaces: HostNamespaces {
             pid: Some(true),

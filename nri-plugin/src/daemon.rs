@@ -226,6 +226,7 @@ impl DaemonConfig {
                 policy: Arc::new(ClusterPolicy::from_cache(cache, Arc::clone(&changed))),
                 changed,
                 connection,
+                namespaces: Arc::default(),
             })
         });
         let cluster = cluster.flatten();
@@ -415,6 +416,7 @@ pub async fn run<S: ContainerdApi + 'static>(
         reloader = reloader.with_more_sources(Arc::clone(&cluster.policy) as Arc<dyn MoreSources>);
     }
     let reloader = Arc::new(reloader);
+    let namespace_labels = config.cluster.as_ref().map(|c| Arc::clone(&c.namespaces));
     if let Some(cluster) = config.cluster {
         tokio::spawn(cluster.run(Arc::clone(&control.reload), control.shutdown.clone()));
     }
@@ -422,14 +424,18 @@ pub async fn run<S: ContainerdApi + 'static>(
         Some(file) => Arc::clone(file) as Arc<dyn AuditSink>,
         None => Arc::new(Discard),
     };
-    let enforcer = Arc::new(Enforcer::new(
+    let mut enforcer = Enforcer::new(
         policy,
         containerd,
         audit,
         Arc::clone(&metrics),
         config.node,
         config.undecided_at_start,
-    ));
+    );
+    if let Some(labels) = namespace_labels {
+        enforcer = enforcer.with_namespace_labels(labels);
+    }
+    let enforcer = Arc::new(enforcer);
     let auditor = Arc::new(Auditor::new(enforcer, config.compliance));
     let shutdown = control.shutdown;
     if let Some(listener) = config.metrics_listener {

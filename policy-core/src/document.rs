@@ -78,6 +78,10 @@ pub struct ScopeRaw {
     /// Pods it applies to, by label.
     #[serde(default)]
     pub pod_selector: Option<LabelSelectorRaw>,
+    /// Namespaces it applies to, by their labels (known on the node in the cluster-connected
+    /// mode only; elsewhere the containers in the other criteria's scope are skipped).
+    #[serde(default)]
+    pub namespace_selector: Option<LabelSelectorRaw>,
     /// Container-name globs it applies to (default: all).
     #[serde(default)]
     pub container_names: Vec<String>,

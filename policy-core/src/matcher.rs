@@ -172,6 +172,19 @@ pub struct Scope {
     /// Gatekeeper's reading of the namespace criteria: an object that names no namespace
     /// ([`crate::view::PodView::namespace_assumed`]) is neither in nor out of any.
     pub gatekeeper: bool,
+    /// The labels the pod's namespace must have (`namespaceSelector`); `None`: any namespace.
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// Whether a scope holds a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeMatch {
+    /// It does.
+    Yes,
+    /// It does not.
+    No,
+    /// It would, if the namespace's labels (which its `namespaceSelector` reads) were known.
+    NeedsNamespaceLabels,
 }
 
 impl Scope {
@@ -185,6 +198,24 @@ impl Scope {
 
     /// Whether the policy applies to the container.
     pub fn applies_to(&self, view: &ContainerView) -> bool {
+        self.matches(view) == ScopeMatch::Yes
+    }
+
+    /// Whether the scope holds the container, or cannot tell for want of its namespace's
+    /// labels.
+    pub fn matches(&self, view: &ContainerView) -> ScopeMatch {
+        if !self.holds_but_namespace_labels(view) {
+            return ScopeMatch::No;
+        }
+        match (&self.namespace_selector, &view.pod.namespace_labels) {
+            (None, _) => ScopeMatch::Yes,
+            (Some(selector), Some(labels)) if selector.matches(labels) => ScopeMatch::Yes,
+            (Some(_), Some(_)) => ScopeMatch::No,
+            (Some(_), None) => ScopeMatch::NeedsNamespaceLabels,
+        }
+    }
+
+    fn holds_but_namespace_labels(&self, view: &ContainerView) -> bool {
         let ns = view.pod.namespace.as_str();
         let placed = self.gatekeeper && view.pod.namespace_assumed;
         let included = placed || self.namespaces.as_ref().is_none_or(|g| g.is_match(ns));

@@ -146,6 +146,9 @@ pub struct PodView {
     /// `automountServiceAccountToken` (`Some(None)`: not set); unknown on the node, which sees
     /// the token's mount instead.
     pub automount_token: Known<Option<bool>>,
+    /// The labels of the pod's namespace: known on the node in the cluster-connected mode
+    /// (from the API server), which a `namespaceSelector` needs.
+    pub namespace_labels: Known<BTreeMap<String, String>>,
 }
 
 impl PodView {

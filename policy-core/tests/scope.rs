@@ -275,3 +275,34 @@ fn containerd_namespaces_choose_which_runtime_namespaces_a_document_judges() {
         .is_none()
     );
 }
+
+#[test]
+fn a_namespace_selector_needs_the_namespaces_labels_and_matches_them() {
+    let policy = crate::util::policy(
+        "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: prod-only}\nspec:\n  scope:\n    namespaceSelector:\n      matchExpressions: [{key: env, operator: In, values: [prod]}]\n  rules:\n    privileged: {}\n",
+    );
+    let mut view = compliant();
+    view.security.privileged = Some(true);
+    // Without the labels (no API server): skipped for this document, with the reason.
+    assert!(reporting(&policy, &view).is_empty());
+    assert_eq!(
+        policy.not_enforced(&view).collect::<Vec<_>>(),
+        [("prod-only", policy_core::policy::NEEDS_NAMESPACE_LABELS)]
+    );
+    view.pod.namespace_labels = Some(labels(&[("env", "prod")]));
+    assert_eq!(reporting(&policy, &view), set(&["prod-only"]));
+    assert_eq!(policy.not_enforced(&view).count(), 0);
+    view.pod.namespace_labels = Some(labels(&[("env", "dev")]));
+    assert!(reporting(&policy, &view).is_empty());
+    assert_eq!(policy.not_enforced(&view).count(), 0);
+    // A selector's mistakes are located like any other.
+    let errors = crate::util::policy_err(
+        "apiVersion: nodeguard.io/v1alpha1\nkind: NodePolicy\nmetadata: {name: bad}\nspec:\n  scope:\n    namespaceSelector:\n      matchExpressions: [{key: env, operator: In}]\n",
+    );
+    assert!(
+        errors
+            .to_string()
+            .contains("spec.scope.namespaceSelector.matchExpressions[0]"),
+        "{errors}"
+    );
+}

@@ -104,6 +104,7 @@ pub fn compliant() -> ContainerView {
             annotations: BTreeMap::new(),
             os: None,
             automount_token: Some(Some(false)),
+            namespace_labels: None,
         },
         host_namespaces: HostNamespaces::NONE,
         host_ports: Some(Vec::new()),

@@ -172,6 +172,7 @@ fn pod_from_document(doc: &Value) -> Result<Option<PodManifest>, InvalidManifest
         annotations: pod_meta.annotations.clone(),
         os: spec.os.as_ref().map(|os| os.name.clone()),
         automount_token: Some(spec.automount_service_account_token),
+        namespace_labels: None,
     };
     let containers = views(&spec, &pod).map_err(|e| e.within(&format!("{prefix}spec.")))?;
     Ok(Some(PodManifest {

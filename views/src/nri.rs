@@ -103,6 +103,7 @@ pub fn pod_view(pod: &nri::PodSandbox) -> PodView {
         annotations: sorted(&pod.annotations),
         os: None,
         automount_token: None,
+        namespace_labels: None,
     }
 }
 

@@ -309,6 +309,7 @@ impl RuntimeSpec {
                 annotations: BTreeMap::new(),
                 os: None,
                 automount_token: None,
+                namespace_labels: None,
             },
             host_namespaces: HostNamespaces {
                 pid: Some(!has_ns("pid")),

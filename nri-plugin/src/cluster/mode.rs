@@ -8,6 +8,7 @@ use tracing::error;
 
 use super::shared::ClusterPolicy;
 use super::watch;
+use crate::ops::namespaces::NamespaceLabels;
 
 /// How nodeguard reaches the API server.
 pub enum Connection {
@@ -57,6 +58,8 @@ pub struct ClusterMode {
     pub changed: Arc<Notify>,
     /// How to reach the API server.
     pub connection: Connection,
+    /// The namespaces' labels, followed for `namespaceSelector`s.
+    pub namespaces: Arc<NamespaceLabels>,
 }
 
 impl ClusterMode {
@@ -80,6 +83,11 @@ impl ClusterMode {
                 return;
             }
         };
+        tokio::spawn(watch::follow_namespaces(
+            client.clone(),
+            self.namespaces,
+            shutdown.clone(),
+        ));
         watch::run(client, self.policy, watch::DISCOVERY_INTERVAL, shutdown).await;
     }
 }

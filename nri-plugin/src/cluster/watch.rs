@@ -5,7 +5,7 @@
 //! The API server is not a dependency of enforcement: while it is away the documents already
 //! accepted (or read from the cache at start) stay in force, and the watchers retry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ use tracing::{debug, info, warn};
 use super::crd::NodePolicy;
 use super::documents::ObjectKey;
 use super::shared::ClusterPolicy;
+use crate::ops::namespaces::NamespaceLabels;
+use k8s_openapi::api::core::v1::Namespace;
 
 /// The API group of Gatekeeper's constraints (Azure Policy for AKS installs them too).
 pub const CONSTRAINTS_GROUP: &str = "constraints.gatekeeper.sh";
@@ -91,6 +93,48 @@ fn to_value(kind: &str, resource: &ApiResource, object: DynamicObject) -> serde_
         map.insert("apiVersion".into(), resource.api_version.clone().into());
     }
     value
+}
+
+/// Follows the namespaces' labels into `labels` until `shutdown` (a full list replaces them
+/// all; errors are retried with backoff).
+pub async fn follow_namespaces(
+    client: Client,
+    labels: Arc<NamespaceLabels>,
+    shutdown: CancellationToken,
+) {
+    let api: Api<Namespace> = Api::all(client);
+    let mut listed = HashMap::new();
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let labels_of = |ns: &Namespace| ns.metadata.labels.clone().unwrap_or_default();
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.next() => event,
+        };
+        match event {
+            None => return,
+            Some(Ok(Event::Init)) => listed.clear(),
+            Some(Ok(Event::InitApply(ns))) => {
+                if let Some(name) = ns.metadata.name.clone() {
+                    listed.insert(name, labels_of(&ns));
+                }
+            }
+            Some(Ok(Event::InitDone)) => labels.replace_all(std::mem::take(&mut listed)),
+            Some(Ok(Event::Apply(ns))) => {
+                if let Some(name) = &ns.metadata.name {
+                    labels.set(name, labels_of(&ns));
+                }
+            }
+            Some(Ok(Event::Delete(ns))) => {
+                if let Some(name) = &ns.metadata.name {
+                    labels.remove(name);
+                }
+            }
+            Some(Err(e)) => warn!(error = %e, "watching the namespaces' labels; retrying"),
+        }
+    }
 }
 
 /// The `NodePolicy` resource.

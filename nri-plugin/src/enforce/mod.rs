@@ -21,6 +21,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::ops::audit::{AuditSink, ContainerRef, NonKubernetes, Outcome, Phase, PodRef, Record};
 use crate::ops::metrics::{Metrics, SpecSource};
+use crate::ops::namespaces::NamespaceLabels;
 use crate::ops::reload::PolicyHandle;
 use crate::runtime::containerd::{ContainerRecord, ContainerdApi, ContainerdError, K8S_NAMESPACE};
 use crate::runtime::images::ImageNames;
@@ -116,6 +117,8 @@ pub struct Enforcer<S> {
     mount_table: MountTable,
     /// containerd's image records, for every name of an image's content.
     images: ImageNames,
+    /// The namespaces' labels, in the cluster-connected mode.
+    namespace_labels: Option<Arc<NamespaceLabels>>,
 }
 
 /// Reads the node's mount table (`/proc/self/mountinfo` unless a test says otherwise); `None`
@@ -194,6 +197,22 @@ impl<S: ContainerdApi> Enforcer<S> {
             metrics,
             mount_table: Arc::new(own_mount_table),
             images: ImageNames::default(),
+            namespace_labels: None,
+        }
+    }
+
+    /// The enforcer giving each view its namespace's labels from `labels` (the API server's,
+    /// in the cluster-connected mode), which a `namespaceSelector` needs.
+    #[must_use]
+    pub fn with_namespace_labels(mut self, labels: Arc<NamespaceLabels>) -> Self {
+        self.namespace_labels = Some(labels);
+        self
+    }
+
+    /// Gives `view` its namespace's labels, when they are known.
+    fn add_namespace_labels(&self, view: &mut ContainerView) {
+        if let Some(labels) = &self.namespace_labels {
+            view.pod.namespace_labels = labels.get(&view.pod.namespace);
         }
     }
 
@@ -424,7 +443,8 @@ impl<S: ContainerdApi> Enforcer<S> {
         } else {
             self.pod_sysctls(&pod.id).await
         };
-        let view = nodeguard_views::nri::sandbox_view(pod, sysctls);
+        let mut view = nodeguard_views::nri::sandbox_view(pod, sysctls);
+        self.add_namespace_labels(&mut view);
         let decision = {
             let started = Instant::now();
             let decision = policy_core::evaluate_pod(&self.policy.load().policy, &view);
@@ -460,6 +480,7 @@ impl<S: ContainerdApi> Enforcer<S> {
         let mut view = ContainerView::from(Create { pod, container });
         self.resolve_sub_paths(pod, &mut view);
         self.resolve_images(&mut view, None).await;
+        self.add_namespace_labels(&mut view);
         let decision = self.evaluate(Phase::Create, &view);
         let refused = decision.is_denied();
         self.record(Phase::Create, &view, &container.id, &decision, refused);
@@ -541,6 +562,7 @@ impl<S: ContainerdApi> Enforcer<S> {
                 });
                 self.resolve_sub_paths(pod, &mut view);
                 self.resolve_images(&mut view, Some(&spec.image)).await;
+                self.add_namespace_labels(&mut view);
                 self.add_pod_sysctls(pod, &mut view).await;
                 (view, None)
             }
@@ -550,6 +572,7 @@ impl<S: ContainerdApi> Enforcer<S> {
                 let mut view = ContainerView::from(Create { pod, container });
                 self.resolve_sub_paths(pod, &mut view);
                 self.resolve_images(&mut view, None).await;
+                self.add_namespace_labels(&mut view);
                 (view, Some(e.to_string()))
             }
         }
@@ -673,10 +696,11 @@ impl<S: ContainerdApi> Enforcer<S> {
             updated.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());
         }
         let started = Instant::now();
-        let view = ContainerView::from(Create {
+        let mut view = ContainerView::from(Create {
             pod,
             container: &updated,
         });
+        self.add_namespace_labels(&mut view);
         let mut decision = self.evaluate(Phase::Update, &view);
         decision
             .violations

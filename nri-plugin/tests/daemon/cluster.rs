@@ -371,3 +371,49 @@ async fn after_a_restart_without_the_api_server_its_last_policy_refuses_from_the
     control.shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_namespace_selector_is_matched_against_the_labels_the_api_server_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api();
+    api.serve("", "v1", "Namespace", "namespaces");
+    api.serve(
+        "constraints.gatekeeper.sh",
+        "v1beta1",
+        "K8sAllowedRepos",
+        "k8sallowedrepos",
+    );
+    let namespace = |env: &str| {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "default", "labels": {"env": env}}, "spec": {}})
+    };
+    api.apply(namespace("prod"));
+    let mut constraint = allowed_repos("prod-repos", &["registry.corp/"]);
+    constraint["spec"]["match"] = json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}});
+    api.apply(constraint);
+    let (task, control, runtime) = serve(&api, dir.path()).await;
+    let started = std::time::Instant::now();
+    let refusal = loop {
+        if let Some(refusal) = create(&runtime, "c1", "evil.example/x:1").await {
+            break refusal;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not enforced in env=prod"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(refusal.contains("K8sAllowedRepos"), "{refusal}");
+    // The namespace relabelled: out of the constraint's scope.
+    api.apply(namespace("dev"));
+    let relabelled = std::time::Instant::now();
+    while create(&runtime, "c2", "evil.example/x:1").await.is_some() {
+        assert!(
+            relabelled.elapsed() < Duration::from_secs(5),
+            "still judged in env=dev"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    control.shutdown.cancel();
+    task.await.unwrap();
+}

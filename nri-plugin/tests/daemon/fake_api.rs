@@ -90,7 +90,8 @@ impl FakeApi {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Serves the cluster-scoped resource `kind` (`plural`) of `group/version`.
+    /// Serves the cluster-scoped resource `kind` (`plural`) of `group/version` (group `""`: the
+    /// core group, under `/api`).
     pub fn serve(&self, group: &str, version: &str, kind: &str, plural: &str) -> &Self {
         self.lock().resources.push(Resource {
             group: group.into(),
@@ -222,7 +223,7 @@ impl FakeApi {
             ),
             ["apis"] => {
                 let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-                for r in &state.resources {
+                for r in state.resources.iter().filter(|r| !r.group.is_empty()) {
                     groups.entry(&r.group).or_default().push(&r.version);
                 }
                 let groups: Vec<Value> = groups
@@ -253,11 +254,12 @@ impl FakeApi {
                 whole(json!({"kind": "APIResourceList", "apiVersion": "v1",
                              "groupVersion": format!("{group}/{version}"), "resources": resources}))
             }
-            ["apis", group, version, plural] => {
+            ["api", version, plural] | ["apis", _, version, plural] => {
+                let group = if parts[0] == "api" { "" } else { parts[1] };
                 let Some(resource) = state
                     .resources
                     .iter()
-                    .find(|r| r.group == *group && r.version == *version && r.plural == *plural)
+                    .find(|r| r.group == group && r.version == *version && r.plural == *plural)
                     .cloned()
                 else {
                     return status(StatusCode::NOT_FOUND, "no such resource");
@@ -270,7 +272,7 @@ impl FakeApi {
                     let bookmarks = query
                         .get("allowWatchBookmarks")
                         .is_some_and(|b| b == "true");
-                    let api_version = format!("{group}/{version}");
+                    let api_version = api_version(group, version);
                     if from < state.compacted {
                         let gone = json!({"type": "ERROR", "object": {
                             "kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -297,7 +299,7 @@ impl FakeApi {
                 } else {
                     let items: Vec<Value> = resource.objects.values().cloned().collect();
                     whole(json!({
-                        "apiVersion": format!("{group}/{version}"),
+                        "apiVersion": api_version(group, version),
                         "kind": format!("{}List", resource.kind),
                         "metadata": {"resourceVersion": state.resource_version.to_string()},
                         "items": items
@@ -306,6 +308,15 @@ impl FakeApi {
             }
             _ => status(StatusCode::NOT_FOUND, "not served by this fake"),
         }
+    }
+}
+
+/// `group/version`, or `version` for the core group.
+fn api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
     }
 }
 

@@ -198,6 +198,10 @@ fn compile_scope(ctx: &mut Ctx<'_>, value: &Value) -> Option<(Scope, ContainerdS
         Some(s) => compile_selector(ctx, "spec.scope.podSelector", s),
         None => Some(LabelSelector::default()),
     };
+    let namespace_selector = raw
+        .namespace_selector
+        .as_ref()
+        .map(|s| compile_selector(ctx, "spec.scope.namespaceSelector", s));
     let containerd = containerd_namespaces(
         ctx,
         "spec.scope.containerdNamespaces",
@@ -217,6 +221,10 @@ fn compile_scope(ctx: &mut Ctx<'_>, value: &Value) -> Option<(Scope, ContainerdS
         exempt_images: exempt.ok()?,
         pod_names: None,
         gatekeeper: false,
+        namespace_selector: match namespace_selector {
+            Some(selector) => Some(selector?),
+            None => None,
+        },
     };
     Some((
         scope,

@@ -85,7 +85,7 @@ struct MatchRaw {
     #[serde(default)]
     label_selector: Option<LabelSelectorRaw>,
     #[serde(default)]
-    namespace_selector: Option<Value>,
+    namespace_selector: Option<LabelSelectorRaw>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -217,22 +217,19 @@ fn effect(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Effect> {
 /// What `match` says of pods on the node.
 enum Matches {
     /// The pods of this scope.
-    Pods(Scope),
+    Pods(Box<Scope>),
     /// No pod ever (noted).
     Never,
-    /// The pods of this scope, narrowed by what the node cannot see (noted): the node cannot
-    /// judge the constraint, and lists the scope's containers as skipped for it.
-    Unknowable(Scope, &'static str),
 }
 
 /// The scope `match` describes for pods on the node; `None` when it is invalid (errors
 /// recorded).
 fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Matches> {
     let Some(raw) = spec.get("match") else {
-        return Some(Matches::Pods(Scope {
+        return Some(Matches::Pods(Box::new(Scope {
             gatekeeper: true,
             ..Scope::default()
-        }));
+        })));
     };
     let m: MatchRaw = ctx.typed("spec.match", raw)?;
     let mut ok = true;
@@ -262,16 +259,6 @@ fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Matches> {
         );
         applies = false;
     }
-    let mut unknowable = None;
-    if m.namespace_selector.is_some() {
-        ctx.note(
-            "spec.match.namespaceSelector",
-            "namespaceSelector needs namespace labels, which a node does not have: the constraint is not enforced on the node",
-        );
-        unknowable = Some(
-            "its match.namespaceSelector needs namespace labels, which the node does not have",
-        );
-    }
     let mut wildcards = |ctx: &mut Ctx<'_>, path: &str, patterns: &[String]| -> Option<Globs> {
         for (i, p) in patterns.iter().enumerate() {
             if !valid_wildcard(p) {
@@ -297,6 +284,12 @@ fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Matches> {
         None => Some(LabelSelector::default()),
     };
     let selector = selector?;
+    // Matched against the namespace's labels, which the node knows in the cluster-connected
+    // mode; elsewhere the containers in scope are listed as skipped for it.
+    let namespace_selector = match &m.namespace_selector {
+        Some(raw) => Some(compile_selector(ctx, "spec.match.namespaceSelector", raw)?),
+        None => None,
+    };
     if !ok {
         return None;
     }
@@ -306,12 +299,13 @@ fn scope(ctx: &mut Ctx<'_>, spec: &Value) -> Option<Matches> {
         pod_selector: selector,
         pod_names: names,
         gatekeeper: true,
+        namespace_selector,
         ..Scope::default()
     };
-    Some(match (applies, unknowable) {
-        (false, _) => Matches::Never,
-        (true, Some(why)) => Matches::Unknowable(scope, why),
-        (true, None) => Matches::Pods(scope),
+    Some(if applies {
+        Matches::Pods(Box::new(scope))
+    } else {
+        Matches::Never
     })
 }
 
@@ -751,6 +745,9 @@ pub(super) fn convert_constraint(ctx: &mut Ctx<'_>, value: &Value) -> String {
     if let Some(selector) = m.get("labelSelector").filter(|s| !s.is_null()) {
         scope.insert("podSelector".into(), selector.clone());
     }
+    if let Some(selector) = m.get("namespaceSelector").filter(|s| !s.is_null()) {
+        scope.insert("namespaceSelector".into(), selector.clone());
+    }
     let list = |key: &str| -> Vec<String> {
         params
             .get(key)
@@ -1003,13 +1000,10 @@ pub(super) fn compile_constraint(ctx: &mut Ctx<'_>, value: &Value) -> Option<Com
     };
     match (matches, judged) {
         (Matches::Never, _) | (_, Judged::Silent) => None,
-        (Matches::Pods(scope) | Matches::Unknowable(scope, _), Judged::NotOnNode(why)) => {
-            Some(not_enforced(scope, &why))
-        }
-        (Matches::Unknowable(scope, why), Judged::Check(_)) => Some(not_enforced(scope, why)),
+        (Matches::Pods(scope), Judged::NotOnNode(why)) => Some(not_enforced(*scope, &why)),
         (Matches::Pods(scope), Judged::Check(rule)) => Some(CompiledDocument {
             name: Arc::clone(&name),
-            scope,
+            scope: *scope,
             checks: vec![Check {
                 id: rule_id(kind),
                 effect,

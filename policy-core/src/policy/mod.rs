@@ -27,10 +27,13 @@ use serde_json::Value;
 use crate::decision::{Decision, Effect, Remediation, Undecided, Violation};
 use crate::document::PssLevel;
 use crate::findings::Findings;
-use crate::matcher::Scope;
+use crate::matcher::{Scope, ScopeMatch};
 use crate::pss::PssVersion;
 use crate::view::ContainerView;
 use crate::yaml::{self, Location, Locations};
+
+/// Why a document is skipped for a container whose namespace's labels are not known.
+pub const NEEDS_NAMESPACE_LABELS: &str = "its namespaceSelector needs the labels of the container's namespace, which this node does not have (they come from the API server with serve --cluster)";
 use compile::{CompiledDocument, ContainerdScope, compile_document, pss_checks};
 pub use constraint::{CONSTRAINT_GROUP, ENFORCEMENT_POINT, TEMPLATE_GROUP};
 pub use error::{PolicyError, PolicyErrors, PolicyNote};
@@ -315,14 +318,19 @@ impl Policy {
     }
 
     /// The documents the node cannot judge whose scope holds the container of `view`, each as
-    /// `(policy name, why)`: a compliance report lists the container as skipped for them.
+    /// `(policy name, why)`: a compliance report lists the container as skipped for them. A
+    /// document whose `namespaceSelector` needs the namespace's labels, which the view lacks,
+    /// is one of them.
     pub fn not_enforced<'p>(
         &'p self,
         view: &'p ContainerView,
     ) -> impl Iterator<Item = (&'p str, &'p str)> + 'p {
         self.judging().filter_map(move |d| {
-            let why = d.not_enforced.as_deref()?;
-            d.scope.applies_to(view).then_some((&*d.name, why))
+            match (d.not_enforced.as_deref(), d.scope.matches(view)) {
+                (Some(why), ScopeMatch::Yes) => Some((&*d.name, why)),
+                (_, ScopeMatch::NeedsNamespaceLabels) => Some((&*d.name, NEEDS_NAMESPACE_LABELS)),
+                _ => None,
+            }
         })
     }
 
