@@ -207,7 +207,8 @@ main() {
     log "the DaemonSet, its ConfigMaps and the sample policies (install/tests/check_manifests.py)"
     /usr/bin/python3 "$REPO/install/tests/check_manifests.py" --repo "$REPO" --nodeguard "$nodeguard" \
         --kind-workloads "$out/kind-e2e-workloads.yaml" \
-        "audit=$out/kubernetes-overlays-audit.yaml" "enforce=$out/kubernetes-overlays-enforce.yaml"
+        "audit=$out/kubernetes-overlays-audit.yaml" "enforce=$out/kubernetes-overlays-enforce.yaml" \
+        "cluster=$out/kubernetes-overlays-cluster.yaml"
 
     log "shellcheck"
     local scripts=()

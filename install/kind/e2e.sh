@@ -3,8 +3,10 @@
 # integration/tests/enforcement.rs, driven through the Kubernetes API instead of CRI.
 #   1. builds the image (docker build -f install/Dockerfile) and a copy tagged :latest;
 #   2. creates a kind cluster with NRI on (install/kind/cluster.yaml) and loads both images;
-#   3. applies install/kubernetes/overlays/enforce with the image set to nodeguard:e2e and
-#      waits for the DaemonSet's rollout and for every nodeguard to register over NRI;
+#   3. applies install/kubernetes/overlays/cluster (the enforce overlay in the
+#      cluster-connected mode: the NodePolicy CRD, read-only RBAC, `serve --cluster`) with the
+#      image set to nodeguard:e2e and waits for the DaemonSet's rollout and for every nodeguard
+#      to register over NRI;
 #   4. in namespace nodeguard-e2e:
 #      - a compliant Deployment becomes ready;
 #      - a `:latest` image and a hostPID pod are refused at create (CreateContainerError),
@@ -13,6 +15,8 @@
 #      - after containerd restarts on the worker, nodeguard still judges containers at start
 #        (it reconnects, and still reads containerd's socket) and a compliant pod starts;
 #      - the worker's audit log (/var/log/nodeguard/audit.jsonl) records the refusals;
+#      - a NodePolicy applied with kubectl refuses a pod within seconds, and no longer once
+#        it is deleted;
 #   5. deletes the cluster on exit, whatever happened (--keep leaves it for a look).
 #
 # Usage: install/kind/e2e.sh [--keep]        needs docker (with its engine), kind, kubectl
@@ -43,11 +47,11 @@ die() {
     exit 1
 }
 
-# Renders the enforce overlay with the image set to $IMAGE, to stdout.
+# Renders the cluster overlay with the image set to $IMAGE, to stdout.
 render() {
     local dir overlay
     dir=$(mktemp -d)
-    overlay=$(realpath --relative-to="$dir" "$REPO/install/kubernetes/overlays/enforce")
+    overlay=$(realpath --relative-to="$dir" "$REPO/install/kubernetes/overlays/cluster")
     cat >"$dir/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -175,6 +179,8 @@ workload() {
             deployment "$1" "$([[ $1 == privileged ]] || echo "$worker")"
         ;;
     compliant-after-restart) compliant_pod "$PAUSE_IMAGE" IfNotPresent | deployment "$1" "$worker" ;;
+    # Compliant with the install policies; refused by the NodePolicy the scenario applies.
+    compliant-denied) compliant_pod "$PAUSE_IMAGE" IfNotPresent | deployment "$1" ;;
     *) die "no workload $1" ;;
     esac
 }
@@ -237,7 +243,7 @@ main() {
     docker exec "$worker" containerd --version >&2
     kind load docker-image "$IMAGE" "$LATEST_IMAGE" --name "$CLUSTER"
 
-    log "Installing install/kubernetes/overlays/enforce with image $IMAGE"
+    log "Installing install/kubernetes/overlays/cluster with image $IMAGE"
     render | kc apply -f -
     kc -n nodeguard-system rollout status daemonset/nodeguard --timeout="${TIMEOUT}s"
     wait_for "every nodeguard to register with containerd over NRI" registered 1
@@ -279,6 +285,24 @@ main() {
     grep -q '"refused"' <<<"$audit" || die "no refusal in $worker:/var/log/nodeguard/audit.jsonl"
     grep -q 'latest-tag' <<<"$audit" || die "the audit log lacks the latest-tag refusal"
     printf '    %s audit records, %s refusals\n' "$(wc -l <<<"$audit")" "$(grep -c '"refused"' <<<"$audit")" >&2
+
+    log "A NodePolicy applied with kubectl is enforced within seconds (the cluster-connected mode)"
+    kc apply -f - <<'YAML'
+apiVersion: nodeguard.io/v1alpha1
+kind: NodePolicy
+metadata: {name: e2e-no-pause}
+spec:
+  scope: {namespaces: [nodeguard-e2e]}
+  rules:
+    images: {denied: ['^registry\.k8s\.io/pause:']}
+YAML
+    local applied=$SECONDS
+    workload compliant-denied | kc apply -f -
+    refused compliant-denied 'CreateContainerError' 'nodeguard: refused' '[images.denied]'
+    printf '    refused %s s after the NodePolicy was applied\n' "$((SECONDS - applied))" >&2
+    kc delete nodepolicy e2e-no-pause
+    kc -n "$NS" rollout restart deployment/compliant-denied
+    kc -n "$NS" rollout status deployment/compliant-denied --timeout="${TIMEOUT}s"
 
     log "e2e: all scenarios passed"
 }

@@ -60,6 +60,33 @@ ARGS = [
 ]
 
 RBAC_KINDS = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+
+# The cluster-connected mode reads these, and nothing else (docs/operations.md, section 10).
+CLUSTER_RULES = [
+    {"apiGroups": ["nodeguard.io"], "resources": ["nodepolicies"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["constraints.gatekeeper.sh"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+]
+
+
+def check_cluster_rbac(c, where, kinds):
+    """The cluster overlay: one read-only ClusterRole, bound to nodeguard's service account,
+    and the NodePolicy CRD."""
+    roles = kinds.get("ClusterRole", [])
+    c.check(len(roles) == 1 and roles[0]["metadata"]["name"] == "nodeguard-cluster"
+            and roles[0].get("rules") == CLUSTER_RULES,
+            f"{where}: want one ClusterRole nodeguard-cluster with exactly {CLUSTER_RULES}, got {roles}")
+    bindings = kinds.get("ClusterRoleBinding", [])
+    c.check(len(bindings) == 1
+            and bindings[0].get("roleRef", {}).get("name") == "nodeguard-cluster"
+            and bindings[0].get("subjects") == [
+                {"kind": "ServiceAccount", "name": "nodeguard", "namespace": NAMESPACE}],
+            f"{where}: want one ClusterRoleBinding of nodeguard-cluster to nodeguard's service account, got {bindings}")
+    c.check(not kinds.get("Role") and not kinds.get("RoleBinding"),
+            f"{where}: namespaced RBAC objects appeared")
+    crds = [o["metadata"]["name"] for o in kinds.get("CustomResourceDefinition", [])]
+    c.check(crds == ["nodepolicies.nodeguard.io"], f"{where}: CRDs {crds}, want [nodepolicies.nodeguard.io]")
 
 
 class Checker:
@@ -89,12 +116,16 @@ def check_overlay(c, overlay, objects, repo):
     for obj in objects:
         kinds.setdefault(obj["kind"], []).append(obj)
 
-    c.check(not RBAC_KINDS & kinds.keys(),
-            f"{where}: RBAC objects {sorted(RBAC_KINDS & kinds.keys())}: nodeguard never calls the API server")
+    cluster = overlay == "cluster"
+    if cluster:
+        check_cluster_rbac(c, where, kinds)
+    else:
+        c.check(not RBAC_KINDS & kinds.keys(),
+                f"{where}: RBAC objects {sorted(RBAC_KINDS & kinds.keys())}: nodeguard never calls the API server")
     namespaces = [o["metadata"]["name"] for o in kinds.get("Namespace", [])]
     c.check(namespaces == [NAMESPACE], f"{where}: namespaces {namespaces}, want [{NAMESPACE}]")
     for obj in objects:
-        if obj["kind"] != "Namespace":
+        if obj["kind"] not in CLUSTER_SCOPED:
             c.check(obj["metadata"].get("namespace") == NAMESPACE,
                     f"{where}: {obj['kind']} {obj['metadata']['name']} is not in {NAMESPACE}")
     sas = kinds.get("ServiceAccount", [])
@@ -130,8 +161,9 @@ def check_overlay(c, overlay, objects, repo):
     c.check(pod.get("priorityClassName") == "system-node-critical",
             f"{where}: priorityClassName {pod.get('priorityClassName')}, want system-node-critical")
     c.check(pod.get("serviceAccountName") == "nodeguard", f"{where}: serviceAccountName is not nodeguard")
-    c.check(pod.get("automountServiceAccountToken") is False,
-            f"{where}: the pod mounts a service account token")
+    c.check(pod.get("automountServiceAccountToken") is cluster,
+            f"{where}: the pod mounts a service account token" if not cluster
+            else f"{where}: the cluster mode needs the service account's token mounted")
     for field in ("hostNetwork", "hostPID", "hostIPC"):
         c.check(not pod.get(field), f"{where}: pod sets {field}")
     pod_sc = pod.get("securityContext", {})
@@ -144,7 +176,8 @@ def check_overlay(c, overlay, objects, repo):
     if not c.check(len(containers) == 1, f"{where}: {len(containers)} containers, want 1"):
         return
     ctr = containers[0]
-    c.check(ctr.get("args") == ARGS, f"{where}: args {ctr.get('args')}, want {ARGS}")
+    want_args = ARGS + ["--cluster"] if cluster else ARGS
+    c.check(ctr.get("args") == want_args, f"{where}: args {ctr.get('args')}, want {want_args}")
     c.check(not ctr.get("command"), f"{where}: command overrides the image's entrypoint")
     c.check(bool(ctr.get("image")), f"{where}: no image")
     env = {e["name"]: e for e in ctr.get("env", [])}

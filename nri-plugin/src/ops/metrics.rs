@@ -52,6 +52,12 @@ struct PolicyLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DocumentLabels {
+    policy: String,
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: &'static str,
 }
@@ -199,6 +205,7 @@ pub struct Metrics {
     spec_reads: Family<SourceLabels, Counter>,
     policy_notes: Gauge,
     policy_not_enforced: Family<PolicyLabels, Gauge>,
+    policy_documents: Family<DocumentLabels, Gauge>,
     compliance_non_kubernetes: Family<OutsideLabels, Gauge>,
 }
 
@@ -299,6 +306,11 @@ impl Metrics {
             "policy_not_enforced",
             "1 for each constraint of the policy in force the node cannot judge (a kind nodeguard does not implement, a match that needs the API server); its containers are skipped in the report",
         );
+        let policy_documents: Family<DocumentLabels, Gauge> = registered(
+            &mut registry,
+            "policy_document",
+            "1 for each document of the policy in force, with where it was read: a file's path, or api:Kind/name@generation for an object of the API server (serve --cluster)",
+        );
         let compliance_non_kubernetes: Family<OutsideLabels, Gauge> = registered(
             &mut registry,
             "compliance_non_kubernetes_containers",
@@ -324,6 +336,7 @@ impl Metrics {
             spec_reads,
             policy_notes,
             policy_not_enforced,
+            policy_documents,
             compliance_non_kubernetes,
         }
     }
@@ -337,6 +350,15 @@ impl Metrics {
             self.policy_not_enforced
                 .get_or_create(&PolicyLabels {
                     policy: name.to_string(),
+                })
+                .set(1);
+        }
+        self.policy_documents.clear();
+        for (policy, source) in policy.origins() {
+            self.policy_documents
+                .get_or_create(&DocumentLabels {
+                    policy: policy.to_string(),
+                    source: source.to_string(),
                 })
                 .set(1);
         }
@@ -671,6 +693,12 @@ mod tests {
         assert!(text.contains("nodeguard_policy_notes 1"), "{text}");
         assert!(
             text.contains(r#"nodeguard_policy_not_enforced{policy="K8sNoSuchKind/x"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"nodeguard_policy_document{policy="K8sNoSuchKind/x",source="c.yaml"} 1"#
+            ),
             "{text}"
         );
         m.policy_in_force(&policy_core::Policy::default());

@@ -53,6 +53,8 @@ pub struct Policy {
     /// ([`KUBERNETES_CONTAINERD_NAMESPACE`]). Documents whose `containerdNamespaces` scope does
     /// not hold it judge nothing.
     containerd_namespace: Option<Arc<str>>,
+    /// Where each document was read, by policy name (a file's path, or `api:Kind/name@3`).
+    origins: Arc<BTreeMap<String, String>>,
 }
 
 impl Policy {
@@ -163,10 +165,15 @@ impl Policy {
             }
         }
         if errors.is_empty() {
+            let origins = names
+                .into_iter()
+                .map(|(name, (source, _))| (name, source))
+                .collect();
             Ok(Policy {
                 documents,
                 notes,
                 containerd_namespace: None,
+                origins: Arc::new(origins),
             })
         } else {
             // In reading order: by file (as given), then line and column.
@@ -246,7 +253,16 @@ impl Policy {
             }],
             notes: Vec::new(),
             containerd_namespace: None,
+            origins: Arc::default(),
         }
+    }
+
+    /// Where each document was read (a file's path, or `api:Kind/name@generation` for an
+    /// object of the API server), by policy name, in name order.
+    pub fn origins(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.origins
+            .iter()
+            .map(|(name, source)| (name.as_str(), source.as_str()))
     }
 
     /// What the load accepted but the node will not enforce, with its place: Gatekeeper kinds
