@@ -62,11 +62,17 @@ ARGS = [
 RBAC_KINDS = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
 CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
 
-# The cluster-connected mode reads these, and nothing else (docs/operations.md, section 10).
+# The cluster-connected mode reads these and writes its reports, nothing else
+# (docs/operations.md, section 10).
 CLUSTER_RULES = [
     {"apiGroups": ["nodeguard.io"], "resources": ["nodepolicies"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["constraints.gatekeeper.sh"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+    {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports", "clusterpolicyreports"],
+     "verbs": ["get", "list", "create", "patch", "delete"]},
+    {"apiGroups": ["openreports.io"], "resources": ["reports", "clusterreports"],
+     "verbs": ["get", "list", "create", "patch", "delete"]},
 ]
 
 

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::cluster::reports::{ReportFormat, ReportPublisher};
 use crate::cluster::{ClusterMode, ClusterPolicy, Connection};
 use crate::compliance::report::DEFAULT_REPORT;
 use crate::compliance::{Auditor, ComplianceConfig, DEFAULT_STATE, Trigger};
@@ -127,6 +128,22 @@ pub struct ServeFlags {
     /// the API server answers; empty: keep nothing.
     #[arg(long, default_value = DEFAULT_CLUSTER_CACHE, value_parser = path_or_empty())]
     pub cluster_policy_cache: PathBuf,
+    /// With --cluster: write each compliance audit's reports to the API server as
+    /// `policyreport` (wgpolicyk8s.io/v1alpha2) or `openreports` (openreports.io/v1alpha1)
+    /// objects, one per namespace per node; `none`: do not.
+    #[arg(long, value_enum, default_value_t = ClusterReports::Policyreport)]
+    pub cluster_reports: ClusterReports,
+}
+
+/// `--cluster-reports`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterReports {
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReport and ClusterPolicyReport.
+    Policyreport,
+    /// `openreports.io/v1alpha1` Report and ClusterReport.
+    Openreports,
+    /// No reports in the API server.
+    None,
 }
 
 /// Where `serve --cluster` keeps the API server's policy.
@@ -222,11 +239,20 @@ impl DaemonConfig {
             let cache = (!flags.cluster_policy_cache.as_os_str().is_empty())
                 .then(|| flags.cluster_policy_cache.clone());
             let changed = Arc::new(Notify::new());
+            let (reports, latest) = ReportPublisher::new();
+            let format = match flags.cluster_reports {
+                ClusterReports::Policyreport => Some(ReportFormat::Policyreport),
+                ClusterReports::Openreports => Some(ReportFormat::Openreports),
+                ClusterReports::None => None,
+            };
             connection.ok().map(|connection| ClusterMode {
                 policy: Arc::new(ClusterPolicy::from_cache(cache, Arc::clone(&changed))),
                 changed,
                 connection,
                 namespaces: Arc::default(),
+                reports: Arc::new(reports),
+                report_writing: format.map(|f| (latest, f)),
+                node: String::new(),
             })
         });
         let cluster = cluster.flatten();
@@ -295,6 +321,10 @@ impl DaemonConfig {
             .or_else(|| env("NODE_NAME"))
             .or_else(hostname)
             .unwrap_or_default();
+        let mut cluster = cluster;
+        if let Some(cluster) = cluster.as_mut() {
+            cluster.node.clone_from(&node);
+        }
         let own_pod = match (env("POD_NAMESPACE"), env("POD_NAME")) {
             (Some(ns), Some(name)) if !ns.is_empty() && !name.is_empty() => Some((ns, name)),
             _ => None,
@@ -315,6 +345,12 @@ impl DaemonConfig {
                 remediation_grace: flags.remediation_grace,
                 own_pod,
                 state_path: state_file,
+                report_sink: cluster
+                    .as_ref()
+                    .filter(|c| c.report_writing.is_some())
+                    .map(|c| {
+                        Arc::clone(&c.reports) as Arc<dyn crate::compliance::report::ReportSink>
+                    }),
             },
             node,
             audit_interval: flags.audit_interval,

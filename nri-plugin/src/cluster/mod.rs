@@ -7,12 +7,14 @@
 //! - [`crd`]: the `NodePolicy` custom resource and its generated CRD;
 //! - [`shared`]: the accepted documents shared by the watchers, the reloader and the cache;
 //! - [`watch`]: the API server's objects followed with kube-rs watchers;
+//! - [`reports`]: the compliance reports written back to the API server;
 //! - [`mode`]: the mode put together: how the API server is reached, and the watchers run.
 
 pub mod cache;
 pub mod crd;
 pub mod documents;
 pub mod mode;
+pub mod reports;
 pub mod shared;
 pub mod watch;
 

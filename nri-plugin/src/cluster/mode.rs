@@ -6,7 +6,12 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tracing::error;
 
+use super::reports::{ReportFormat, ReportPublisher, ReportWriter};
 use super::shared::ClusterPolicy;
+use crate::compliance::report::ReportFile;
+
+/// The least time between two rounds of report writes.
+pub const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 use super::watch;
 use crate::ops::namespaces::NamespaceLabels;
 
@@ -60,6 +65,15 @@ pub struct ClusterMode {
     pub connection: Connection,
     /// The namespaces' labels, followed for `namespaceSelector`s.
     pub namespaces: Arc<NamespaceLabels>,
+    /// Where the compliance audits hand their reports.
+    pub reports: Arc<ReportPublisher>,
+    /// The reports handed over, and how they are written (none: not written).
+    pub report_writing: Option<(
+        tokio::sync::watch::Receiver<Option<Arc<ReportFile>>>,
+        ReportFormat,
+    )>,
+    /// This node's name.
+    pub node: String,
 }
 
 impl ClusterMode {
@@ -83,6 +97,10 @@ impl ClusterMode {
                 return;
             }
         };
+        if let Some((latest, format)) = self.report_writing {
+            let writer = ReportWriter::new(client.clone(), self.node, format, REPORT_INTERVAL);
+            tokio::spawn(writer.run(latest, shutdown.clone()));
+        }
         tokio::spawn(watch::follow_namespaces(
             client.clone(),
             self.namespaces,

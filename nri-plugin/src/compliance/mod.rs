@@ -53,6 +53,8 @@ pub struct ComplianceConfig {
     /// Where nodeguard keeps the ids of the containers it knows to run, to tell after a
     /// restart which ones started while it was away (none: it cannot tell).
     pub state_path: Option<PathBuf>,
+    /// Where the reports go besides the file (the API server, in the cluster-connected mode).
+    pub report_sink: Option<Arc<dyn report::ReportSink>>,
 }
 
 impl Default for ComplianceConfig {
@@ -62,6 +64,7 @@ impl Default for ComplianceConfig {
             remediation_grace: Duration::from_secs(10),
             own_pod: None,
             state_path: None,
+            report_sink: None,
         }
     }
 }
@@ -269,6 +272,15 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
             .metrics()
             .compliance(summary.pass, summary.fail, summary.warn, summary.skip);
         self.persist_state().await;
+        if let Some(sink) = &self.config.report_sink {
+            let context = ReportContext {
+                node: enforcer.node(),
+                generated: SystemTime::now(),
+                trigger: trigger.as_str(),
+                policy_generation: generation,
+            };
+            sink.publish(report::build(&context, &all));
+        }
         if let Some(path) = &self.config.report_path {
             let path = path.clone();
             let node = enforcer.node().to_string();

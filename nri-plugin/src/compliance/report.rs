@@ -472,8 +472,15 @@ pub fn write_findings(path: &Path, findings: Findings<'_>) -> std::io::Result<()
     })
 }
 
+/// Where each compliance audit's reports go besides the file (the API server, in the
+/// cluster-connected mode). `publish` must not block: the sink keeps the newest reports and
+/// writes them at its own pace.
+pub trait ReportSink: Send + Sync + std::fmt::Debug {
+    /// The reports of the audit that just finished, replacing any not yet written.
+    fn publish(&self, reports: ReportFile);
+}
+
 /// The report file of `containers`, as [`write_findings`] writes it, read back.
-#[cfg(test)]
 pub fn build(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> ReportFile {
     let json = serde_json::to_vec(&Findings {
         context,

@@ -229,6 +229,7 @@ spec:
 async fn serve(
     api: &FakeApi,
     dir: &std::path::Path,
+    running: Vec<nodeguard_proto::nri::v1alpha1::Container>,
 ) -> (
     tokio::task::JoinHandle<()>,
     nodeguard::daemon::Control,
@@ -279,7 +280,7 @@ async fn serve(
         .accept(super::fake_runtime::RegisterReply::Ok)
         .await;
     runtime.registration().await;
-    super::harness::synchronize(&runtime, vec![super::harness::pod()], Vec::new()).await;
+    super::harness::synchronize(&runtime, vec![super::harness::pod()], running).await;
     (task, control, runtime)
 }
 
@@ -307,7 +308,7 @@ async fn create(
 async fn a_node_policy_applied_in_the_api_is_enforced_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let api = api();
-    let (task, control, runtime) = serve(&api, dir.path()).await;
+    let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
     assert_eq!(create(&runtime, "c1", "evil.example/x:1").await, None);
     let applied = std::time::Instant::now();
     api.apply(node_policy(
@@ -351,7 +352,7 @@ async fn after_a_restart_without_the_api_server_its_last_policy_refuses_from_the
             "registries",
             json!({"images": {"allowed": ["^registry\\.corp/"]}}),
         ));
-        let (task, control, runtime) = serve(&api, dir.path()).await;
+        let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
         let started = std::time::Instant::now();
         while create(&runtime, "c1", "evil.example/x:1").await.is_none() {
             assert!(started.elapsed() < Duration::from_secs(5));
@@ -362,7 +363,7 @@ async fn after_a_restart_without_the_api_server_its_last_policy_refuses_from_the
     }
     let api = api();
     api.set_down(true);
-    let (task, control, runtime) = serve(&api, dir.path()).await;
+    let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
     let refusal = create(&runtime, "c2", "evil.example/x:1")
         .await
         .expect("refused by the cached policy at once");
@@ -391,7 +392,7 @@ async fn a_namespace_selector_is_matched_against_the_labels_the_api_server_repor
     let mut constraint = allowed_repos("prod-repos", &["registry.corp/"]);
     constraint["spec"]["match"] = json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}});
     api.apply(constraint);
-    let (task, control, runtime) = serve(&api, dir.path()).await;
+    let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
     let started = std::time::Instant::now();
     let refusal = loop {
         if let Some(refusal) = create(&runtime, "c1", "evil.example/x:1").await {
@@ -414,6 +415,43 @@ async fn a_namespace_selector_is_matched_against_the_labels_the_api_server_repor
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    control.shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn each_audit_s_reports_reach_the_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api();
+    api.serve("", "v1", "Node", "nodes");
+    api.serve_namespaced(
+        "wgpolicyk8s.io",
+        "v1alpha2",
+        "PolicyReport",
+        "policyreports",
+    );
+    api.serve(
+        "wgpolicyk8s.io",
+        "v1alpha2",
+        "ClusterPolicyReport",
+        "clusterpolicyreports",
+    );
+    api.apply(
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-9"}, "spec": {}}),
+    );
+    let (task, control, _runtime) =
+        serve(&api, dir.path(), vec![super::harness::running("c1")]).await;
+    wait_until("the registration audit's report in the API server", || {
+        api.objects("PolicyReport")
+            .contains_key("default/nodeguard-node-9")
+    })
+    .await;
+    let report = &api.objects("PolicyReport")["default/nodeguard-node-9"];
+    assert_eq!(
+        report["metadata"]["ownerReferences"][0]["uid"],
+        "uid-node-9"
+    );
+    assert_eq!(report["results"][0]["resources"][0]["name"], "web");
     control.shutdown.cancel();
     task.await.unwrap();
 }

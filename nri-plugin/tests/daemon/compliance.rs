@@ -35,6 +35,7 @@ pub(super) fn report_plugin(dir: &tempfile::TempDir, policy: &str, grace: Durati
             remediation_grace: grace,
             own_pod: Some(("kube-system".into(), "nodeguard-x".into())),
             state_path: Some(state),
+            report_sink: None,
         },
     )
 }

@@ -36,6 +36,8 @@ struct Resource {
     version: String,
     kind: String,
     plural: String,
+    namespaced: bool,
+    /// By `name`, or `namespace/name` when namespaced.
     objects: BTreeMap<String, Value>,
 }
 
@@ -60,6 +62,7 @@ struct State {
     /// Down: every request fails.
     down: bool,
     requests: Vec<String>,
+    writes: Vec<(String, Value)>,
 }
 
 /// The fake API server; clone it to keep a handle while a client uses it.
@@ -79,6 +82,7 @@ impl Default for FakeApi {
                 compacted: 0,
                 down: false,
                 requests: Vec::new(),
+                writes: Vec::new(),
             })),
             changes: broadcast::channel(1024).0,
         }
@@ -93,14 +97,46 @@ impl FakeApi {
     /// Serves the cluster-scoped resource `kind` (`plural`) of `group/version` (group `""`: the
     /// core group, under `/api`).
     pub fn serve(&self, group: &str, version: &str, kind: &str, plural: &str) -> &Self {
+        self.serve_scoped(group, version, kind, plural, false)
+    }
+
+    /// Serves the namespaced resource `kind` (`plural`) of `group/version`.
+    pub fn serve_namespaced(&self, group: &str, version: &str, kind: &str, plural: &str) -> &Self {
+        self.serve_scoped(group, version, kind, plural, true)
+    }
+
+    fn serve_scoped(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+    ) -> &Self {
         self.lock().resources.push(Resource {
             group: group.into(),
             version: version.into(),
             kind: kind.into(),
             plural: plural.into(),
+            namespaced,
             objects: BTreeMap::new(),
         });
         self
+    }
+
+    /// The objects of `kind`, by `name` (or `namespace/name`).
+    pub fn objects(&self, kind: &str) -> BTreeMap<String, Value> {
+        self.lock()
+            .resources
+            .iter()
+            .find(|r| r.kind == kind)
+            .map(|r| r.objects.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every write so far (PATCH, DELETE), as `VERB path?query` and the body.
+    pub fn writes(&self) -> Vec<(String, Value)> {
+        self.lock().writes.clone()
     }
 
     /// Stops serving `plural` (its CRD, or ConstraintTemplate, was deleted).
@@ -117,7 +153,10 @@ impl FakeApi {
     /// spec changed, a new generation; watchers see ADDED or MODIFIED.
     pub fn apply(&self, mut object: Value) {
         let kind = object["kind"].as_str().unwrap().to_string();
-        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        let name = match object["metadata"]["namespace"].as_str() {
+            Some(ns) => format!("{ns}/{}", object["metadata"]["name"].as_str().unwrap()),
+            None => object["metadata"]["name"].as_str().unwrap().to_string(),
+        };
         let mut state = self.lock();
         state.resource_version += 1;
         let rv = state.resource_version;
@@ -135,7 +174,10 @@ impl FakeApi {
         let meta = object["metadata"].as_object_mut().unwrap();
         meta.insert("resourceVersion".into(), rv.to_string().into());
         meta.insert("generation".into(), generation.into());
-        meta.insert("uid".into(), format!("uid-{name}").into());
+        meta.insert(
+            "uid".into(),
+            format!("uid-{}", name.replace('/', "-")).into(),
+        );
         resource.objects.insert(name, object.clone());
         let change = Change {
             resource_version: rv,
@@ -193,7 +235,7 @@ impl FakeApi {
         self.lock().requests.clone()
     }
 
-    fn respond(&self, request: &Request<kube::client::Body>) -> Response<Body> {
+    fn respond(&self, request: &Request<()>, body: &[u8]) -> Response<Body> {
         let line = format!(
             "{} {}",
             request.method(),
@@ -204,10 +246,17 @@ impl FakeApi {
         if state.down {
             return status(StatusCode::SERVICE_UNAVAILABLE, "the API server is down");
         }
+        let path = request.uri().path().to_string();
+        if request.method() == http::Method::PATCH || request.method() == http::Method::DELETE {
+            let line = state.requests.last().cloned().unwrap_or_default();
+            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            state.writes.push((line, body.clone()));
+            drop(state);
+            return self.write(request.method(), &path, request, body);
+        }
         if request.method() != http::Method::GET {
             return status(StatusCode::METHOD_NOT_ALLOWED, "not served by this fake");
         }
-        let path = request.uri().path().to_string();
         let query: BTreeMap<String, String> = request
             .uri()
             .query()
@@ -254,6 +303,18 @@ impl FakeApi {
                 whole(json!({"kind": "APIResourceList", "apiVersion": "v1",
                              "groupVersion": format!("{group}/{version}"), "resources": resources}))
             }
+            ["api", version, plural, name] | ["apis", _, version, plural, name] => {
+                let group = if parts[0] == "api" { "" } else { parts[1] };
+                match state
+                    .resources
+                    .iter()
+                    .find(|r| r.group == group && r.version == *version && r.plural == *plural)
+                    .and_then(|r| r.objects.get(*name))
+                {
+                    Some(object) => whole(object.clone()),
+                    None => status(StatusCode::NOT_FOUND, "no such object"),
+                }
+            }
             ["api", version, plural] | ["apis", _, version, plural] => {
                 let group = if parts[0] == "api" { "" } else { parts[1] };
                 let Some(resource) = state
@@ -297,7 +358,22 @@ impl FakeApi {
                         bookmarks.then_some(current),
                     )
                 } else {
-                    let items: Vec<Value> = resource.objects.values().cloned().collect();
+                    let selector = query
+                        .get("labelSelector")
+                        .map(|s| s.replace("%3D", "=").replace("%2F", "/"));
+                    let items: Vec<Value> = resource
+                        .objects
+                        .values()
+                        .filter(|o| {
+                            selector.as_deref().is_none_or(|s| {
+                                s.split(',').all(|kv| {
+                                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                                    o["metadata"]["labels"][k].as_str() == Some(v)
+                                })
+                            })
+                        })
+                        .cloned()
+                        .collect();
                     whole(json!({
                         "apiVersion": api_version(group, version),
                         "kind": format!("{}List", resource.kind),
@@ -308,6 +384,85 @@ impl FakeApi {
             }
             _ => status(StatusCode::NOT_FOUND, "not served by this fake"),
         }
+    }
+}
+
+impl FakeApi {
+    /// PATCH (server-side apply: the body is the object) or DELETE of one object, under
+    /// `/apis/<group>/<version>/[namespaces/<ns>/]<plural>/<name>`.
+    fn write(
+        &self,
+        method: &http::Method,
+        path: &str,
+        request: &Request<()>,
+        body: Value,
+    ) -> Response<Body> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, version, namespace, plural, name) = match parts.as_slice() {
+            ["apis", g, v, "namespaces", ns, plural, name] => (*g, *v, Some(*ns), *plural, *name),
+            ["apis", g, v, plural, name] => (*g, *v, None, *plural, *name),
+            _ => return status(StatusCode::NOT_FOUND, "not served by this fake"),
+        };
+        let kind = {
+            let state = self.lock();
+            let Some(resource) = state
+                .resources
+                .iter()
+                .find(|r| r.group == group && r.version == version && r.plural == plural)
+            else {
+                return status(StatusCode::NOT_FOUND, "no such resource");
+            };
+            if resource.namespaced != namespace.is_some() {
+                return status(StatusCode::NOT_FOUND, "wrong scope");
+            }
+            resource.kind.clone()
+        };
+        let key = namespace.map_or_else(|| name.to_string(), |ns| format!("{ns}/{name}"));
+        if *method == http::Method::DELETE {
+            let existed = self
+                .lock()
+                .resources
+                .iter()
+                .any(|r| r.kind == kind && r.objects.contains_key(&key));
+            if !existed {
+                return status(StatusCode::NOT_FOUND, "no such object");
+            }
+            let mut state = self.lock();
+            let resource = state.resources.iter_mut().find(|r| r.kind == kind).unwrap();
+            let object = resource.objects.remove(&key).unwrap();
+            drop(state);
+            return whole(
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": object["metadata"]["name"]}}),
+            );
+        }
+        let apply = request
+            .headers()
+            .get("content-type")
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/apply-patch"));
+        let manager = request
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .any(|kv| kv.starts_with("fieldManager="));
+        if !apply || !manager {
+            return status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "only server-side apply with a field manager",
+            );
+        }
+        if body["metadata"]["name"] != name || body["kind"] != kind.as_str() {
+            return status(StatusCode::BAD_REQUEST, "the body names another object");
+        }
+        self.apply(body);
+        let object = self
+            .lock()
+            .resources
+            .iter()
+            .find(|r| r.kind == kind)
+            .and_then(|r| r.objects.get(&key).cloned())
+            .unwrap();
+        whole(object)
     }
 }
 
@@ -399,7 +554,16 @@ impl tower::Service<Request<kube::client::Body>> for FakeApi {
     }
 
     fn call(&mut self, request: Request<kube::client::Body>) -> Self::Future {
-        let response = self.respond(&request);
-        Box::pin(async move { Ok(response) })
+        let this = self.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let request = Request::from_parts(parts, ());
+            Ok(this.respond(&request, &body))
+        })
     }
 }

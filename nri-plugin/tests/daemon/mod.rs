@@ -10,6 +10,7 @@ mod fake_runtime;
 mod harness;
 
 mod cluster;
+mod cluster_reports;
 mod compliance;
 mod create;
 mod faults;

@@ -1,0 +1,254 @@
+//! The compliance reports written back to the API server (issue 11, findings out), against
+//! the in-memory API server: one report per namespace per node, owned by the Node, applied
+//! server-side as `nodeguard`; unchanged ones never rewritten; those of namespaces with no
+//! container left deleted; a report too large split, every result kept.
+
+use std::time::{Duration, SystemTime};
+
+use nodeguard::cluster::reports::{
+    MAX_OBJECT_BYTES, NODE_LABEL, Owner, ReportFormat, ReportWriter, objects,
+};
+use nodeguard::compliance::report::{self, ContainerFindings, Outcome, ReportContext, ReportFile};
+use policy_core::Effect;
+use serde_json::{Value, json};
+
+use super::fake_api::FakeApi;
+
+fn container(namespace: &str, pod: &str, outcome: Outcome, message: &str) -> ContainerFindings {
+    ContainerFindings {
+        namespace: namespace.into(),
+        pod: pod.into(),
+        pod_uid: format!("uid-{pod}"),
+        container: "app".into(),
+        container_id: format!("id-{pod}"),
+        image: Some("registry.corp/app:1".into()),
+        results: vec![(
+            "baseline".into(),
+            "pss.baseline.privileged",
+            outcome,
+            Effect::Enforce,
+            message.into(),
+        )],
+        started_while_away: false,
+        remediation: None,
+        non_kubernetes: None,
+    }
+}
+
+fn file(containers: &[ContainerFindings], at: u64) -> ReportFile {
+    let context = ReportContext {
+        node: "node-9",
+        generated: SystemTime::UNIX_EPOCH + Duration::from_secs(at),
+        trigger: "periodic",
+        policy_generation: 3,
+    };
+    report::build(&context, containers)
+}
+
+fn api() -> FakeApi {
+    let api = FakeApi::default();
+    api.serve("", "v1", "Node", "nodes");
+    api.serve_namespaced(
+        "wgpolicyk8s.io",
+        "v1alpha2",
+        "PolicyReport",
+        "policyreports",
+    );
+    api.serve(
+        "wgpolicyk8s.io",
+        "v1alpha2",
+        "ClusterPolicyReport",
+        "clusterpolicyreports",
+    );
+    api.apply(
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-9"}, "spec": {}}),
+    );
+    api
+}
+
+/// What the PolicyReport CRD requires of an object (wgpolicyk8s.io/v1alpha2, written from
+/// its documented fields): names, a summary that counts the results, and results with a
+/// policy, a known outcome and a source.
+fn assert_valid_report(object: &Value) {
+    assert!(
+        object["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+    );
+    let results = object["results"].as_array().expect("results");
+    for r in results {
+        assert!(r["policy"].as_str().is_some_and(|p| !p.is_empty()), "{r}");
+        assert!(
+            ["pass", "fail", "warn", "error", "skip"].contains(&r["result"].as_str().unwrap_or("")),
+            "{r}"
+        );
+        assert_eq!(r["source"], "nodeguard");
+    }
+    let counted: u64 = ["pass", "fail", "warn", "error", "skip"]
+        .iter()
+        .map(|k| object["summary"][k].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, results.len() as u64, "summary counts every result");
+}
+
+#[tokio::test]
+async fn one_report_per_namespace_owned_by_the_node_rewritten_only_when_changed() {
+    let api = api();
+    let mut writer = ReportWriter::new(
+        api.client(),
+        "node-9".into(),
+        ReportFormat::Policyreport,
+        Duration::ZERO,
+    );
+    let containers = [
+        container("shop", "cart", Outcome::Fail, "container is privileged"),
+        container("web", "front", Outcome::Pass, ""),
+    ];
+    writer.round(&file(&containers, 100)).await.unwrap();
+    let reports = api.objects("PolicyReport");
+    assert_eq!(
+        reports.keys().collect::<Vec<_>>(),
+        ["shop/nodeguard-node-9", "web/nodeguard-node-9"]
+    );
+    let shop = &reports["shop/nodeguard-node-9"];
+    assert_valid_report(shop);
+    assert_eq!(shop["metadata"]["labels"][NODE_LABEL], "node-9");
+    assert_eq!(
+        shop["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "v1", "kind": "Node", "name": "node-9", "uid": "uid-node-9"}])
+    );
+    assert_eq!(shop["results"][0]["message"], "container is privileged");
+    // Server-side apply, as nodeguard, forced.
+    let writes = api.writes();
+    assert_eq!(writes.len(), 2);
+    assert!(
+        writes[0].0.starts_with(
+            "PATCH /apis/wgpolicyk8s.io/v1alpha2/namespaces/shop/policyreports/nodeguard-node-9?"
+        ) && writes[0].0.contains("fieldManager=nodeguard")
+            && writes[0].0.contains("force=true"),
+        "{writes:?}"
+    );
+    assert_eq!(writes[0].1["kind"], "PolicyReport");
+
+    // The next audit finds the same (only the time differs): nothing is written.
+    writer.round(&file(&containers, 200)).await.unwrap();
+    assert_eq!(api.writes().len(), 2, "unchanged reports are not rewritten");
+
+    // `front` is gone from the node: web's report is deleted; shop's changed one rewritten.
+    let containers = [container("shop", "cart", Outcome::Pass, "")];
+    writer.round(&file(&containers, 300)).await.unwrap();
+    let writes = api.writes();
+    assert_eq!(writes.len(), 4, "{writes:?}");
+    assert!(
+        writes[2]
+            .0
+            .starts_with("PATCH /apis/wgpolicyk8s.io/v1alpha2/namespaces/shop/")
+    );
+    assert!(
+        writes[3].0.starts_with(
+            "DELETE /apis/wgpolicyk8s.io/v1alpha2/namespaces/web/policyreports/nodeguard-node-9"
+        ),
+        "{writes:?}"
+    );
+    assert_eq!(
+        api.objects("PolicyReport").keys().collect::<Vec<_>>(),
+        ["shop/nodeguard-node-9"]
+    );
+}
+
+#[tokio::test]
+async fn another_nodes_reports_are_left_alone() {
+    let api = api();
+    api.apply(json!({
+        "apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+        "metadata": {"name": "nodeguard-node-1", "namespace": "web", "labels": {NODE_LABEL: "node-1"}},
+        "spec": {}
+    }));
+    let mut writer = ReportWriter::new(
+        api.client(),
+        "node-9".into(),
+        ReportFormat::Policyreport,
+        Duration::ZERO,
+    );
+    writer
+        .round(&file(&[container("shop", "cart", Outcome::Pass, "")], 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        api.objects("PolicyReport").keys().collect::<Vec<_>>(),
+        ["shop/nodeguard-node-9", "web/nodeguard-node-1"]
+    );
+}
+
+#[test]
+fn a_report_too_large_is_split_and_keeps_every_result() {
+    let containers: Vec<ContainerFindings> = (0..300)
+        .map(|i| {
+            container(
+                "shop",
+                &format!("pod-{i}"),
+                Outcome::Fail,
+                &"container is privileged ".repeat(20),
+            )
+        })
+        .collect();
+    let owner = Owner {
+        name: "node-9".into(),
+        uid: "u".into(),
+    };
+    let max = 64 << 10;
+    let split = objects(
+        &file(&containers, 1),
+        &owner,
+        ReportFormat::Policyreport,
+        max,
+    );
+    assert!(split.len() > 2, "{} parts", split.len());
+    assert_eq!(split[0].name, "nodeguard-node-9");
+    assert_eq!(split[1].name, "nodeguard-node-9-2");
+    let mut results = 0;
+    for part in &split {
+        assert!(
+            part.object.to_string().len() <= max,
+            "{} too large",
+            part.name
+        );
+        assert_valid_report(&part.object);
+        results += part.object["results"].as_array().unwrap().len();
+    }
+    assert_eq!(results, 300, "every failing result is present");
+    // The default bound leaves room under etcd's limit.
+    const { assert!(MAX_OBJECT_BYTES < 1_500_000) };
+}
+
+#[test]
+fn openreports_are_the_same_reports_under_their_own_api() {
+    let owner = Owner {
+        name: "node-9".into(),
+        uid: "u".into(),
+    };
+    let mut outside = container("", "", Outcome::Fail, "container is privileged");
+    outside.non_kubernetes = Some("default".into());
+    let file = file(&[container("shop", "cart", Outcome::Pass, ""), outside], 1);
+    let objects = objects(&file, &owner, ReportFormat::Openreports, MAX_OBJECT_BYTES);
+    let kinds: Vec<(&str, &str)> = objects
+        .iter()
+        .map(|o| {
+            (
+                o.object["apiVersion"].as_str().unwrap(),
+                o.object["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("openreports.io/v1alpha1", "Report")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("openreports.io/v1alpha1", "ClusterReport")),
+        "{kinds:?}"
+    );
+    for o in &objects {
+        assert_valid_report(&o.object);
+    }
+}
