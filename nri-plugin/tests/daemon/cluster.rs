@@ -423,22 +423,7 @@ async fn a_namespace_selector_is_matched_against_the_labels_the_api_server_repor
 async fn each_audit_s_reports_reach_the_api_server() {
     let dir = tempfile::tempdir().unwrap();
     let api = api();
-    api.serve("", "v1", "Node", "nodes");
-    api.serve_namespaced(
-        "wgpolicyk8s.io",
-        "v1alpha2",
-        "PolicyReport",
-        "policyreports",
-    );
-    api.serve(
-        "wgpolicyk8s.io",
-        "v1alpha2",
-        "ClusterPolicyReport",
-        "clusterpolicyreports",
-    );
-    api.apply(
-        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-9"}, "spec": {}}),
-    );
+    api.serve_reports("node-9");
     let (task, control, _runtime) =
         serve(&api, dir.path(), vec![super::harness::running("c1")]).await;
     wait_until("the registration audit's report in the API server", || {

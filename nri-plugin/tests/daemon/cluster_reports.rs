@@ -47,22 +47,7 @@ fn file(containers: &[ContainerFindings], at: u64) -> ReportFile {
 
 fn api() -> FakeApi {
     let api = FakeApi::default();
-    api.serve("", "v1", "Node", "nodes");
-    api.serve_namespaced(
-        "wgpolicyk8s.io",
-        "v1alpha2",
-        "PolicyReport",
-        "policyreports",
-    );
-    api.serve(
-        "wgpolicyk8s.io",
-        "v1alpha2",
-        "ClusterPolicyReport",
-        "clusterpolicyreports",
-    );
-    api.apply(
-        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-9"}, "spec": {}}),
-    );
+    api.serve_reports("node-9");
     api
 }
 

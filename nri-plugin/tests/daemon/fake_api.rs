@@ -124,6 +124,28 @@ impl FakeApi {
         self
     }
 
+    /// Serves Nodes (with node `node`) and the PolicyReport kinds, as a cluster with the
+    /// PolicyReport CRD installed does.
+    pub fn serve_reports(&self, node: &str) -> &Self {
+        self.serve("", "v1", "Node", "nodes");
+        self.serve_namespaced(
+            "wgpolicyk8s.io",
+            "v1alpha2",
+            "PolicyReport",
+            "policyreports",
+        );
+        self.serve(
+            "wgpolicyk8s.io",
+            "v1alpha2",
+            "ClusterPolicyReport",
+            "clusterpolicyreports",
+        );
+        self.apply(
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}, "spec": {}}),
+        );
+        self
+    }
+
     /// The objects of `kind`, by `name` (or `namespace/name`).
     pub fn objects(&self, kind: &str) -> BTreeMap<String, Value> {
         self.lock()
