@@ -741,6 +741,119 @@ pub fn render_table(report: &ReportFile, filter: &Filter) -> String {
     out
 }
 
+/// The cluster-wide view of the reports every node wrote to the API server (`nodeguard report
+/// --cluster`): each node's totals and last audit, each namespace's, then the failing
+/// containers by policy and rule. `filter` keeps a namespace, and with `all` the passing
+/// results too.
+pub fn render_cluster(reports: &[PolicyReport], filter: &Filter) -> String {
+    let node_of = |r: &PolicyReport| {
+        r.metadata
+            .labels
+            .get("nodeguard.io/node")
+            .cloned()
+            .unwrap_or_else(|| "-".into())
+    };
+    let kept: Vec<&PolicyReport> = reports
+        .iter()
+        .filter(|r| {
+            filter
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == r.metadata.namespace)
+        })
+        .collect();
+    let add = |sum: &mut Summary, r: &PolicyReport| {
+        for res in &r.results {
+            match res.result {
+                Outcome::Pass => sum.pass += 1,
+                Outcome::Fail => sum.fail += 1,
+                Outcome::Warn => sum.warn += 1,
+                Outcome::Error => sum.error += 1,
+                Outcome::Skip => sum.skip += 1,
+            }
+        }
+    };
+    let mut nodes: BTreeMap<String, (Summary, String)> = BTreeMap::new();
+    let mut namespaces: BTreeMap<String, Summary> = BTreeMap::new();
+    // (policy, rule) -> failing `node namespace/pod container: message`.
+    let mut failing: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for r in &kept {
+        let node = node_of(r);
+        let entry = nodes.entry(node.clone()).or_default();
+        add(&mut entry.0, r);
+        if let Some(at) = r.metadata.annotations.get("nodeguard.io/generated")
+            && *at > entry.1
+        {
+            entry.1.clone_from(at);
+        }
+        let namespace = if r.metadata.namespace.is_empty() {
+            "(outside Kubernetes)".to_string()
+        } else {
+            r.metadata.namespace.clone()
+        };
+        add(namespaces.entry(namespace.clone()).or_default(), r);
+        for res in &r.results {
+            if res.result == Outcome::Fail || (filter.all && res.result != Outcome::Pass) {
+                let pod = res.resources.first().map_or("-", |o| o.name.as_str());
+                failing
+                    .entry((res.policy.clone(), res.rule.clone()))
+                    .or_default()
+                    .push(format!(
+                        "{node} {namespace}/{pod} {}: {}",
+                        res.property("container"),
+                        res.message
+                    ));
+            }
+        }
+    }
+    let mut out = String::new();
+    let total = nodes.values().fold(Summary::default(), |mut t, (s, _)| {
+        t.pass += s.pass;
+        t.fail += s.fail;
+        t.warn += s.warn;
+        t.error += s.error;
+        t.skip += s.skip;
+        t
+    });
+    let _ = writeln!(
+        out,
+        "cluster: {} nodes, {} namespaces; pass {}  fail {}  warn {}  error {}  skip {}",
+        nodes.len(),
+        namespaces.len(),
+        total.pass,
+        total.fail,
+        total.warn,
+        total.error,
+        total.skip
+    );
+    let _ = writeln!(out, "\nNODE\tPASS\tFAIL\tWARN\tSKIP\tAUDITED");
+    for (node, (s, at)) in &nodes {
+        let _ = writeln!(
+            out,
+            "{node}\t{}\t{}\t{}\t{}\t{at}",
+            s.pass, s.fail, s.warn, s.skip
+        );
+    }
+    let _ = writeln!(out, "\nNAMESPACE\tPASS\tFAIL\tWARN\tSKIP");
+    for (namespace, s) in &namespaces {
+        let _ = writeln!(
+            out,
+            "{namespace}\t{}\t{}\t{}\t{}",
+            s.pass, s.fail, s.warn, s.skip
+        );
+    }
+    if failing.is_empty() {
+        let _ = writeln!(out, "\nno container fails a rule");
+    }
+    for ((policy, rule), containers) in &failing {
+        let _ = writeln!(out, "\n{policy} [{rule}]: {}", containers.len());
+        for c in containers {
+            let _ = writeln!(out, "  {c}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

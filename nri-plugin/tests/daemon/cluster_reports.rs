@@ -237,3 +237,71 @@ fn openreports_are_the_same_reports_under_their_own_api() {
         assert_valid_report(&o.object);
     }
 }
+
+#[tokio::test]
+async fn report_cluster_shows_every_node_and_namespace_and_who_fails_what() {
+    let api = api();
+    api.apply(
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}, "spec": {}}),
+    );
+    for (node, containers) in [
+        (
+            "node-9",
+            vec![
+                container("shop", "cart", Outcome::Fail, "container is privileged"),
+                container("web", "front", Outcome::Pass, ""),
+            ],
+        ),
+        (
+            "node-1",
+            vec![container(
+                "shop",
+                "checkout",
+                Outcome::Fail,
+                "container is privileged",
+            )],
+        ),
+    ] {
+        let context = ReportContext {
+            node,
+            generated: SystemTime::UNIX_EPOCH + Duration::from_secs(60),
+            trigger: "periodic",
+            policy_generation: 1,
+        };
+        let mut writer = ReportWriter::new(
+            api.client(),
+            node.into(),
+            ReportFormat::Policyreport,
+            Duration::ZERO,
+        );
+        writer
+            .round(&report::build(&context, &containers))
+            .await
+            .unwrap();
+    }
+    let reports = nodeguard::cli::report::fetch_cluster(api.client())
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 3);
+    let text = report::render_cluster(&reports, &report::Filter::default());
+    assert!(
+        text.starts_with("cluster: 2 nodes, 2 namespaces; pass 1  fail 2"),
+        "{text}"
+    );
+    assert!(text.contains("\nnode-1\t0\t1\t"), "{text}");
+    assert!(text.contains("\nshop\t0\t2\t"), "{text}");
+    assert!(
+        text.contains("baseline [pss.baseline.privileged]: 2\n")
+            && text.contains("  node-1 shop/checkout app: container is privileged\n")
+            && text.contains("  node-9 shop/cart app: container is privileged\n"),
+        "{text}"
+    );
+    let web = report::render_cluster(
+        &reports,
+        &report::Filter {
+            namespace: Some("web".into()),
+            all: false,
+        },
+    );
+    assert!(web.contains("no container fails a rule"), "{web}");
+}

@@ -388,9 +388,10 @@ impl FakeApi {
                         .values()
                         .filter(|o| {
                             selector.as_deref().is_none_or(|s| {
-                                s.split(',').all(|kv| {
-                                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                                    o["metadata"]["labels"][k].as_str() == Some(v)
+                                s.split(',').all(|kv| match kv.split_once('=') {
+                                    Some((k, v)) => o["metadata"]["labels"][k].as_str() == Some(v),
+                                    // A key alone: the label exists.
+                                    None => o["metadata"]["labels"][kv].is_string(),
                                 })
                             })
                         })
