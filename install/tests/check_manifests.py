@@ -73,6 +73,7 @@ CLUSTER_RULES = [
      "verbs": ["get", "list", "create", "patch", "delete"]},
     {"apiGroups": ["openreports.io"], "resources": ["reports", "clusterreports"],
      "verbs": ["get", "list", "create", "patch", "delete"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 
 

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::cluster::events::EventPublisher;
 use crate::cluster::reports::{ReportFormat, ReportPublisher};
 use crate::cluster::{ClusterMode, ClusterPolicy, Connection};
 use crate::compliance::report::DEFAULT_REPORT;
@@ -24,6 +25,7 @@ use crate::nri::connection::Registration;
 use crate::nri::serve::{ConnectionState, Endpoint, ServeConfig};
 use crate::nri::service::PluginService;
 use crate::ops::audit::{AuditFile, AuditSink, Discard, Rotation};
+use crate::ops::events::EventRecorder;
 use crate::ops::http::Readiness;
 use crate::ops::metrics::{self, Metrics};
 use crate::ops::policy_files::{PolicyPath, Profile, Sources};
@@ -240,19 +242,26 @@ impl DaemonConfig {
                 .then(|| flags.cluster_policy_cache.clone());
             let changed = Arc::new(Notify::new());
             let (reports, latest) = ReportPublisher::new();
+            let (events, event_queue) = EventPublisher::new();
+            let events = Arc::new(events);
             let format = match flags.cluster_reports {
                 ClusterReports::Policyreport => Some(ReportFormat::Policyreport),
                 ClusterReports::Openreports => Some(ReportFormat::Openreports),
                 ClusterReports::None => None,
             };
             connection.ok().map(|connection| ClusterMode {
-                policy: Arc::new(ClusterPolicy::from_cache(cache, Arc::clone(&changed))),
+                policy: Arc::new(
+                    ClusterPolicy::from_cache(cache, Arc::clone(&changed))
+                        .with_events(Arc::clone(&events) as Arc<dyn EventRecorder>),
+                ),
                 changed,
                 connection,
                 namespaces: Arc::default(),
                 reports: Arc::new(reports),
                 report_writing: format.map(|f| (latest, f)),
                 node: String::new(),
+                events,
+                event_queue,
             })
         });
         let cluster = cluster.flatten();
@@ -453,6 +462,10 @@ pub async fn run<S: ContainerdApi + 'static>(
     }
     let reloader = Arc::new(reloader);
     let namespace_labels = config.cluster.as_ref().map(|c| Arc::clone(&c.namespaces));
+    let events = config
+        .cluster
+        .as_ref()
+        .map(|c| Arc::clone(&c.events) as Arc<dyn EventRecorder>);
     if let Some(cluster) = config.cluster {
         tokio::spawn(cluster.run(Arc::clone(&control.reload), control.shutdown.clone()));
     }
@@ -470,6 +483,9 @@ pub async fn run<S: ContainerdApi + 'static>(
     );
     if let Some(labels) = namespace_labels {
         enforcer = enforcer.with_namespace_labels(labels);
+    }
+    if let Some(events) = events {
+        enforcer = enforcer.with_events(events);
     }
     let enforcer = Arc::new(enforcer);
     let auditor = Arc::new(Auditor::new(enforcer, config.compliance));

@@ -8,11 +8,13 @@
 //! - [`shared`]: the accepted documents shared by the watchers, the reloader and the cache;
 //! - [`watch`]: the API server's objects followed with kube-rs watchers;
 //! - [`reports`]: the compliance reports written back to the API server;
+//! - [`events`]: Events on pods and policy objects, deduplicated and rate-limited;
 //! - [`mode`]: the mode put together: how the API server is reached, and the watchers run.
 
 pub mod cache;
 pub mod crd;
 pub mod documents;
+pub mod events;
 pub mod mode;
 pub mod reports;
 pub mod shared;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tracing::error;
 
+use super::events::EventPublisher;
 use super::reports::{ReportFormat, ReportPublisher, ReportWriter};
 use super::shared::ClusterPolicy;
 use crate::compliance::report::ReportFile;
@@ -74,6 +75,10 @@ pub struct ClusterMode {
     )>,
     /// This node's name.
     pub node: String,
+    /// Where the Events are queued, and the queue (sent once connected).
+    pub events: Arc<EventPublisher>,
+    /// The queue of Events to send.
+    pub event_queue: tokio::sync::mpsc::Receiver<crate::ops::events::ObjectEvent>,
 }
 
 impl ClusterMode {
@@ -97,6 +102,12 @@ impl ClusterMode {
                 return;
             }
         };
+        tokio::spawn(super::events::send(
+            client.clone(),
+            self.node.clone(),
+            self.event_queue,
+            shutdown.clone(),
+        ));
         if let Some((latest, format)) = self.report_writing {
             let writer = ReportWriter::new(client.clone(), self.node, format, REPORT_INTERVAL);
             tokio::spawn(writer.run(latest, shutdown.clone()));

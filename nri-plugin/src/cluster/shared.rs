@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use super::cache;
 use super::documents::{Applied, ClusterDocuments, ObjectKey};
+use crate::ops::events::{EventRecorder, ObjectEvent, Regarding};
 use crate::ops::reload::MoreSources;
 
 /// The API server's documents, shared by the watchers (which change them), the reloader
@@ -21,6 +22,8 @@ pub struct ClusterPolicy {
     cache: Option<PathBuf>,
     /// Notified when the accepted documents change: the reloader's trigger.
     changed: Arc<Notify>,
+    /// Where a rejection is reported as an Event on the object.
+    events: Option<Arc<dyn EventRecorder>>,
 }
 
 impl ClusterPolicy {
@@ -50,7 +53,16 @@ impl ClusterPolicy {
             documents: Mutex::new(documents),
             cache,
             changed,
+            events: None,
         }
+    }
+
+    /// The same, reporting each rejected generation as an Event on its object (once per
+    /// node and generation).
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn EventRecorder>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, ClusterDocuments> {
@@ -88,6 +100,30 @@ impl ClusterPolicy {
                     generation,
                     "API policy object rejected; its last good generation (if any) stays in force:\n{errors}"
                 );
+                if let Some(events) = &self.events {
+                    let text = |pointer: &str| {
+                        object
+                            .pointer(pointer)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    events.record(ObjectEvent {
+                        regarding: Regarding {
+                            api_version: text("/apiVersion"),
+                            kind: kind.to_string(),
+                            namespace: String::new(),
+                            name: name.to_string(),
+                            uid: text("/metadata/uid"),
+                        },
+                        warning: true,
+                        reason: "PolicyRejected",
+                        action: "Validated",
+                        message: format!(
+                            "nodeguard: generation {generation} is not enforced (the last good one stays in force): {errors}"
+                        ),
+                    });
+                }
             }
             Applied::Unchanged => {}
         }

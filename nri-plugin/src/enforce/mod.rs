@@ -20,6 +20,7 @@ use policy_core::{Decision, Effect, evaluate};
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::ops::audit::{AuditSink, ContainerRef, NonKubernetes, Outcome, Phase, PodRef, Record};
+use crate::ops::events::{EventRecorder, ObjectEvent, Regarding};
 use crate::ops::metrics::{Metrics, SpecSource};
 use crate::ops::namespaces::NamespaceLabels;
 use crate::ops::reload::PolicyHandle;
@@ -119,6 +120,8 @@ pub struct Enforcer<S> {
     images: ImageNames,
     /// The namespaces' labels, in the cluster-connected mode.
     namespace_labels: Option<Arc<NamespaceLabels>>,
+    /// Where Events about pods go (the cluster-connected mode).
+    events: Option<Arc<dyn EventRecorder>>,
 }
 
 /// Reads the node's mount table (`/proc/self/mountinfo` unless a test says otherwise); `None`
@@ -198,7 +201,56 @@ impl<S: ContainerdApi> Enforcer<S> {
             mount_table: Arc::new(own_mount_table),
             images: ImageNames::default(),
             namespace_labels: None,
+            events: None,
         }
+    }
+
+    /// The enforcer recording an Event on the pod for audit- and warn-effect findings and
+    /// remediation stops (refusals have the kubelet's own event).
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn EventRecorder>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The Event for a record, if the outcome calls for one: the pod's warn- and audit-effect
+    /// findings, or its container stopped.
+    fn pod_event(&self, outcome: Outcome, view: &ContainerView, decision: &Decision) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        let (reason, action, warning) = match outcome {
+            Outcome::Warned => ("PolicyWarning", "Judged", true),
+            Outcome::Audited => ("PolicyAudit", "Judged", false),
+            Outcome::Stopped => ("PolicyStopped", "Stopped", true),
+            _ => return,
+        };
+        if view.pod.name.is_empty() || view.pod.namespace.is_empty() {
+            return;
+        }
+        let findings: Vec<String> = decision
+            .violations
+            .iter()
+            .map(|v| format!("{} [{} {}]", v.message, v.policy, v.rule))
+            .collect();
+        let container = if view.name.is_empty() {
+            String::new()
+        } else {
+            format!("container {:?}: ", view.name)
+        };
+        events.record(ObjectEvent {
+            regarding: Regarding {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: view.pod.namespace.clone(),
+                name: view.pod.name.clone(),
+                uid: view.pod.uid.clone(),
+            },
+            warning,
+            reason,
+            action,
+            message: format!("nodeguard: {container}{}", findings.join("; ")),
+        });
     }
 
     /// The enforcer giving each view its namespace's labels from `labels` (the API server's,
@@ -409,6 +461,9 @@ impl<S: ContainerdApi> Enforcer<S> {
             }),
             decision,
         });
+        if outside.is_none() {
+            self.pod_event(outcome, view, decision);
+        }
         match outcome {
             Outcome::Refused => warn!(
                 ?phase,

@@ -6,9 +6,11 @@
 //! - [`telemetry`]: the diagnostic log;
 //! - [`size`]: sizes as flags and messages write them;
 //! - [`instance_lock`]: one `serve` per node, a lock on the state folder;
-//! - [`namespaces`]: the namespaces' labels the API server reports (cluster mode).
+//! - [`namespaces`]: the namespaces' labels the API server reports (cluster mode);
+//! - [`events`]: Kubernetes Events about findings (sent in the cluster mode).
 
 pub mod audit;
+pub mod events;
 pub mod http;
 pub mod instance_lock;
 pub mod metrics;

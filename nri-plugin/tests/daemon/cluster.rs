@@ -440,3 +440,79 @@ async fn each_audit_s_reports_reach_the_api_server() {
     control.shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn warnings_and_rejected_objects_become_events_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api();
+    api.serve_namespaced("events.k8s.io", "v1", "Event", "events");
+    api.apply(json!({
+        "apiVersion": "nodeguard.io/v1alpha1", "kind": "NodePolicy",
+        "metadata": {"name": "registries"},
+        "spec": {"effect": "warn", "rules": {"images": {"allowed": ["^registry\\.corp/"]}}}
+    }));
+    api.apply(node_policy("broken", json!({"privilegd": {}})));
+    let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
+    let events = || -> Vec<Value> { api.objects("Event").into_values().collect() };
+    let reason = |e: &Value| e["reason"].as_str().unwrap_or_default().to_string();
+    // The rejected object: an Event on it.
+    wait_until("the rejection's Event", || {
+        events().iter().any(|e| reason(e) == "PolicyRejected")
+    })
+    .await;
+    let rejected = events()
+        .into_iter()
+        .find(|e| reason(e) == "PolicyRejected")
+        .unwrap();
+    assert_eq!(rejected["regarding"]["kind"], "NodePolicy");
+    assert_eq!(rejected["regarding"]["name"], "broken");
+    assert_eq!(rejected["type"], "Warning");
+    assert!(
+        rejected["note"]
+            .as_str()
+            .unwrap()
+            .contains("spec.rules.privilegd"),
+        "{rejected}"
+    );
+    // A warn-effect finding: allowed, and an Event on the pod.
+    let started = std::time::Instant::now();
+    loop {
+        assert_eq!(
+            create(&runtime, "c1", "evil.example/x:1").await,
+            None,
+            "warn never refuses"
+        );
+        if events().iter().any(|e| reason(e) == "PolicyWarning") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no warning Event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let warning = events()
+        .into_iter()
+        .find(|e| reason(e) == "PolicyWarning")
+        .unwrap();
+    assert_eq!(warning["regarding"]["kind"], "Pod");
+    assert_eq!(warning["regarding"]["namespace"], "default");
+    assert_eq!(warning["regarding"]["name"], "web");
+    assert!(
+        warning["note"]
+            .as_str()
+            .unwrap()
+            .contains(r#"image "evil.example/x:1" does not match any allowed pattern"#),
+        "{warning}"
+    );
+    // The same finding again: no second Event.
+    create(&runtime, "c2", "evil.example/x:1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warnings = events()
+        .iter()
+        .filter(|e| reason(e) == "PolicyWarning")
+        .count();
+    assert_eq!(warnings, 1, "deduplicated");
+    control.shutdown.cancel();
+    task.await.unwrap();
+}

@@ -269,7 +269,10 @@ impl FakeApi {
             return status(StatusCode::SERVICE_UNAVAILABLE, "the API server is down");
         }
         let path = request.uri().path().to_string();
-        if request.method() == http::Method::PATCH || request.method() == http::Method::DELETE {
+        if request.method() == http::Method::PATCH
+            || request.method() == http::Method::DELETE
+            || request.method() == http::Method::POST
+        {
             let line = state.requests.last().cloned().unwrap_or_default();
             let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             state.writes.push((line, body.clone()));
@@ -421,7 +424,14 @@ impl FakeApi {
         body: Value,
     ) -> Response<Body> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let posted = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let (group, version, namespace, plural, name) = match parts.as_slice() {
+            ["apis", g, v, "namespaces", ns, plural] if *method == http::Method::POST => {
+                (*g, *v, Some(*ns), *plural, posted.as_str())
+            }
             ["apis", g, v, "namespaces", ns, plural, name] => (*g, *v, Some(*ns), *plural, *name),
             ["apis", g, v, plural, name] => (*g, *v, None, *plural, *name),
             _ => return status(StatusCode::NOT_FOUND, "not served by this fake"),
@@ -458,6 +468,23 @@ impl FakeApi {
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": object["metadata"]["name"]}}),
             );
         }
+        if *method == http::Method::POST {
+            if self
+                .lock()
+                .resources
+                .iter()
+                .any(|r| r.kind == kind && r.objects.contains_key(&key))
+            {
+                return status(StatusCode::CONFLICT, "already exists");
+            }
+            let mut body = body;
+            body["kind"] = kind.clone().into();
+            if let Some(ns) = namespace {
+                body["metadata"]["namespace"] = ns.into();
+            }
+            self.apply(body);
+            return whole(self.stored(&kind, &key));
+        }
         let apply = request
             .headers()
             .get("content-type")
@@ -478,14 +505,17 @@ impl FakeApi {
             return status(StatusCode::BAD_REQUEST, "the body names another object");
         }
         self.apply(body);
-        let object = self
-            .lock()
+        whole(self.stored(&kind, &key))
+    }
+
+    /// Object `key` of `kind`, as stored.
+    fn stored(&self, kind: &str, key: &str) -> Value {
+        self.lock()
             .resources
             .iter()
             .find(|r| r.kind == kind)
-            .and_then(|r| r.objects.get(&key).cloned())
-            .unwrap();
-        whole(object)
+            .and_then(|r| r.objects.get(key).cloned())
+            .unwrap()
     }
 }
 

@@ -1,0 +1,200 @@
+//! Events sent to the API server (`events.k8s.io/v1`, with kube-rs's recorder): deduplicated
+//! (the same finding about the same object is sent once per [`REPEAT_AFTER`], however often
+//! the audits find it) and rate-limited (at most one every [`MIN_GAP`]; what does not fit in
+//! the queue is dropped and counted in the log).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::ops::events::{EventRecorder, ObjectEvent};
+
+/// The same Event about the same object is sent again only after this long.
+pub const REPEAT_AFTER: Duration = Duration::from_secs(3600);
+/// The least time between two Events sent.
+pub const MIN_GAP: Duration = Duration::from_millis(100);
+/// Events waiting to be sent at most; more are dropped.
+pub const QUEUE: usize = 256;
+/// Events remembered for deduplication at most (the oldest forgotten first).
+const REMEMBERED: usize = 10_000;
+
+/// Queues Events for [`send`], dropping repeats and what does not fit.
+#[derive(Debug)]
+pub struct EventPublisher {
+    queue: mpsc::Sender<ObjectEvent>,
+    sent: Mutex<HashMap<ObjectEvent, Instant>>,
+}
+
+impl EventPublisher {
+    /// A publisher, and the queue [`send`] empties.
+    pub fn new() -> (Self, mpsc::Receiver<ObjectEvent>) {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        (
+            EventPublisher {
+                queue,
+                sent: Mutex::new(HashMap::new()),
+            },
+            receiver,
+        )
+    }
+
+    /// Whether `event` was not recorded within [`REPEAT_AFTER`] of `now` (and remembers it).
+    fn first_in_a_while(&self, event: &ObjectEvent, now: Instant) -> bool {
+        let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        if sent
+            .get(event)
+            .is_some_and(|at| now.saturating_duration_since(*at) < REPEAT_AFTER)
+        {
+            return false;
+        }
+        if sent.len() >= REMEMBERED {
+            sent.retain(|_, at| now.saturating_duration_since(*at) < REPEAT_AFTER);
+            if sent.len() >= REMEMBERED {
+                sent.clear();
+            }
+        }
+        sent.insert(event.clone(), now);
+        true
+    }
+}
+
+impl EventRecorder for EventPublisher {
+    fn record(&self, event: ObjectEvent) {
+        if !self.first_in_a_while(&event, Instant::now()) {
+            return;
+        }
+        if self.queue.try_send(event).is_err() {
+            warn!("too many Events to send: one dropped");
+        }
+    }
+}
+
+/// Sends the queued Events as `nodeguard` on node `node`, at most one every [`MIN_GAP`], until
+/// `shutdown`. A failure is logged; the Event is not retried.
+pub async fn send(
+    client: Client,
+    node: String,
+    mut queue: mpsc::Receiver<ObjectEvent>,
+    shutdown: CancellationToken,
+) {
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: "nodeguard".into(),
+            instance: Some(node),
+        },
+    );
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = queue.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+        };
+        let reference = ObjectReference {
+            api_version: Some(event.regarding.api_version.clone()),
+            kind: Some(event.regarding.kind.clone()),
+            name: Some(event.regarding.name.clone()),
+            namespace: (!event.regarding.namespace.is_empty())
+                .then(|| event.regarding.namespace.clone()),
+            uid: (!event.regarding.uid.is_empty()).then(|| event.regarding.uid.clone()),
+            ..ObjectReference::default()
+        };
+        let sent = recorder
+            .publish(
+                &Event {
+                    type_: if event.warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: event.reason.into(),
+                    note: Some(truncate(&event.message, 1000)),
+                    action: event.action.into(),
+                    secondary: None,
+                },
+                &reference,
+            )
+            .await;
+        match sent {
+            Ok(()) => debug!(reason = event.reason, name = %event.regarding.name, "event sent"),
+            Err(e) => warn!(error = %e, reason = event.reason, "cannot send an Event"),
+        }
+        tokio::time::sleep(MIN_GAP).await;
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary (an Event's note is at most 1 kB).
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::events::Regarding;
+
+    fn event(message: &str) -> ObjectEvent {
+        ObjectEvent {
+            regarding: Regarding {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: "shop".into(),
+                name: "cart".into(),
+                uid: "u".into(),
+            },
+            warning: true,
+            reason: "PolicyWarning",
+            action: "Judged",
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn the_same_event_is_sent_once_an_hour() {
+        let (publisher, _queue) = EventPublisher::new();
+        let t0 = Instant::now();
+        assert!(publisher.first_in_a_while(&event("a"), t0));
+        assert!(!publisher.first_in_a_while(&event("a"), t0 + Duration::from_secs(600)));
+        assert!(
+            publisher.first_in_a_while(&event("b"), t0),
+            "another finding"
+        );
+        assert!(publisher.first_in_a_while(&event("a"), t0 + REPEAT_AFTER));
+    }
+
+    #[test]
+    fn a_full_queue_drops_instead_of_blocking() {
+        let (publisher, mut queue) = EventPublisher::new();
+        for i in 0..QUEUE + 10 {
+            publisher.record(event(&format!("finding {i}")));
+        }
+        let mut queued = 0;
+        while queue.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, QUEUE);
+    }
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("short", 10), "short");
+        let cut = truncate(&"é".repeat(600), 1000);
+        assert!(cut.len() <= 1000 && cut.ends_with("..."));
+    }
+}
