@@ -17,6 +17,8 @@
 #      - the worker's audit log (/var/log/nodeguard/audit.jsonl) records the refusals;
 #      - a NodePolicy applied with kubectl refuses a pod within seconds, and no longer once
 #        it is deleted;
+#      - each node's compliance reports appear as PolicyReport objects (the PolicyReport CRD
+#        is installed from install/kind/policyreport-crd.yaml when the cluster has none);
 #   5. deletes the cluster on exit, whatever happened (--keep leaves it for a look).
 #
 # Usage: install/kind/e2e.sh [--keep]        needs docker (with its engine), kind, kubectl
@@ -244,6 +246,8 @@ main() {
     kind load docker-image "$IMAGE" "$LATEST_IMAGE" --name "$CLUSTER"
 
     log "Installing install/kubernetes/overlays/cluster with image $IMAGE"
+    kc get crd policyreports.wgpolicyk8s.io >/dev/null 2>&1 ||
+        kc apply -f "$REPO/install/kind/policyreport-crd.yaml"
     render | kc apply -f -
     kc -n nodeguard-system rollout status daemonset/nodeguard --timeout="${TIMEOUT}s"
     wait_for "every nodeguard to register with containerd over NRI" registered 1
@@ -303,6 +307,11 @@ YAML
     kc delete nodepolicy e2e-no-pause
     kc -n "$NS" rollout restart deployment/compliant-denied
     kc -n "$NS" rollout status deployment/compliant-denied --timeout="${TIMEOUT}s"
+
+    log "Each node's compliance reports are PolicyReport objects in the API server"
+    reports() { [[ -n $(kc -n "$NS" get policyreports -l nodeguard.io/node -o name) ]]; }
+    wait_for "PolicyReports of $NS written by nodeguard" reports
+    kc get policyreports -A -l nodeguard.io/node >&2
 
     log "e2e: all scenarios passed"
 }

@@ -449,6 +449,9 @@ pub async fn run<S: ContainerdApi + 'static>(
     if let Some(file) = &config.audit_file {
         sources.push(Arc::clone(file) as Arc<dyn metrics::Source>);
     }
+    if let Some(cluster) = &config.cluster {
+        sources.push(Arc::clone(&cluster.policy) as Arc<dyn metrics::Source>);
+    }
     let metrics = Arc::new(Metrics::new(sources));
     let policy: PolicyHandle = Loaded::first(config.policy);
     let mut reloader = Reloader::new(

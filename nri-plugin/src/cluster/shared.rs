@@ -2,6 +2,7 @@
 //! reloader (which merges them with the files) and the cache on disk.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
@@ -11,6 +12,7 @@ use tracing::{error, info, warn};
 use super::cache;
 use super::documents::{Applied, ClusterDocuments, ObjectKey};
 use crate::ops::events::{EventRecorder, ObjectEvent, Regarding};
+use crate::ops::metrics::{Sample, SampleValue, Source};
 use crate::ops::reload::MoreSources;
 
 /// The API server's documents, shared by the watchers (which change them), the reloader
@@ -24,6 +26,8 @@ pub struct ClusterPolicy {
     changed: Arc<Notify>,
     /// Where a rejection is reported as an Event on the object.
     events: Option<Arc<dyn EventRecorder>>,
+    /// Generations rejected so far.
+    rejections: AtomicU64,
 }
 
 impl ClusterPolicy {
@@ -54,6 +58,7 @@ impl ClusterPolicy {
             cache,
             changed,
             events: None,
+            rejections: AtomicU64::new(0),
         }
     }
 
@@ -86,6 +91,7 @@ impl ClusterPolicy {
         match &applied {
             Applied::Accepted => self.changed_now(),
             Applied::Rejected { errors, generation } => {
+                self.rejections.fetch_add(1, Ordering::Relaxed);
                 let name = object
                     .pointer("/metadata/name")
                     .and_then(Value::as_str)
@@ -157,6 +163,21 @@ impl ClusterPolicy {
     }
 }
 
+impl Source for ClusterPolicy {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        out.push(Sample {
+            name: "cluster_policy_objects",
+            help: "NodePolicy objects and constraints of the API server in force (accepted, or kept from the cache)",
+            value: SampleValue::Gauge(i64::try_from(self.lock().accepted().len()).unwrap_or(i64::MAX)),
+        });
+        out.push(Sample {
+            name: "cluster_policy_rejections",
+            help: "Generations of API server policy objects this node rejected (each logged once, with an Event on the object); the last good generation stays in force",
+            value: SampleValue::Counter(self.rejections.load(Ordering::Relaxed)),
+        });
+    }
+}
+
 impl MoreSources for ClusterPolicy {
     fn sources(&self, taken: &[&str]) -> (Vec<(PathBuf, String)>, Vec<String>) {
         self.lock().sources(taken)
@@ -165,3 +186,30 @@ impl MoreSources for ClusterPolicy {
 
 /// A shared [`ClusterPolicy`].
 pub type ClusterPolicyHandle = Arc<ClusterPolicy>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_in_force_and_rejections_are_counted() {
+        let policy = ClusterPolicy::from_cache(None, Arc::new(Notify::new()));
+        let object = |generation: i64, rule: &str| {
+            json!({"apiVersion": "nodeguard.io/v1alpha1", "kind": "NodePolicy",
+                   "metadata": {"name": "p", "generation": generation},
+                   "spec": {"rules": {rule: {}}}})
+        };
+        policy.apply(&object(1, "privileged"));
+        policy.apply(&object(2, "privilegd"));
+        policy.apply(&object(2, "privilegd"));
+        let mut samples = Vec::new();
+        policy.samples(&mut samples);
+        assert_eq!(samples[0].value, SampleValue::Gauge(1));
+        assert_eq!(
+            samples[1].value,
+            SampleValue::Counter(1),
+            "once per generation"
+        );
+    }
+}

@@ -516,3 +516,31 @@ async fn warnings_and_rejected_objects_become_events_once() {
     control.shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_slow_api_server_never_slows_enforcement() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api();
+    api.apply(node_policy(
+        "registries",
+        json!({"images": {"allowed": ["^registry\\.corp/"]}}),
+    ));
+    let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
+    let started = std::time::Instant::now();
+    while create(&runtime, "c1", "evil.example/x:1").await.is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every answer of the API server now takes 3 s: decisions do not wait for it.
+    api.set_delay(Duration::from_secs(3));
+    let asked = std::time::Instant::now();
+    assert!(create(&runtime, "c2", "evil.example/x:1").await.is_some());
+    assert_eq!(create(&runtime, "c3", "registry.corp/app:1").await, None);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "decisions took {:?}",
+        asked.elapsed()
+    );
+    control.shutdown.cancel();
+    task.await.unwrap();
+}

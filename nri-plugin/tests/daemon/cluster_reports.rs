@@ -305,3 +305,52 @@ async fn report_cluster_shows_every_node_and_namespace_and_who_fails_what() {
     );
     assert!(web.contains("no container fails a rule"), "{web}");
 }
+
+#[tokio::test]
+async fn a_report_another_manager_applied_is_taken_over_by_a_forced_apply() {
+    let api = api();
+    api.apply(json!({
+        "apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+        "metadata": {"name": "nodeguard-node-9", "namespace": "shop", "labels": {NODE_LABEL: "node-9"}},
+        "spec": {}
+    }));
+    api.managed_by("PolicyReport", "shop/nodeguard-node-9", "kubectl-edit");
+    let mut writer = ReportWriter::new(
+        api.client(),
+        "node-9".into(),
+        ReportFormat::Policyreport,
+        Duration::ZERO,
+    );
+    writer
+        .round(&file(
+            &[container(
+                "shop",
+                "cart",
+                Outcome::Fail,
+                "container is privileged",
+            )],
+            1,
+        ))
+        .await
+        .expect("a forced apply wins the conflict");
+    let report = &api.objects("PolicyReport")["shop/nodeguard-node-9"];
+    assert_eq!(report["results"][0]["message"], "container is privileged");
+}
+
+#[tokio::test]
+async fn a_slow_or_absent_api_server_fails_the_round_and_the_next_one_writes() {
+    let api = api();
+    api.set_down(true);
+    let mut writer = ReportWriter::new(
+        api.client(),
+        "node-9".into(),
+        ReportFormat::Policyreport,
+        Duration::ZERO,
+    );
+    let reports = file(&[container("shop", "cart", Outcome::Pass, "")], 1);
+    assert!(writer.round(&reports).await.is_err());
+    api.set_down(false);
+    api.set_delay(Duration::from_millis(200));
+    writer.round(&reports).await.unwrap();
+    assert_eq!(api.objects("PolicyReport").len(), 1);
+}

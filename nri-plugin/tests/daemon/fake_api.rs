@@ -61,8 +61,12 @@ struct State {
     compacted: u64,
     /// Down: every request fails.
     down: bool,
+    /// How long each answer takes.
+    delay: std::time::Duration,
     requests: Vec<String>,
     writes: Vec<(String, Value)>,
+    /// The field manager that last applied each object (`kind`, key).
+    managers: BTreeMap<(String, String), String>,
 }
 
 /// The fake API server; clone it to keep a handle while a client uses it.
@@ -81,8 +85,10 @@ impl Default for FakeApi {
                 history: Vec::new(),
                 compacted: 0,
                 down: false,
+                delay: std::time::Duration::ZERO,
                 requests: Vec::new(),
                 writes: Vec::new(),
+                managers: BTreeMap::new(),
             })),
             changes: broadcast::channel(1024).0,
         }
@@ -250,6 +256,19 @@ impl FakeApi {
         if down {
             let _ = self.changes.send(None);
         }
+    }
+
+    /// Makes every answer take `delay` (a slow API server).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// Records that field manager `manager` applied object `key` (`name`, or `namespace/name`)
+    /// of `kind`: another manager's apply then conflicts unless forced.
+    pub fn managed_by(&self, kind: &str, key: &str, manager: &str) {
+        self.lock()
+            .managers
+            .insert((kind.to_string(), key.to_string()), manager.to_string());
     }
 
     /// Every request so far, as `VERB path?query`.
@@ -489,18 +508,35 @@ impl FakeApi {
             .headers()
             .get("content-type")
             .is_some_and(|t| t.as_bytes().starts_with(b"application/apply-patch"));
-        let manager = request
-            .uri()
-            .query()
-            .unwrap_or_default()
+        let query = request.uri().query().unwrap_or_default();
+        let manager = query
             .split('&')
-            .any(|kv| kv.starts_with("fieldManager="));
-        if !apply || !manager {
+            .find_map(|kv| kv.strip_prefix("fieldManager="))
+            .map(str::to_string);
+        let forced = query.split('&').any(|kv| kv == "force=true");
+        let Some(manager) = manager.filter(|_| apply) else {
             return status(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "only server-side apply with a field manager",
             );
+        };
+        // Server-side apply: fields another manager owns conflict, unless forced.
+        let owner = self
+            .lock()
+            .managers
+            .get(&(kind.clone(), key.clone()))
+            .cloned();
+        if let Some(owner) = owner.filter(|o| *o != manager)
+            && !forced
+        {
+            return status(
+                StatusCode::CONFLICT,
+                &format!("Apply failed with 1 conflict: conflict with \"{owner}\""),
+            );
         }
+        self.lock()
+            .managers
+            .insert((kind.clone(), key.clone()), manager);
         if body["metadata"]["name"] != name || body["kind"] != kind.as_str() {
             return status(StatusCode::BAD_REQUEST, "the body names another object");
         }
@@ -608,7 +644,9 @@ impl tower::Service<Request<kube::client::Body>> for FakeApi {
 
     fn call(&mut self, request: Request<kube::client::Body>) -> Self::Future {
         let this = self.clone();
+        let delay = self.lock().delay;
         Box::pin(async move {
+            tokio::time::sleep(delay).await;
             let (parts, body) = request.into_parts();
             let body = body
                 .collect()
