@@ -284,6 +284,25 @@ async fn serve(
     (task, control, runtime)
 }
 
+/// Creates containers of `image` (as `id`) until one is refused, within 5 s: its refusal.
+async fn refused_within_seconds(
+    runtime: &super::fake_runtime::FakeRuntime,
+    id: &str,
+    image: &str,
+) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(refusal) = create(runtime, id, image).await {
+            return refusal;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{image} not refused within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Creates a container of `image`: its refusal, if refused.
 async fn create(
     runtime: &super::fake_runtime::FakeRuntime,
@@ -353,11 +372,7 @@ async fn after_a_restart_without_the_api_server_its_last_policy_refuses_from_the
             json!({"images": {"allowed": ["^registry\\.corp/"]}}),
         ));
         let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
-        let started = std::time::Instant::now();
-        while create(&runtime, "c1", "evil.example/x:1").await.is_none() {
-            assert!(started.elapsed() < Duration::from_secs(5));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        refused_within_seconds(&runtime, "c1", "evil.example/x:1").await;
         control.shutdown.cancel();
         task.await.unwrap();
     }
@@ -526,11 +541,7 @@ async fn a_slow_api_server_never_slows_enforcement() {
         json!({"images": {"allowed": ["^registry\\.corp/"]}}),
     ));
     let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
-    let started = std::time::Instant::now();
-    while create(&runtime, "c1", "evil.example/x:1").await.is_none() {
-        assert!(started.elapsed() < Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    refused_within_seconds(&runtime, "c1", "evil.example/x:1").await;
     // Every answer of the API server now takes 3 s: decisions do not wait for it.
     api.set_delay(Duration::from_secs(3));
     let asked = std::time::Instant::now();

@@ -51,6 +51,16 @@ fn api() -> FakeApi {
     api
 }
 
+/// A writer of node `node`'s PolicyReports to `api`, rounds as soon as asked.
+fn writer(api: &FakeApi, node: &str) -> ReportWriter {
+    ReportWriter::new(
+        api.client(),
+        node.into(),
+        ReportFormat::Policyreport,
+        Duration::ZERO,
+    )
+}
+
 /// What the PolicyReport CRD requires of an object (wgpolicyk8s.io/v1alpha2, written from
 /// its documented fields): names, a summary that counts the results, and results with a
 /// policy, a known outcome and a source.
@@ -79,12 +89,7 @@ fn assert_valid_report(object: &Value) {
 #[tokio::test]
 async fn one_report_per_namespace_owned_by_the_node_rewritten_only_when_changed() {
     let api = api();
-    let mut writer = ReportWriter::new(
-        api.client(),
-        "node-9".into(),
-        ReportFormat::Policyreport,
-        Duration::ZERO,
-    );
+    let mut writer = writer(&api, "node-9");
     let containers = [
         container("shop", "cart", Outcome::Fail, "container is privileged"),
         container("web", "front", Outcome::Pass, ""),
@@ -149,12 +154,7 @@ async fn another_nodes_reports_are_left_alone() {
         "metadata": {"name": "nodeguard-node-1", "namespace": "web", "labels": {NODE_LABEL: "node-1"}},
         "spec": {}
     }));
-    let mut writer = ReportWriter::new(
-        api.client(),
-        "node-9".into(),
-        ReportFormat::Policyreport,
-        Duration::ZERO,
-    );
+    let mut writer = writer(&api, "node-9");
     writer
         .round(&file(&[container("shop", "cart", Outcome::Pass, "")], 1))
         .await
@@ -268,12 +268,7 @@ async fn report_cluster_shows_every_node_and_namespace_and_who_fails_what() {
             trigger: "periodic",
             policy_generation: 1,
         };
-        let mut writer = ReportWriter::new(
-            api.client(),
-            node.into(),
-            ReportFormat::Policyreport,
-            Duration::ZERO,
-        );
+        let mut writer = writer(&api, node);
         writer
             .round(&report::build(&context, &containers))
             .await
@@ -315,12 +310,7 @@ async fn a_report_another_manager_applied_is_taken_over_by_a_forced_apply() {
         "spec": {}
     }));
     api.managed_by("PolicyReport", "shop/nodeguard-node-9", "kubectl-edit");
-    let mut writer = ReportWriter::new(
-        api.client(),
-        "node-9".into(),
-        ReportFormat::Policyreport,
-        Duration::ZERO,
-    );
+    let mut writer = writer(&api, "node-9");
     writer
         .round(&file(
             &[container(
@@ -341,12 +331,7 @@ async fn a_report_another_manager_applied_is_taken_over_by_a_forced_apply() {
 async fn a_slow_or_absent_api_server_fails_the_round_and_the_next_one_writes() {
     let api = api();
     api.set_down(true);
-    let mut writer = ReportWriter::new(
-        api.client(),
-        "node-9".into(),
-        ReportFormat::Policyreport,
-        Duration::ZERO,
-    );
+    let mut writer = writer(&api, "node-9");
     let reports = file(&[container("shop", "cart", Outcome::Pass, "")], 1);
     assert!(writer.round(&reports).await.is_err());
     api.set_down(false);
