@@ -281,6 +281,7 @@ fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() 
         generated: std::time::SystemTime::now(),
         trigger: "periodic",
         policy_generation: 1,
+        policy_sources: "",
     };
     let containers = [
         findings("prod", "a", Outcome::Fail),

@@ -190,6 +190,12 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
         // One policy for the whole audit, and the generation the report names is its own.
         let loaded = enforcer.policy().load_full();
         let (generation, policy) = (loaded.generation, &loaded.policy);
+        let sources = serde_json::to_string(
+            &policy
+                .origins()
+                .collect::<std::collections::BTreeMap<&str, &str>>(),
+        )
+        .unwrap_or_default();
         let mut all = Vec::with_capacity(containers.len());
         for (pod, container) in &containers {
             let (view, failure) = enforcer.full_view(pod, container).await;
@@ -278,6 +284,7 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 generated: SystemTime::now(),
                 trigger: trigger.as_str(),
                 policy_generation: generation,
+                policy_sources: &sources,
             };
             sink.publish(report::build(&context, &all));
         }
@@ -286,12 +293,14 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
             let node = enforcer.node().to_string();
             let trigger_name = trigger.as_str();
             let generated = SystemTime::now();
+            let sources = sources.clone();
             let written = tokio::task::spawn_blocking(move || {
                 let context = ReportContext {
                     node: &node,
                     generated,
                     trigger: trigger_name,
                     policy_generation: generation,
+                    policy_sources: &sources,
                 };
                 report::write_findings(
                     &path,

@@ -253,6 +253,9 @@ pub struct ReportContext<'a> {
     pub trigger: &'a str,
     /// The policy generation audited against.
     pub policy_generation: u64,
+    /// Where each document of the policy in force was read, as a JSON object (policy name to
+    /// a file's path, or `api:Kind/name@generation`); empty: not said.
+    pub policy_sources: &'a str,
 }
 
 /// The report file of every container's findings, serialized as it is written: the
@@ -417,6 +420,13 @@ impl Serialize for NamespaceReport<'_> {
                 ),
             ]),
         };
+        let mut metadata = metadata;
+        if !context.policy_sources.is_empty() {
+            metadata.annotations.insert(
+                "nodeguard.io/policy-sources".into(),
+                context.policy_sources.to_string(),
+            );
+        }
         let mut report = serializer.serialize_struct("PolicyReport", 5)?;
         report.serialize_field("apiVersion", API_VERSION)?;
         report.serialize_field("kind", kind)?;
@@ -908,6 +918,7 @@ mod tests {
             generated: SystemTime::UNIX_EPOCH,
             trigger: "periodic",
             policy_generation: 1,
+            policy_sources: "",
         };
         let streamed = serde_json::to_string_pretty(&Findings {
             context: &context,
@@ -977,6 +988,7 @@ mod tests {
             generated: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000),
             trigger: "periodic",
             policy_generation: 7,
+            policy_sources: "",
         };
         let streamed = serde_json::to_string_pretty(&Findings {
             context: &context,
@@ -1011,6 +1023,7 @@ mod tests {
                 generated: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000),
                 trigger: "registration",
                 policy_generation: 2,
+                policy_sources: "",
             },
             &[
                 findings(
@@ -1167,6 +1180,7 @@ mod tests {
                 generated: SystemTime::UNIX_EPOCH,
                 trigger: "periodic",
                 policy_generation: 1,
+                policy_sources: "",
             },
             &[findings(
                 "staging",

@@ -452,6 +452,20 @@ async fn each_audit_s_reports_reach_the_api_server() {
         "uid-node-9"
     );
     assert_eq!(report["results"][0]["resources"][0]["name"], "web");
+    // Where each document in force comes from.
+    let sources: Value = serde_json::from_str(
+        report["metadata"]["annotations"]["nodeguard.io/policy-sources"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        sources["from-file"]
+            .as_str()
+            .unwrap()
+            .ends_with("policy.yaml"),
+        "{sources}"
+    );
     control.shutdown.cancel();
     task.await.unwrap();
 }

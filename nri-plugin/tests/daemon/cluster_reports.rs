@@ -41,6 +41,7 @@ fn file(containers: &[ContainerFindings], at: u64) -> ReportFile {
         generated: SystemTime::UNIX_EPOCH + Duration::from_secs(at),
         trigger: "periodic",
         policy_generation: 3,
+        policy_sources: "",
     };
     report::build(&context, containers)
 }
@@ -267,6 +268,7 @@ async fn report_cluster_shows_every_node_and_namespace_and_who_fails_what() {
             generated: SystemTime::UNIX_EPOCH + Duration::from_secs(60),
             trigger: "periodic",
             policy_generation: 1,
+            policy_sources: "",
         };
         let mut writer = writer(&api, node);
         writer
