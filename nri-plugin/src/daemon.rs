@@ -251,7 +251,7 @@ impl DaemonConfig {
             };
             connection.ok().map(|connection| ClusterMode {
                 policy: Arc::new(
-                    ClusterPolicy::from_cache(cache, Arc::clone(&changed))
+                    ClusterPolicy::from_cache(cache, Arc::clone(&changed), flags.strict)
                         .with_events(Arc::clone(&events) as Arc<dyn EventRecorder>),
                 ),
                 changed,

@@ -75,11 +75,11 @@ pub fn save(path: &Path, documents: &ClusterDocuments) -> Result<(), CacheError>
 ///
 /// # Errors
 /// When the file exists but cannot be read or is not a cache.
-pub fn load(path: &Path) -> Result<(ClusterDocuments, Vec<String>), CacheError> {
+pub fn load(path: &Path, strict: bool) -> Result<(ClusterDocuments, Vec<String>), CacheError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((ClusterDocuments::default(), Vec::new()));
+            return Ok((ClusterDocuments::new(strict), Vec::new()));
         }
         Err(source) => {
             return Err(CacheError::Io {
@@ -97,6 +97,7 @@ pub fn load(path: &Path) -> Result<(ClusterDocuments, Vec<String>), CacheError> 
             .into_iter()
             .map(|o| (o.key, o.accepted))
             .collect(),
+        strict,
     ))
 }
 
@@ -109,7 +110,7 @@ mod tests {
     fn what_is_saved_is_loaded_again_and_no_file_is_no_policy() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        let (empty, bad) = load(&path).unwrap();
+        let (empty, bad) = load(&path, false).unwrap();
         assert!(empty.accepted().is_empty() && bad.is_empty());
         let mut docs = ClusterDocuments::default();
         docs.apply(&json!({
@@ -117,7 +118,7 @@ mod tests {
             "metadata": {"name": "p", "generation": 2}, "spec": {"rules": {"privileged": {}}}
         }));
         save(&path, &docs).unwrap();
-        let (read, bad) = load(&path).unwrap();
+        let (read, bad) = load(&path, false).unwrap();
         assert!(bad.is_empty());
         assert_eq!(read, docs);
     }
@@ -127,7 +128,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         std::fs::write(&path, b"{\"version\": 1, \"objects\": 7}").unwrap();
-        let err = load(&path).unwrap_err().to_string();
+        let err = load(&path, false).unwrap_err().to_string();
         assert!(
             err.starts_with(&format!(
                 "{}: not a nodeguard cluster policy cache",

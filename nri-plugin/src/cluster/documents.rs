@@ -57,8 +57,21 @@ pub enum Applied {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ClusterDocuments {
     accepted: BTreeMap<ObjectKey, Accepted>,
-    /// The last generation rejected, per object: reported once.
-    rejected: BTreeMap<ObjectKey, i64>,
+    /// The text last rejected, per object: reported once.
+    rejected: BTreeMap<ObjectKey, String>,
+    /// Whether a document whose notes (what the node would not enforce) make it invalid, as
+    /// `serve --strict` asks of the files.
+    strict: bool,
+}
+
+/// Validates `text`, strictly when asked.
+fn validate(source: &str, text: &str, strict: bool) -> Result<(), policy_core::PolicyErrors> {
+    let policy = Policy::parse(source, text)?;
+    if strict {
+        policy.into_strict().map(drop)
+    } else {
+        Ok(())
+    }
 }
 
 /// The part of an object nodeguard reads: server-set metadata (uid, resourceVersion,
@@ -98,8 +111,17 @@ pub fn source_name(key: &ObjectKey, generation: i64) -> String {
 }
 
 impl ClusterDocuments {
+    /// No documents; with `strict`, a document with notes is rejected (`serve --strict`).
+    pub fn new(strict: bool) -> Self {
+        ClusterDocuments {
+            strict,
+            ..ClusterDocuments::default()
+        }
+    }
+
     /// Takes in `object` (as the API server sent it): validated on its own, it replaces the
-    /// object's generation in force, or is rejected with every error.
+    /// object's generation in force, or is rejected with every error. Compared by content, not
+    /// generation: an object deleted and made again starts at generation 1 again.
     pub fn apply(&mut self, object: &Value) -> Applied {
         let Some((key, generation, document)) = document_of(object) else {
             return Applied::Rejected {
@@ -107,27 +129,26 @@ impl ClusterDocuments {
                 generation: 0,
             };
         };
-        if self
-            .accepted
-            .get(&key)
-            .is_some_and(|a| a.generation == generation && generation != 0)
-            || self.rejected.get(&key) == Some(&generation)
-        {
-            return Applied::Unchanged;
-        }
         // One field per line, so that an error's line points at its field.
         let text = serde_json::to_string_pretty(&document).unwrap_or_default();
-        if self.accepted.get(&key).is_some_and(|a| a.text == text) {
+        if let Some(a) = self.accepted.get_mut(&key)
+            && a.text == text
+        {
+            // The same document (a metadata change may have moved the generation).
+            a.generation = generation;
             return Applied::Unchanged;
         }
-        match Policy::parse(&source_name(&key, generation), &text) {
-            Ok(_) => {
+        if self.rejected.get(&key) == Some(&text) {
+            return Applied::Unchanged;
+        }
+        match validate(&source_name(&key, generation), &text, self.strict) {
+            Ok(()) => {
                 self.rejected.remove(&key);
                 self.accepted.insert(key, Accepted { generation, text });
                 Applied::Accepted
             }
             Err(errors) => {
-                self.rejected.insert(key, generation);
+                self.rejected.insert(key, text);
                 Applied::Rejected {
                     errors: errors.to_string(),
                     generation,
@@ -196,12 +217,16 @@ impl ClusterDocuments {
     /// The documents kept on disk, each validated again (a cache written by another version,
     /// or damaged, must not bring in what this one rejects); those that fail are left out
     /// and named.
-    pub fn from_cache(entries: Vec<(ObjectKey, Accepted)>) -> (Self, Vec<String>) {
-        let mut documents = ClusterDocuments::default();
+    pub fn from_cache(entries: Vec<(ObjectKey, Accepted)>, strict: bool) -> (Self, Vec<String>) {
+        let mut documents = ClusterDocuments::new(strict);
         let mut bad = Vec::new();
         for (key, accepted) in entries {
-            match Policy::parse(&source_name(&key, accepted.generation), &accepted.text) {
-                Ok(_) => {
+            match validate(
+                &source_name(&key, accepted.generation),
+                &accepted.text,
+                strict,
+            ) {
+                Ok(()) => {
                     documents.accepted.insert(key, accepted);
                 }
                 Err(e) => bad.push(format!("{key}: {e}")),
@@ -316,6 +341,41 @@ mod tests {
     }
 
     #[test]
+    fn an_object_made_again_is_compared_by_content_not_generation() {
+        let mut docs = ClusterDocuments::default();
+        docs.apply(&node_policy("p", 1, json!({"privileged": {}})));
+        // Deleted while nodeguard was away, made again with another spec: generation 1 again.
+        assert_eq!(
+            docs.apply(&node_policy("p", 1, json!({"hostPorts": {}}))),
+            Applied::Accepted
+        );
+        assert!(
+            docs.accepted()[&key("NodePolicy", "p")]
+                .text
+                .contains("hostPorts")
+        );
+    }
+
+    #[test]
+    fn strict_rejects_an_object_the_node_would_not_fully_enforce() {
+        let constraint = json!({
+            "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+            "kind": "K8sAllowedRepos",
+            "metadata": {"name": "no-repos", "generation": 1},
+            "spec": {"parameters": {}}
+        });
+        assert_eq!(
+            ClusterDocuments::new(false).apply(&constraint),
+            Applied::Accepted
+        );
+        let Applied::Rejected { errors, .. } = ClusterDocuments::new(true).apply(&constraint)
+        else {
+            panic!("a note is an error with --strict");
+        };
+        assert!(errors.contains("spec.parameters.repos"), "{errors}");
+    }
+
+    #[test]
     fn deletions_and_relists_forget_objects() {
         let mut docs = ClusterDocuments::default();
         docs.apply(&node_policy("a", 1, json!({"privileged": {}})));
@@ -339,7 +399,7 @@ mod tests {
                 text: "{not json".into(),
             },
         ));
-        let (read, bad) = ClusterDocuments::from_cache(entries);
+        let (read, bad) = ClusterDocuments::from_cache(entries, false);
         assert_eq!(read.accepted().len(), 1);
         assert_eq!(bad.len(), 1);
         assert!(bad[0].starts_with("NodePolicy/damaged: "), "{bad:?}");

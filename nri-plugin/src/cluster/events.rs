@@ -70,7 +70,8 @@ impl EventRecorder for EventPublisher {
         if !self.first_in_a_while(&event, Instant::now()) {
             return;
         }
-        if self.queue.try_send(event).is_err() {
+        // Closed: no client could be made (logged once where it failed).
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(event) {
             warn!("too many Events to send: one dropped");
         }
     }

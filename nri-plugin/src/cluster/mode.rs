@@ -83,7 +83,9 @@ pub struct ClusterMode {
 
 impl ClusterMode {
     /// Follows the API server's policy objects until `shutdown`, waking `reload` at every
-    /// change. Connecting is retried with backoff; the cached documents stay in force meanwhile.
+    /// change. The watchers retry with backoff while the API server is away; the cached
+    /// documents stay in force meanwhile (a configuration that cannot give a client at all is
+    /// logged and not retried).
     pub async fn run(self, reload: Arc<Notify>, shutdown: tokio_util::sync::CancellationToken) {
         let changed = Arc::clone(&self.changed);
         let forward = shutdown.clone();

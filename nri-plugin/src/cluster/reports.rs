@@ -276,10 +276,11 @@ impl ReportWriter {
     }
 
     /// One round: every changed report written, every report of this node not in `file`
-    /// deleted.
+    /// deleted. A report that cannot be written does not stop the others; a report deleted
+    /// behind nodeguard's back is written again.
     ///
     /// # Errors
-    /// The API server's, at the first call that fails.
+    /// The API server's: the first failure of the round (the round went on past it).
     pub async fn round(&mut self, file: &ReportFile) -> Result<(), kube::Error> {
         let owner = match &self.owner {
             Some(owner) => owner.clone(),
@@ -299,6 +300,24 @@ impl ReportWriter {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let mut keep: Vec<(String, String)> = Vec::new();
         let mut wrote = 0;
+        let mut first_error = None;
+        // This node's reports as they are now: what was deleted meanwhile is written again,
+        // what is not ours to keep is deleted below.
+        let selector = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
+        let mut present: Vec<(ApiResource, String, String)> = Vec::new();
+        for resource in [&namespaced, &cluster] {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), resource);
+            for found in api.list(&selector).await?.items {
+                present.push((
+                    resource.clone(),
+                    found.metadata.namespace.clone().unwrap_or_default(),
+                    found.metadata.name.clone().unwrap_or_default(),
+                ));
+            }
+        }
+        self.written.retain(|(namespace, name), _| {
+            present.iter().any(|(_, n, m)| n == namespace && m == name)
+        });
         for object in &objects {
             let key = (object.namespace.clone(), object.name.clone());
             keep.push(key.clone());
@@ -311,31 +330,40 @@ impl ReportWriter {
             } else {
                 Api::namespaced_with(self.client.clone(), &object.namespace, &namespaced)
             };
-            api.patch(&object.name, &params, &Patch::Apply(&object.object))
-                .await?;
-            self.written.insert(key, print);
-            wrote += 1;
+            match api
+                .patch(&object.name, &params, &Patch::Apply(&object.object))
+                .await
+            {
+                Ok(_) => {
+                    self.written.insert(key, print);
+                    wrote += 1;
+                }
+                Err(e) => {
+                    warn!(namespace = %object.namespace, name = %object.name, error = %e, "cannot write a compliance report");
+                    // The Node may have been registered again (another UID): asked again.
+                    self.owner = None;
+                    first_error.get_or_insert(e);
+                }
+            }
         }
         // This node's reports the round did not write: gone.
-        let selector = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
         let mut deleted = 0;
-        for resource in [&namespaced, &cluster] {
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), resource);
-            for stale in api.list(&selector).await?.items {
-                let namespace = stale.metadata.namespace.clone().unwrap_or_default();
-                let name = stale.metadata.name.clone().unwrap_or_default();
-                if keep.contains(&(namespace.clone(), name.clone())) {
-                    continue;
-                }
-                let api: Api<DynamicObject> = if namespace.is_empty() {
-                    Api::all_with(self.client.clone(), resource)
-                } else {
-                    Api::namespaced_with(self.client.clone(), &namespace, resource)
-                };
-                api.delete(&name, &DeleteParams::default()).await?;
-                self.written.remove(&(namespace, name));
-                deleted += 1;
+        for (resource, namespace, name) in present {
+            if keep.contains(&(namespace.clone(), name.clone())) {
+                continue;
             }
+            let api: Api<DynamicObject> = if namespace.is_empty() {
+                Api::all_with(self.client.clone(), &resource)
+            } else {
+                Api::namespaced_with(self.client.clone(), &namespace, &resource)
+            };
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => deleted += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+            self.written.remove(&(namespace, name));
         }
         if wrote > 0 || deleted > 0 {
             info!(
@@ -345,6 +373,6 @@ impl ReportWriter {
         } else {
             debug!("compliance reports unchanged");
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }

@@ -28,14 +28,18 @@ pub struct ClusterPolicy {
     events: Option<Arc<dyn EventRecorder>>,
     /// Generations rejected so far.
     rejections: AtomicU64,
+    /// Held while the cache is written: one writer at a time, each writing the documents as
+    /// they are when it holds it (so the last write is the newest state).
+    saving: Mutex<()>,
 }
 
 impl ClusterPolicy {
     /// The documents kept in `cache` (none when there is no cache yet, or it cannot be read:
-    /// then said in the log), notifying `changed` at every change.
-    pub fn from_cache(cache: Option<PathBuf>, changed: Arc<Notify>) -> Self {
-        let documents = match cache.as_deref().map(cache::load) {
-            None => ClusterDocuments::default(),
+    /// then said in the log), notifying `changed` at every change; with `strict`
+    /// (`serve --strict`), a document with notes is rejected, as the files' are.
+    pub fn from_cache(cache: Option<PathBuf>, changed: Arc<Notify>, strict: bool) -> Self {
+        let documents = match cache.as_deref().map(|path| cache::load(path, strict)) {
+            None => ClusterDocuments::new(strict),
             Some(Ok((documents, left_out))) => {
                 for why in left_out {
                     warn!("cached API policy object left out: {why}");
@@ -50,7 +54,7 @@ impl ClusterPolicy {
             }
             Some(Err(e)) => {
                 error!(error = %e, "the cached API policy cannot be read: starting without it");
-                ClusterDocuments::default()
+                ClusterDocuments::new(strict)
             }
         };
         ClusterPolicy {
@@ -59,6 +63,7 @@ impl ClusterPolicy {
             changed,
             events: None,
             rejections: AtomicU64::new(0),
+            saving: Mutex::new(()),
         }
     }
 
@@ -87,9 +92,19 @@ impl ClusterPolicy {
 
     /// Takes in an object the API server sent (added or changed).
     pub fn apply(&self, object: &Value) -> Applied {
+        let applied = self.apply_quietly(object);
+        if applied == Applied::Accepted {
+            self.changed_now();
+        }
+        applied
+    }
+
+    /// [`ClusterPolicy::apply`] without keeping the documents on disk or waking the reloader:
+    /// for the objects of a full list, which [`ClusterPolicy::listed`] ends.
+    pub fn apply_quietly(&self, object: &Value) -> Applied {
         let applied = self.lock().apply(object);
         match &applied {
-            Applied::Accepted => self.changed_now(),
+            Applied::Accepted => {}
             Applied::Rejected { errors, generation } => {
                 self.rejections.fetch_add(1, Ordering::Relaxed);
                 let name = object
@@ -146,14 +161,34 @@ impl ClusterPolicy {
 
     /// After a full list of `kind`: forgets the objects of that kind not listed.
     pub fn retain_listed(&self, kind: &str, present: &[ObjectKey]) {
-        if self.lock().retain_listed(kind, present) {
+        self.listed(kind, present, false);
+    }
+
+    /// Ends a full list of `kind` whose objects were applied quietly (`changed`: one of them
+    /// was accepted): forgets the objects of that kind not listed, and if anything changed
+    /// keeps the documents on disk and wakes the reloader, once.
+    pub fn listed(&self, kind: &str, present: &[ObjectKey], changed: bool) {
+        if self.lock().retain_listed(kind, present) || changed {
             self.changed_now();
         }
+    }
+
+    /// The kinds of the objects in force.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self
+            .lock()
+            .accepted()
+            .keys()
+            .map(|k| k.kind.clone())
+            .collect();
+        kinds.dedup();
+        kinds
     }
 
     /// Keeps the accepted documents on disk and wakes the reloader.
     fn changed_now(&self) {
         if let Some(path) = &self.cache {
+            let _saving = self.saving.lock().unwrap_or_else(PoisonError::into_inner);
             let documents = self.lock().clone();
             if let Err(e) = cache::save(path, &documents) {
                 warn!(error = %e, "cannot keep the API server's policy on disk");
@@ -194,7 +229,7 @@ mod tests {
 
     #[test]
     fn objects_in_force_and_rejections_are_counted() {
-        let policy = ClusterPolicy::from_cache(None, Arc::new(Notify::new()));
+        let policy = ClusterPolicy::from_cache(None, Arc::new(Notify::new()), false);
         let object = |generation: i64, rule: &str| {
             json!({"apiVersion": "nodeguard.io/v1alpha1", "kind": "NodePolicy",
                    "metadata": {"name": "p", "generation": generation},

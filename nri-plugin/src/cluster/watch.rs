@@ -42,6 +42,9 @@ pub async fn follow(
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let kind = resource.kind.clone();
     let mut listed: Vec<ObjectKey> = Vec::new();
+    // Whether an object of the list under way was taken in: the documents are kept on disk
+    // and the reloader woken once, when the list ends.
+    let mut list_changed = false;
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -54,16 +57,20 @@ pub async fn follow(
             return;
         };
         match event {
-            Ok(Event::Init) => listed.clear(),
+            Ok(Event::Init) => {
+                listed.clear();
+                list_changed = false;
+            }
             Ok(Event::InitApply(object)) => {
                 if let Some(key) = key_of(&kind, &object) {
                     listed.push(key);
                 }
-                policy.apply(&to_value(&kind, &resource, object));
+                list_changed |= policy.apply_quietly(&to_value(&kind, &resource, object))
+                    == super::documents::Applied::Accepted;
             }
             Ok(Event::InitDone) => {
                 debug!(kind, objects = listed.len(), "listed");
-                policy.retain_listed(&kind, &listed);
+                policy.listed(&kind, &listed, list_changed);
             }
             Ok(Event::Apply(object)) => {
                 policy.apply(&to_value(&kind, &resource, object));
@@ -137,6 +144,9 @@ pub async fn follow_namespaces(
     }
 }
 
+/// The kind of the NodePolicy objects (followed apart from the constraints).
+const NODE_POLICY_KIND: &str = "NodePolicy";
+
 /// The `NodePolicy` resource.
 pub fn node_policies() -> ApiResource {
     ApiResource::erase::<NodePolicy>(&())
@@ -180,6 +190,17 @@ pub async fn run(
         match constraint_kinds(&client).await {
             Ok(kinds) => {
                 let served: Vec<String> = kinds.iter().map(|k| k.kind.clone()).collect();
+                // Constraints kept on disk of a kind no longer served (its template, or
+                // Gatekeeper, removed while this node was away) go too.
+                for kind in policy.kinds() {
+                    if kind != NODE_POLICY_KIND
+                        && !served.contains(&kind)
+                        && !followed.contains_key(&kind)
+                    {
+                        info!(kind, "constraint kind no longer served");
+                        policy.retain_listed(&kind, &[]);
+                    }
+                }
                 for resource in kinds {
                     if followed.contains_key(&resource.kind) {
                         continue;

@@ -32,11 +32,13 @@ pub struct ImageIndex {
 }
 
 impl ImageIndex {
-    /// The index of `records`.
+    /// The index of `records`. A record named by a bare digest (CRI names every image it
+    /// pulls by its ID too, `sha256:<hex>`) is not a name of the image: left out, or it would
+    /// read as `docker.io/library/sha256:<hex>`.
     pub fn new(records: Vec<ImageRecord>) -> Self {
         let mut at: HashMap<String, usize> = HashMap::new();
         let mut index = ImageIndex::default();
-        for record in records {
+        for record in records.into_iter().filter(|r| !is_bare_digest(&r.name)) {
             let slot = *at.entry(record.digest.clone()).or_insert_with(|| {
                 index.names.push((record.digest.clone(), Vec::new()));
                 index.names.len() - 1
@@ -71,6 +73,19 @@ impl ImageIndex {
             .get(name)
             .map_or(&[], |&slot| self.names[slot].1.as_slice())
     }
+}
+
+/// Whether `name` is a digest and no reference (`sha256:0a1b...`): an image ID.
+fn is_bare_digest(name: &str) -> bool {
+    let length = |algorithm: &str| match algorithm {
+        "sha256" => Some(64),
+        "sha384" => Some(96),
+        "sha512" => Some(128),
+        _ => None,
+    };
+    name.split_once(':').is_some_and(|(algorithm, hex)| {
+        length(algorithm) == Some(hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// The image indexes of containerd namespaces, read on demand and kept for [`MAX_AGE`].
@@ -209,6 +224,8 @@ mod tests {
             record("docker.io/library/nginx:1", "sha256:a"),
             record("docker.io/library/nginx@sha256:a", "sha256:a"),
             record("evil.example/busybox:1", "sha256:b"),
+            // CRI's record of the image ID: not a name.
+            record(&format!("sha256:{}", "a".repeat(64)), "sha256:a"),
         ]);
         assert_eq!(index.digest_of("registry.corp/nginx:1"), Some("sha256:a"));
         assert_eq!(
@@ -222,6 +239,8 @@ mod tests {
         assert_eq!(index.names_of("sha256:b"), ["evil.example/busybox:1"]);
         assert!(index.names_of("sha256:c").is_empty());
         assert!(index.names_with("nginx").is_empty());
+        assert!(is_bare_digest(&format!("sha256:{}", "a".repeat(64))));
+        assert!(!is_bare_digest("nginx:1") && !is_bare_digest("sha256:1"));
         assert_eq!(index.digest_of("nginx"), None);
     }
 }

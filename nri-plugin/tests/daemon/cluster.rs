@@ -32,6 +32,17 @@ fn allowed_repos(name: &str, repos: &[&str]) -> Value {
     })
 }
 
+/// Serves the K8sAllowedRepos kind (Gatekeeper with its template) and one constraint of it.
+fn serve_allowed_repos(api: &FakeApi) {
+    api.serve(
+        "constraints.gatekeeper.sh",
+        "v1beta1",
+        "K8sAllowedRepos",
+        "k8sallowedrepos",
+    );
+    api.apply(allowed_repos("repos", &["registry.corp/"]));
+}
+
 fn api() -> FakeApi {
     let api = FakeApi::default();
     api.serve("nodeguard.io", "v1alpha1", "NodePolicy", "nodepolicies");
@@ -54,7 +65,11 @@ fn follow(
     cache: Option<std::path::PathBuf>,
 ) -> (Arc<ClusterPolicy>, Arc<Notify>, CancellationToken) {
     let changed = Arc::new(Notify::new());
-    let policy = Arc::new(ClusterPolicy::from_cache(cache, Arc::clone(&changed)));
+    let policy = Arc::new(ClusterPolicy::from_cache(
+        cache,
+        Arc::clone(&changed),
+        false,
+    ));
     let shutdown = CancellationToken::new();
     tokio::spawn(watch::run(
         api.client(),
@@ -124,13 +139,7 @@ async fn constraint_kinds_are_discovered_and_followed() {
     let api = api();
     let (policy, _, shutdown) = follow(&api, None);
     // Gatekeeper installed later, with a template: its kind is found at the next discovery.
-    api.serve(
-        "constraints.gatekeeper.sh",
-        "v1beta1",
-        "K8sAllowedRepos",
-        "k8sallowedrepos",
-    );
-    api.apply(allowed_repos("repos", &["registry.corp/"]));
+    serve_allowed_repos(&api);
     wait_until("the constraint is in force", || {
         in_force(&policy) == ["K8sAllowedRepos/repos@1"]
     })
@@ -568,4 +577,25 @@ async fn a_slow_api_server_never_slows_enforcement() {
     );
     control.shutdown.cancel();
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn cached_constraints_of_a_kind_no_longer_served_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cluster-policy.json");
+    {
+        let api = api();
+        serve_allowed_repos(&api);
+        let (policy, _, shutdown) = follow(&api, Some(cache.clone()));
+        wait_until("the constraint", || {
+            in_force(&policy) == ["K8sAllowedRepos/repos@1"]
+        })
+        .await;
+        shutdown.cancel();
+    }
+    // Gatekeeper removed while the node was away: the cached constraint goes at discovery.
+    let api = api();
+    let (policy, _, shutdown) = follow(&api, Some(cache));
+    wait_until("the constraint forgotten", || in_force(&policy).is_empty()).await;
+    shutdown.cancel();
 }

@@ -341,3 +341,19 @@ async fn a_slow_or_absent_api_server_fails_the_round_and_the_next_one_writes() {
     writer.round(&reports).await.unwrap();
     assert_eq!(api.objects("PolicyReport").len(), 1);
 }
+
+#[tokio::test]
+async fn a_report_deleted_behind_nodeguards_back_is_written_again() {
+    let api = api();
+    let mut writer = writer(&api, "node-9");
+    let reports = file(&[container("shop", "cart", Outcome::Pass, "")], 1);
+    writer.round(&reports).await.unwrap();
+    // Deleted by hand (or by the garbage collector); the content is the same at the next audit.
+    let path = "/apis/wgpolicyk8s.io/v1alpha2/namespaces/shop/policyreports/nodeguard-node-9";
+    let client = api.client();
+    let request = http::Request::delete(path).body(Vec::new()).unwrap();
+    client.request_text(request).await.expect("deleted");
+    assert!(api.objects("PolicyReport").is_empty());
+    writer.round(&reports).await.unwrap();
+    assert_eq!(api.objects("PolicyReport").len(), 1, "written again");
+}
