@@ -1,4 +1,4 @@
-//! Events sent to the API server (`events.k8s.io/v1`, with kube-rs's recorder): deduplicated
+//! Events sent to the API server (`events.k8s.io/v1`): deduplicated
 //! (the same finding about the same object is sent once per [`REPEAT_AFTER`], however often
 //! the audits find it) and rate-limited (at most one every [`MIN_GAP`]; what does not fit in
 //! the queue is dropped and counted in the log).
@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use std::time::SystemTime;
+
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -78,20 +79,22 @@ impl EventRecorder for EventPublisher {
 }
 
 /// Sends the queued Events as `nodeguard` on node `node`, at most one every [`MIN_GAP`], until
-/// `shutdown`. A failure is logged; the Event is not retried.
+/// `shutdown`. Each is created as it is (`events.k8s.io/v1`): the deduplication is done when
+/// recorded, and two different findings about one object stay two Events. A failure is
+/// logged; the Event is not retried.
 pub async fn send(
     client: Client,
     node: String,
     mut queue: mpsc::Receiver<ObjectEvent>,
     shutdown: CancellationToken,
 ) {
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: "nodeguard".into(),
-            instance: Some(node),
-        },
-    );
+    let resource = ApiResource {
+        group: "events.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "events.k8s.io/v1".into(),
+        kind: "Event".into(),
+        plural: "events".into(),
+    };
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -100,37 +103,62 @@ pub async fn send(
                 None => return,
             },
         };
-        let reference = ObjectReference {
-            api_version: Some(event.regarding.api_version.clone()),
-            kind: Some(event.regarding.kind.clone()),
-            name: Some(event.regarding.name.clone()),
-            namespace: (!event.regarding.namespace.is_empty())
-                .then(|| event.regarding.namespace.clone()),
-            uid: (!event.regarding.uid.is_empty()).then(|| event.regarding.uid.clone()),
-            ..ObjectReference::default()
+        let object = event_object(&event, &node, SystemTime::now());
+        let namespace = if event.regarding.namespace.is_empty() {
+            "default"
+        } else {
+            event.regarding.namespace.as_str()
         };
-        let sent = recorder
-            .publish(
-                &Event {
-                    type_: if event.warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: event.reason.into(),
-                    note: Some(truncate(&event.message, 1000)),
-                    action: event.action.into(),
-                    secondary: None,
-                },
-                &reference,
-            )
-            .await;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let sent = match serde_json::from_value::<DynamicObject>(object) {
+            Ok(object) => api.create(&PostParams::default(), &object).await.map(drop),
+            Err(e) => {
+                warn!(error = %e, "cannot build an Event");
+                Ok(())
+            }
+        };
         match sent {
             Ok(()) => debug!(reason = event.reason, name = %event.regarding.name, "event sent"),
             Err(e) => warn!(error = %e, reason = event.reason, "cannot send an Event"),
         }
         tokio::time::sleep(MIN_GAP).await;
     }
+}
+
+/// The `events.k8s.io/v1` Event of `event`, reported by `nodeguard` on `node` at `now`.
+pub fn event_object(event: &ObjectEvent, node: &str, now: SystemTime) -> serde_json::Value {
+    let nanos = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let r = &event.regarding;
+    let mut regarding = serde_json::json!({
+        "apiVersion": r.api_version, "kind": r.kind, "name": r.name,
+    });
+    if !r.namespace.is_empty() {
+        regarding["namespace"] = r.namespace.clone().into();
+    }
+    if !r.uid.is_empty() {
+        regarding["uid"] = r.uid.clone().into();
+    }
+    let namespace = if r.namespace.is_empty() {
+        "default"
+    } else {
+        r.namespace.as_str()
+    };
+    serde_json::json!({
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": format!("{}.{nanos:x}", r.name), "namespace": namespace},
+        "eventTime": humantime::format_rfc3339_micros(now).to_string(),
+        "reportingController": "nodeguard.io/nodeguard",
+        "reportingInstance": format!("nodeguard-{node}"),
+        "action": event.action,
+        "reason": event.reason,
+        "note": truncate(&event.message, 1000),
+        "type": if event.warning { "Warning" } else { "Normal" },
+        "regarding": regarding,
+    })
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary (an Event's note is at most 1 kB).

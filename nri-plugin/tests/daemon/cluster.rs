@@ -551,6 +551,18 @@ async fn warnings_and_rejected_objects_become_events_once() {
         .filter(|e| reason(e) == "PolicyWarning")
         .count();
     assert_eq!(warnings, 1, "deduplicated");
+    // Another finding about the same pod is an Event of its own, with its own note.
+    create(&runtime, "c3", "evil.example/y:1").await;
+    wait_until("the second finding's Event", || {
+        events().iter().any(|e| {
+            reason(e) == "PolicyWarning"
+                && e["note"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("evil.example/y:1")
+        })
+    })
+    .await;
     control.shutdown.cancel();
     task.await.unwrap();
 }
