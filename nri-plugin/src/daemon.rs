@@ -241,6 +241,18 @@ impl DaemonConfig {
             let cache = (!flags.cluster_policy_cache.as_os_str().is_empty())
                 .then(|| flags.cluster_policy_cache.clone());
             let changed = Arc::new(Notify::new());
+            // The namespaces' labels kept beside the policy's cache.
+            let labels_path = cache
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .map(|dir| dir.join(crate::cluster::cache::LABELS_FILE_NAME));
+            let kept_labels = crate::ops::namespaces::NamespaceLabels::default();
+            if let Some(all) = labels_path
+                .as_deref()
+                .and_then(crate::cluster::cache::load_labels)
+            {
+                kept_labels.replace_all(all);
+            }
             let (reports, latest) = ReportPublisher::new();
             let (events, event_queue) = EventPublisher::new();
             let events = Arc::new(events);
@@ -256,7 +268,8 @@ impl DaemonConfig {
                 ),
                 changed,
                 connection,
-                namespaces: Arc::default(),
+                namespaces: Arc::new(kept_labels),
+                namespaces_kept: labels_path,
                 reports: Arc::new(reports),
                 report_writing: format.map(|f| (latest, f)),
                 node: String::new(),

@@ -50,6 +50,31 @@ pub enum CacheError {
     },
 }
 
+/// The file the namespaces' labels are kept in, beside the policy's cache.
+pub const LABELS_FILE_NAME: &str = "namespace-labels.json";
+
+/// The namespaces' labels, as kept on disk.
+pub type Labels = std::collections::HashMap<String, std::collections::BTreeMap<String, String>>;
+
+/// Writes the namespaces' `labels` to `path`, atomically.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn save_labels(path: &Path, labels: &Labels) -> Result<(), CacheError> {
+    let bytes = serde_json::to_vec(labels).expect("labels serialize");
+    write_atomically(path, &bytes).map_err(|source| CacheError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The namespaces' labels kept at `path`; `None` when there are none (or they cannot be read:
+/// then they come from the API server, as without a file).
+pub fn load_labels(path: &Path) -> Option<Labels> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Writes `documents` to `path`, atomically.
 ///
 /// # Errors
@@ -121,6 +146,22 @@ mod tests {
         let (read, bad) = load(&path, false).unwrap();
         assert!(bad.is_empty());
         assert_eq!(read, docs);
+    }
+
+    #[test]
+    fn labels_kept_are_read_again_and_damaged_ones_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LABELS_FILE_NAME);
+        assert!(load_labels(&path).is_none());
+        let labels: Labels = [(
+            "prod".to_string(),
+            [("env".to_string(), "prod".to_string())].into(),
+        )]
+        .into();
+        save_labels(&path, &labels).unwrap();
+        assert_eq!(load_labels(&path), Some(labels));
+        std::fs::write(&path, b"[").unwrap();
+        assert!(load_labels(&path).is_none());
     }
 
     #[test]

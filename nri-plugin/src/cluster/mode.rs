@@ -66,6 +66,8 @@ pub struct ClusterMode {
     pub connection: Connection,
     /// The namespaces' labels, followed for `namespaceSelector`s.
     pub namespaces: Arc<NamespaceLabels>,
+    /// Where the namespaces' labels are kept on disk (none: not kept).
+    pub namespaces_kept: Option<std::path::PathBuf>,
     /// Where the compliance audits hand their reports.
     pub reports: Arc<ReportPublisher>,
     /// The reports handed over, and how they are written (none: not written).
@@ -117,6 +119,7 @@ impl ClusterMode {
         tokio::spawn(watch::follow_namespaces(
             client.clone(),
             self.namespaces,
+            self.namespaces_kept,
             shutdown.clone(),
         ));
         watch::run(client, self.policy, watch::DISCOVERY_INTERVAL, shutdown).await;

@@ -103,12 +103,21 @@ fn to_value(kind: &str, resource: &ApiResource, object: DynamicObject) -> serde_
 }
 
 /// Follows the namespaces' labels into `labels` until `shutdown` (a full list replaces them
-/// all; errors are retried with backoff).
+/// all; errors are retried with backoff), keeping them in `keep` (if any) at every change, so
+/// that a restart without the API server judges `namespaceSelector`s from its first container.
 pub async fn follow_namespaces(
     client: Client,
     labels: Arc<NamespaceLabels>,
+    keep: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 ) {
+    let save = |labels: &NamespaceLabels| {
+        if let (Some(path), Some(all)) = (&keep, labels.snapshot())
+            && let Err(e) = super::cache::save_labels(path, &all)
+        {
+            warn!(error = %e, "cannot keep the namespaces' labels on disk");
+        }
+    };
     let api: Api<Namespace> = Api::all(client);
     let mut listed = HashMap::new();
     let mut events = watcher::watcher(api, watcher::Config::default())
@@ -128,15 +137,20 @@ pub async fn follow_namespaces(
                     listed.insert(name, labels_of(&ns));
                 }
             }
-            Some(Ok(Event::InitDone)) => labels.replace_all(std::mem::take(&mut listed)),
+            Some(Ok(Event::InitDone)) => {
+                labels.replace_all(std::mem::take(&mut listed));
+                save(&labels);
+            }
             Some(Ok(Event::Apply(ns))) => {
                 if let Some(name) = &ns.metadata.name {
                     labels.set(name, labels_of(&ns));
+                    save(&labels);
                 }
             }
             Some(Ok(Event::Delete(ns))) => {
                 if let Some(name) = &ns.metadata.name {
                     labels.remove(name);
+                    save(&labels);
                 }
             }
             Some(Err(e)) => warn!(error = %e, "watching the namespaces' labels; retrying"),

@@ -23,6 +23,14 @@ impl NamespaceLabels {
             .cloned()
     }
 
+    /// Every namespace and its labels, when a full list arrived (or was kept on disk).
+    pub fn snapshot(&self) -> Option<HashMap<String, BTreeMap<String, String>>> {
+        self.labels
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// A full list: every namespace and its labels.
     pub fn replace_all(&self, all: HashMap<String, BTreeMap<String, String>>) {
         *self.labels.write().unwrap_or_else(PoisonError::into_inner) = Some(all);

@@ -32,6 +32,17 @@ fn allowed_repos(name: &str, repos: &[&str]) -> Value {
     })
 }
 
+/// Serves Namespaces and the K8sAllowedRepos kind, with no object.
+fn serve_namespaces_and_repo_kind(api: &FakeApi) {
+    api.serve("", "v1", "Namespace", "namespaces");
+    api.serve(
+        "constraints.gatekeeper.sh",
+        "v1beta1",
+        "K8sAllowedRepos",
+        "k8sallowedrepos",
+    );
+}
+
 /// Serves the K8sAllowedRepos kind (Gatekeeper with its template) and one constraint of it.
 fn serve_allowed_repos(api: &FakeApi) {
     api.serve(
@@ -293,6 +304,29 @@ async fn serve(
     (task, control, runtime)
 }
 
+/// Serves with the objects `setup` puts in the API server until `evil.example/x:1` is refused,
+/// stops, then serves again from the same folder with the API server down: that second daemon.
+async fn restarted_without_the_api_server(
+    dir: &std::path::Path,
+    setup: impl FnOnce(&FakeApi),
+) -> (
+    tokio::task::JoinHandle<()>,
+    nodeguard::daemon::Control,
+    super::fake_runtime::FakeRuntime,
+) {
+    {
+        let api = api();
+        setup(&api);
+        let (task, control, runtime) = serve(&api, dir, Vec::new()).await;
+        refused_within_seconds(&runtime, "c1", "evil.example/x:1").await;
+        control.shutdown.cancel();
+        task.await.unwrap();
+    }
+    let api = api();
+    api.set_down(true);
+    serve(&api, dir, Vec::new()).await
+}
+
 /// Creates containers of `image` (as `id`) until one is refused, within 5 s: its refusal.
 async fn refused_within_seconds(
     runtime: &super::fake_runtime::FakeRuntime,
@@ -374,20 +408,13 @@ async fn a_node_policy_applied_in_the_api_is_enforced_within_seconds() {
 #[tokio::test]
 async fn after_a_restart_without_the_api_server_its_last_policy_refuses_from_the_first_container() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let api = api();
+    let (task, control, runtime) = restarted_without_the_api_server(dir.path(), |api| {
         api.apply(node_policy(
             "registries",
             json!({"images": {"allowed": ["^registry\\.corp/"]}}),
         ));
-        let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
-        refused_within_seconds(&runtime, "c1", "evil.example/x:1").await;
-        control.shutdown.cancel();
-        task.await.unwrap();
-    }
-    let api = api();
-    api.set_down(true);
-    let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
+    })
+    .await;
     let refusal = create(&runtime, "c2", "evil.example/x:1")
         .await
         .expect("refused by the cached policy at once");
@@ -401,13 +428,7 @@ async fn after_a_restart_without_the_api_server_its_last_policy_refuses_from_the
 async fn a_namespace_selector_is_matched_against_the_labels_the_api_server_reports() {
     let dir = tempfile::tempdir().unwrap();
     let api = api();
-    api.serve("", "v1", "Namespace", "namespaces");
-    api.serve(
-        "constraints.gatekeeper.sh",
-        "v1beta1",
-        "K8sAllowedRepos",
-        "k8sallowedrepos",
-    );
+    serve_namespaces_and_repo_kind(&api);
     let namespace = |env: &str| {
         json!({"apiVersion": "v1", "kind": "Namespace",
                "metadata": {"name": "default", "labels": {"env": env}}, "spec": {}})
@@ -610,4 +631,26 @@ async fn cached_constraints_of_a_kind_no_longer_served_are_forgotten() {
     let (policy, _, shutdown) = follow(&api, Some(cache));
     wait_until("the constraint forgotten", || in_force(&policy).is_empty()).await;
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn after_a_restart_without_the_api_server_namespace_selectors_still_judge() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = json!({"apiVersion": "v1", "kind": "Namespace",
+                      "metadata": {"name": "default", "labels": {"env": "prod"}}, "spec": {}});
+    let mut constraint = allowed_repos("prod-repos", &["registry.corp/"]);
+    constraint["spec"]["match"] = json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}});
+    let (task, control, runtime) = restarted_without_the_api_server(dir.path(), |api| {
+        serve_namespaces_and_repo_kind(api);
+        api.apply(prod);
+        api.apply(constraint);
+    })
+    .await;
+    let refusal = create(&runtime, "c2", "evil.example/x:1")
+        .await
+        .expect("refused from the first container: the policy and the labels were kept");
+    // The only constraint is prod-repos, and only its namespaceSelector scopes it.
+    assert!(refusal.contains("[K8sAllowedRepos]"), "{refusal}");
+    control.shutdown.cancel();
+    task.await.unwrap();
 }
