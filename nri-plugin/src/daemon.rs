@@ -282,15 +282,17 @@ impl DaemonConfig {
             .as_ref()
             .map(|c| Arc::clone(&c.policy) as Arc<dyn MoreSources>);
         let policy = match policy_path.read() {
-            Ok(files) => match reload::merged(&policy_path, files, more.as_deref())
-                .and_then(|(sources, _)| Ok((policy_path.compile(&sources)?, sources)))
-            {
-                Ok((policy, sources)) => Some((sources, policy)),
-                Err(e) => {
-                    problems.push(format!("--policy: {e}"));
-                    None
+            Ok(files) => {
+                match reload::merged(&policy_path, files, more.as_ref().map(|m| m.documents()))
+                    .and_then(|(sources, _)| Ok((policy_path.compile(&sources)?, sources)))
+                {
+                    Ok((policy, sources)) => Some((sources, policy)),
+                    Err(e) => {
+                        problems.push(format!("--policy: {e}"));
+                        None
+                    }
                 }
-            },
+            }
             Err(e) => {
                 problems.push(format!("--policy: {e}"));
                 None

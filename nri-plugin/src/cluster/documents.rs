@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use policy_core::Policy;
+
+use crate::ops::reload::MoreDocument;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -179,31 +181,27 @@ impl ClusterDocuments {
         &self.accepted
     }
 
-    /// The accepted documents as policy sources (`api:Kind/name@generation`, JSON text), in
-    /// key order, leaving out those whose policy name is in `taken` (the files'): with each
-    /// left out, why.
+    /// The accepted documents, in key order: each with its policy name (a NodePolicy's name,
+    /// a constraint's `Kind/name`), its source name (`api:Kind/name@generation`) and text.
+    pub fn documents(&self) -> Vec<MoreDocument> {
+        self.accepted
+            .iter()
+            .map(|(key, accepted)| MoreDocument {
+                policy: if key.kind == policy_core::document::KIND {
+                    key.name.clone()
+                } else {
+                    key.to_string()
+                },
+                source: PathBuf::from(source_name(key, accepted.generation)),
+                text: accepted.text.clone(),
+            })
+            .collect()
+    }
+
+    /// The accepted documents as policy sources, leaving out those whose policy name is in
+    /// `taken` (the files'): with each left out, why.
     pub fn sources(&self, taken: &[&str]) -> (Vec<(PathBuf, String)>, Vec<String>) {
-        let mut sources = Vec::with_capacity(self.accepted.len());
-        let mut left_out = Vec::new();
-        for (key, accepted) in &self.accepted {
-            // A NodePolicy's policy name is its name; a constraint's is `Kind/name`.
-            let policy_name = if key.kind == policy_core::document::KIND {
-                key.name.clone()
-            } else {
-                key.to_string()
-            };
-            if taken.contains(&policy_name.as_str()) {
-                left_out.push(format!(
-                    "{key}: a policy file already defines {policy_name:?}; the file's is in force"
-                ));
-                continue;
-            }
-            sources.push((
-                PathBuf::from(source_name(key, accepted.generation)),
-                accepted.text.clone(),
-            ));
-        }
-        (sources, left_out)
+        crate::ops::reload::without_taken(self.documents(), taken)
     }
 
     /// The accepted objects as kept on disk.
@@ -332,7 +330,7 @@ mod tests {
         assert_eq!(
             left_out,
             [
-                r#"NodePolicy/baseline: a policy file already defines "baseline"; the file's is in force"#
+                r#"api:NodePolicy/baseline@1: a policy file already defines "baseline"; the file's is in force"#
             ]
         );
         let (sources, left_out) = docs.sources(&["K8sAllowedRepos/repos"]);

@@ -13,7 +13,7 @@ use super::cache;
 use super::documents::{Applied, ClusterDocuments, ObjectKey};
 use crate::ops::events::{EventRecorder, ObjectEvent, Regarding};
 use crate::ops::metrics::{Sample, SampleValue, Source};
-use crate::ops::reload::MoreSources;
+use crate::ops::reload::{MoreDocument, MoreSources};
 
 /// The API server's documents, shared by the watchers (which change them), the reloader
 /// (which merges them with the files) and the cache on disk.
@@ -214,8 +214,8 @@ impl Source for ClusterPolicy {
 }
 
 impl MoreSources for ClusterPolicy {
-    fn sources(&self, taken: &[&str]) -> (Vec<(PathBuf, String)>, Vec<String>) {
-        self.lock().sources(taken)
+    fn documents(&self) -> Vec<MoreDocument> {
+        self.lock().documents()
     }
 }
 

@@ -76,9 +76,41 @@ struct State {
 /// Policy documents from elsewhere than the files (the API server's, in the cluster-connected
 /// mode), each already valid on its own, merged with the files' at every reload.
 pub trait MoreSources: Send + Sync + std::fmt::Debug {
-    /// The documents as `(source name, text)`, leaving out those whose policy name is in
-    /// `taken` (the files'); with each left out, why.
-    fn sources(&self, taken: &[&str]) -> (Vec<(PathBuf, String)>, Vec<String>);
+    /// The documents as they are now.
+    fn documents(&self) -> Vec<MoreDocument>;
+}
+
+/// One document of [`MoreSources`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoreDocument {
+    /// Its policy name.
+    pub policy: String,
+    /// Its source name, for messages and `/metrics`.
+    pub source: PathBuf,
+    /// Its text.
+    pub text: String,
+}
+
+/// `documents` as policy sources, leaving out those whose policy name is in `taken`: with
+/// each left out, why.
+pub fn without_taken(
+    documents: Vec<MoreDocument>,
+    taken: &[&str],
+) -> (Vec<(PathBuf, String)>, Vec<String>) {
+    let mut sources = Vec::with_capacity(documents.len());
+    let mut left_out = Vec::new();
+    for d in documents {
+        if taken.contains(&d.policy.as_str()) {
+            left_out.push(format!(
+                "{}: a policy file already defines {:?}; the file's is in force",
+                d.source.display(),
+                d.policy
+            ));
+        } else {
+            sources.push((d.source, d.text));
+        }
+    }
+    (sources, left_out)
 }
 
 /// Re-reads the policy at a path and swaps it in when it changed and is valid.
@@ -99,7 +131,7 @@ pub struct Reloader {
 pub fn merged(
     path: &PolicyPath,
     files: Sources,
-    more: Option<&dyn MoreSources>,
+    more: Option<Vec<MoreDocument>>,
 ) -> Result<(Sources, Vec<String>), PolicyErrors> {
     let Some(more) = more else {
         return Ok((files, Vec::new()));
@@ -107,7 +139,7 @@ pub fn merged(
     let (extra, left_out) = {
         let alone = path.compile(&files)?;
         let taken: Vec<&str> = alone.names().collect();
-        more.sources(&taken)
+        without_taken(more, &taken)
     };
     let Sources(mut all) = files;
     all.extend(extra);
@@ -142,7 +174,7 @@ impl Reloader {
     pub fn with_more_sources(mut self, more: Arc<dyn MoreSources>) -> Self {
         // The policy in force was compiled from them too: what the first check compares with.
         if let Seen::Sources(seen) = &mut self.lock().seen {
-            seen.0.extend(more.sources(&[]).0);
+            seen.0.extend(without_taken(more.documents(), &[]).0);
         }
         self.more = Some(more);
         self
@@ -164,25 +196,27 @@ impl Reloader {
 
     /// Reads the files; swaps in the policy when they changed and compile.
     pub fn check(&self) -> ReloadOutcome {
-        // The files, and the other sources' documents unfiltered: what a change is seen in.
+        // The files, and the other sources' documents (one snapshot, compared and compiled):
+        // what a change is seen in.
         let read = self.path.read().map(|files| {
+            let more = self.more.as_ref().map(|m| m.documents());
             let mut seen = files.clone();
-            if let Some(more) = &self.more {
-                seen.0.extend(more.sources(&[]).0);
+            if let Some(more) = &more {
+                seen.0.extend(without_taken(more.clone(), &[]).0);
             }
-            (files, seen)
+            (files, more, seen)
         });
         let mut state = self.lock();
         let seen = match &read {
-            Ok((_, seen)) => Seen::Sources(seen.clone()),
+            Ok((_, _, seen)) => Seen::Sources(seen.clone()),
             Err(e) => Seen::Unreadable(e.to_string()),
         };
         if seen == state.seen {
             return ReloadOutcome::Unchanged;
         }
         state.seen = seen;
-        let compiled = read.and_then(|(files, _)| {
-            let (sources, left_out) = merged(&self.path, files, self.more.as_deref())?;
+        let compiled = read.and_then(|(files, more, _)| {
+            let (sources, left_out) = merged(&self.path, files, more)?;
             for why in left_out {
                 tracing::warn!("API policy object left out: {why}");
             }
