@@ -92,33 +92,10 @@ install_system_packages() {
 
 
 install_kustomize() {
-    local dest=$TOOLS/kustomize
-    if [[ -x $dest/usr/bin/kustomize && -f $dest/PINNED && $(<"$dest/PINNED") == "$KUSTOMIZE_VERSION" ]]; then
-        return
-    fi
     [[ -r $DEBIAN_KEYRING ]] || die "$DEBIAN_KEYRING is missing (package debian-archive-keyring)"
-    local conf version downloads=$TOOLS/apt/$KUSTOMIZE_SUITE/downloads deb
-    conf=$(suite_apt_conf "$KUSTOMIZE_SUITE" "$TOOLS/apt" "$(debian_mirror)")
-    log "reading Debian $KUSTOMIZE_SUITE's package lists (for kustomize)"
-    apt-get -c "$conf" update -qq
-    version=$KUSTOMIZE_VERSION
-    if ! apt-cache -c "$conf" madison kustomize | awk -F' [|] ' -v v="$version" '$2 == v { f = 1 } END { exit !f }'; then
-        version=$(apt-cache -c "$conf" madison kustomize | awk -F' [|] ' 'NR == 1 { print $2 }')
-        [[ -n $version ]] || die "Debian $KUSTOMIZE_SUITE offers no kustomize package"
-        warn "kustomize $KUSTOMIZE_VERSION is gone from Debian $KUSTOMIZE_SUITE; FALLING BACK to $version"
-    fi
-    rm -rf "$downloads" "$dest.partial"
-    mkdir -p "$downloads"
-    (cd "$downloads" && apt-get -c "$conf" download -qq "kustomize=$version")
-    deb=$(find "$downloads" -maxdepth 1 -name 'kustomize_*.deb' -print -quit)
-    [[ -n $deb ]] || die "apt-get download produced no kustomize .deb"
-    dpkg-deb -x "$deb" "$dest.partial"
-    "$dest.partial/usr/bin/kustomize" version >/dev/null || die "kustomize $version does not run here"
-    printf '%s\n' "$KUSTOMIZE_VERSION" >"$dest.partial/PINNED"
-    printf '%s\n' "$version" >"$dest.partial/VERSION"
-    rm -rf "$dest" "$downloads"
-    mv "$dest.partial" "$dest"
-    log "kustomize $version unpacked into $dest"
+    DEBIAN_APT_STATE=$TOOLS/apt
+    DEBIAN_APT_MIRROR=$(debian_mirror)
+    fetch_deb "$KUSTOMIZE_SUITE" kustomize "$KUSTOMIZE_VERSION" "$TOOLS/kustomize" kustomize
 }
 
 install_kubernetes_validate() {

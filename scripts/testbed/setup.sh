@@ -117,54 +117,6 @@ install_system_packages() {
 
 
 
-# fetch_deb SUITE PACKAGE PINNED_VERSION DEST BINARY...: PACKAGE from Debian SUITE unpacked
-# (dpkg -x) into DEST, which must then hold usr/bin/BINARY for each BINARY; DEST/VERSION says
-# which version. The first BINARY is run with --version (or `version`) to prove it runs here.
-fetch_deb() {
-    local suite=$1 package=$2 pinned=$3 dest=$4
-    shift 4
-    local bins=("$@")
-    if [[ -x $dest/usr/bin/${bins[0]} && -f $dest/VERSION && $(<"$dest/VERSION") == "$pinned" ]]; then
-        log "$package $pinned already in $dest"
-        return
-    fi
-    local conf version downloads=$TESTBED/apt/$suite/downloads
-    conf=$(suite_apt_conf "$suite" "$TESTBED/apt" "$MIRROR")
-    log "reading Debian $suite's package lists"
-    apt-get -c "$conf" update -qq
-    version=$pinned
-    if ! apt-cache -c "$conf" madison "$package" | awk -F' [|] ' -v v="$pinned" '$2 == v { found = 1 } END { exit !found }'; then
-        version=$(apt-cache -c "$conf" madison "$package" | awk -F' [|] ' 'NR == 1 { print $2 }')
-        [[ -n $version ]] || die "Debian $suite offers no $package package"
-        warn "$package $pinned is no longer in Debian $suite; FALLING BACK to $suite's current $package $version"
-    fi
-    if [[ -x $dest/usr/bin/${bins[0]} && -f $dest/VERSION && $(<"$dest/VERSION") == "$version" ]]; then
-        log "$package $version already in $dest"
-        return
-    fi
-    rm -rf "$downloads"
-    mkdir -p "$downloads"
-    log "downloading $package $version from Debian $suite"
-    (cd "$downloads" && apt-get -c "$conf" download -qq "$package=$version")
-    local deb
-    deb=$(find "$downloads" -maxdepth 1 -name "${package}_*.deb" -print -quit)
-    [[ -n $deb ]] || die "apt-get download produced no $package .deb"
-    rm -rf "$dest.partial"
-    dpkg-deb -x "$deb" "$dest.partial"
-    local bin
-    for bin in "${bins[@]}"; do
-        [[ -x $dest.partial/usr/bin/$bin ]] || die "$deb has no usr/bin/$bin"
-    done
-    # Proves the binary runs on this system's glibc before anything relies on it.
-    "$dest.partial/usr/bin/${bins[0]}" --version >&2 2>/dev/null ||
-        "$dest.partial/usr/bin/${bins[0]}" version >&2 ||
-        die "$dest.partial/usr/bin/${bins[0]} does not run here"
-    printf '%s\n' "$version" >"$dest.partial/VERSION"
-    rm -rf "$dest"
-    mv "$dest.partial" "$dest"
-    rm -rf "$downloads"
-    log "$package $version unpacked into $dest"
-}
 
 # fetch_containerd SUITE PINNED_VERSION DEST
 fetch_containerd() {
@@ -193,6 +145,8 @@ main() {
 
     install_system_packages
     MIRROR=$(debian_mirror)
+    DEBIAN_APT_STATE=$TESTBED/apt
+    DEBIAN_APT_MIRROR=$MIRROR
     log "Debian mirror: $MIRROR"
     fetch_containerd "$CONTAINERD_17_SUITE" "$CONTAINERD_17_VERSION" "$TESTBED/containerd-1.7"
     fetch_containerd "$CONTAINERD_21_SUITE" "$CONTAINERD_21_VERSION" "$TESTBED/containerd-2.1"
