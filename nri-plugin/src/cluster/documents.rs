@@ -198,12 +198,6 @@ impl ClusterDocuments {
             .collect()
     }
 
-    /// The accepted documents as policy sources, leaving out those whose policy name is in
-    /// `taken` (the files'): with each left out, why.
-    pub fn sources(&self, taken: &[&str]) -> (Vec<(PathBuf, String)>, Vec<String>) {
-        crate::ops::reload::without_taken(self.documents(), taken)
-    }
-
     /// The accepted objects as kept on disk.
     pub fn to_cache(&self) -> Vec<(ObjectKey, Accepted)> {
         self.accepted
@@ -237,6 +231,7 @@ impl ClusterDocuments {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::reload::without_taken;
     use serde_json::json;
 
     fn node_policy(name: &str, generation: i64, rules: Value) -> Value {
@@ -270,7 +265,7 @@ mod tests {
         let object = node_policy("no-privileged", 1, json!({"privileged": {}}));
         assert_eq!(docs.apply(&object), Applied::Accepted);
         assert_eq!(docs.apply(&object), Applied::Unchanged);
-        let (sources, left_out) = docs.sources(&[]);
+        let (sources, left_out) = without_taken(docs.documents(), &[]);
         assert!(left_out.is_empty());
         assert_eq!(
             sources[0].0,
@@ -324,7 +319,7 @@ mod tests {
         });
         assert_eq!(docs.apply(&constraint), Applied::Accepted);
         docs.apply(&node_policy("baseline", 1, json!({"privileged": {}})));
-        let (sources, left_out) = docs.sources(&["baseline"]);
+        let (sources, left_out) = without_taken(docs.documents(), &["baseline"]);
         assert_eq!(sources.len(), 1);
         assert_eq!(sources[0].0, PathBuf::from("api:K8sAllowedRepos/repos@4"));
         assert_eq!(
@@ -333,7 +328,7 @@ mod tests {
                 r#"api:NodePolicy/baseline@1: a policy file already defines "baseline"; the file's is in force"#
             ]
         );
-        let (sources, left_out) = docs.sources(&["K8sAllowedRepos/repos"]);
+        let (sources, left_out) = without_taken(docs.documents(), &["K8sAllowedRepos/repos"]);
         assert_eq!(left_out.len(), 1);
         assert_eq!(sources[0].0, PathBuf::from("api:NodePolicy/baseline@1"));
     }

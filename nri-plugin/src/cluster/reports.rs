@@ -116,20 +116,6 @@ pub struct Owner {
     pub uid: String,
 }
 
-fn summary_of(results: &[ReportResult]) -> Summary {
-    let mut summary = Summary::default();
-    for r in results {
-        match r.result {
-            crate::compliance::report::Outcome::Pass => summary.pass += 1,
-            crate::compliance::report::Outcome::Fail => summary.fail += 1,
-            crate::compliance::report::Outcome::Warn => summary.warn += 1,
-            crate::compliance::report::Outcome::Error => summary.error += 1,
-            crate::compliance::report::Outcome::Skip => summary.skip += 1,
-        }
-    }
-    summary
-}
-
 /// The objects of `file` for node `owner`, in `format`: each report labelled with the node,
 /// owned by the Node, and split so that no object passes `max_bytes` (every result kept).
 /// Pure.
@@ -172,7 +158,7 @@ pub fn objects(
                 "apiVersion": resource.api_version,
                 "kind": resource.kind,
                 "metadata": metadata,
-                "summary": summary_of(results),
+                "summary": Summary::of(results),
                 "results": results,
             });
             out.push(ReportObject {

@@ -72,7 +72,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, outcome: Outcome) {
+    /// Counts one result of `outcome`.
+    pub fn add(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Pass => self.pass += 1,
             Outcome::Fail => self.fail += 1,
@@ -80,6 +81,24 @@ impl Summary {
             Outcome::Error => self.error += 1,
             Outcome::Skip => self.skip += 1,
         }
+    }
+
+    /// The counts of `results`.
+    pub fn of(results: &[ReportResult]) -> Summary {
+        let mut summary = Summary::default();
+        for r in results {
+            summary.add(r.result);
+        }
+        summary
+    }
+
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: &Summary) {
+        self.pass += other.pass;
+        self.fail += other.fail;
+        self.warn += other.warn;
+        self.error += other.error;
+        self.skip += other.skip;
     }
 }
 
@@ -588,11 +607,7 @@ pub fn read(path: &Path) -> Result<ReportFile, ReadError> {
 /// The sum of every namespace's summary.
 pub fn total(report: &ReportFile) -> Summary {
     report.items.iter().fold(Summary::default(), |mut t, r| {
-        t.pass += r.summary.pass;
-        t.fail += r.summary.fail;
-        t.warn += r.summary.warn;
-        t.error += r.summary.error;
-        t.skip += r.summary.skip;
+        t.merge(&r.summary);
         t
     })
 }
@@ -772,25 +787,15 @@ pub fn render_cluster(reports: &[PolicyReport], filter: &Filter) -> String {
                 .is_none_or(|ns| ns == r.metadata.namespace)
         })
         .collect();
-    let add = |sum: &mut Summary, r: &PolicyReport| {
-        for res in &r.results {
-            match res.result {
-                Outcome::Pass => sum.pass += 1,
-                Outcome::Fail => sum.fail += 1,
-                Outcome::Warn => sum.warn += 1,
-                Outcome::Error => sum.error += 1,
-                Outcome::Skip => sum.skip += 1,
-            }
-        }
-    };
     let mut nodes: BTreeMap<String, (Summary, String)> = BTreeMap::new();
     let mut namespaces: BTreeMap<String, Summary> = BTreeMap::new();
     // (policy, rule) -> failing `node namespace/pod container: message`.
     let mut failing: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for r in &kept {
         let node = node_of(r);
+        let counted = Summary::of(&r.results);
         let entry = nodes.entry(node.clone()).or_default();
-        add(&mut entry.0, r);
+        entry.0.merge(&counted);
         if let Some(at) = r.metadata.annotations.get("nodeguard.io/generated")
             && *at > entry.1
         {
@@ -801,7 +806,10 @@ pub fn render_cluster(reports: &[PolicyReport], filter: &Filter) -> String {
         } else {
             r.metadata.namespace.clone()
         };
-        add(namespaces.entry(namespace.clone()).or_default(), r);
+        namespaces
+            .entry(namespace.clone())
+            .or_default()
+            .merge(&counted);
         for res in &r.results {
             if res.result == Outcome::Fail || (filter.all && res.result != Outcome::Pass) {
                 let pod = res.resources.first().map_or("-", |o| o.name.as_str());
@@ -818,11 +826,7 @@ pub fn render_cluster(reports: &[PolicyReport], filter: &Filter) -> String {
     }
     let mut out = String::new();
     let total = nodes.values().fold(Summary::default(), |mut t, (s, _)| {
-        t.pass += s.pass;
-        t.fail += s.fail;
-        t.warn += s.warn;
-        t.error += s.error;
-        t.skip += s.skip;
+        t.merge(s);
         t
     });
     let _ = writeln!(

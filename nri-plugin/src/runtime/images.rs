@@ -27,6 +27,7 @@ pub const MIN_AGE_TO_REREAD: Duration = Duration::from_millis(100);
 #[derive(Debug, Default)]
 pub struct ImageIndex {
     digest_by_name: HashMap<String, usize>,
+    slot_by_digest: HashMap<String, usize>,
     /// Per content digest, its names, sorted.
     names: Vec<(String, Vec<String>)>,
 }
@@ -36,13 +37,15 @@ impl ImageIndex {
     /// pulls by its ID too, `sha256:<hex>`) is not a name of the image: left out, or it would
     /// read as `docker.io/library/sha256:<hex>`.
     pub fn new(records: Vec<ImageRecord>) -> Self {
-        let mut at: HashMap<String, usize> = HashMap::new();
         let mut index = ImageIndex::default();
         for record in records.into_iter().filter(|r| !is_bare_digest(&r.name)) {
-            let slot = *at.entry(record.digest.clone()).or_insert_with(|| {
-                index.names.push((record.digest.clone(), Vec::new()));
-                index.names.len() - 1
-            });
+            let slot = *index
+                .slot_by_digest
+                .entry(record.digest.clone())
+                .or_insert_with(|| {
+                    index.names.push((record.digest.clone(), Vec::new()));
+                    index.names.len() - 1
+                });
             index.names[slot].1.push(record.name.clone());
             index.digest_by_name.insert(record.name, slot);
         }
@@ -61,10 +64,9 @@ impl ImageIndex {
 
     /// Every name of the content `digest`, sorted (empty when none).
     pub fn names_of(&self, digest: &str) -> &[String] {
-        self.names
-            .iter()
-            .find(|(d, _)| d == digest)
-            .map_or(&[], |(_, names)| names.as_slice())
+        self.slot_by_digest
+            .get(digest)
+            .map_or(&[], |&slot| self.names[slot].1.as_slice())
     }
 
     /// Every name of the content image `name` points to (empty when it is unknown).

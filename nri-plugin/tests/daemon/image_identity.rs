@@ -91,20 +91,24 @@ fn spec_with_image(image: &str) -> Value {
     spec
 }
 
+/// Container `c1` of `image`, created (allowed) and its record in containerd, its spec
+/// naming `image` as containerd's CRI annotation does.
+async fn created(daemon: &Daemon, runtime: &FakeRuntime, image: &str) -> nri::Container {
+    let c = container_with_image("c1", image);
+    assert_eq!(
+        call(runtime, method::CREATE_CONTAINER, c.clone()).await,
+        Ok(())
+    );
+    daemon.plugin.specs.insert("c1", &spec_with_image(image));
+    c
+}
+
 #[tokio::test]
 async fn the_runtimes_name_for_a_mirror_does_not_refuse_it() {
     // containerd 1.7 names the image by its record's first sorted name, the upstream's, though
     // the pod asked for the mirror.
     let (daemon, runtime, _) = connected().await;
-    let c = container_with_image("c1", "docker.io/library/nginx:1");
-    assert_eq!(
-        call(&runtime, method::CREATE_CONTAINER, c.clone()).await,
-        Ok(())
-    );
-    daemon
-        .plugin
-        .specs
-        .insert("c1", &spec_with_image("docker.io/library/nginx:1"));
+    let c = created(&daemon, &runtime, "docker.io/library/nginx:1").await;
     assert_eq!(call(&runtime, method::START_CONTAINER, c).await, Ok(()));
     // Content no allowed name points to is refused, naming what the runtime gave.
     let refusal = call(
@@ -126,15 +130,7 @@ async fn a_request_naming_other_content_than_the_record_is_judged_by_the_record(
     // A CRI client may send `user_specified_image` naming an allowed image while the image it
     // runs is another: the create believes the request, the start reads containerd's record.
     let (daemon, runtime, audit) = connected().await;
-    let c = container_with_image("c1", "registry.corp/nginx:1");
-    assert_eq!(
-        call(&runtime, method::CREATE_CONTAINER, c.clone()).await,
-        Ok(())
-    );
-    daemon
-        .plugin
-        .specs
-        .insert("c1", &spec_with_image("registry.corp/nginx:1"));
+    let c = created(&daemon, &runtime, "registry.corp/nginx:1").await;
     daemon
         .plugin
         .specs

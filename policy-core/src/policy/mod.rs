@@ -55,6 +55,18 @@ pub struct Policy {
     containerd_namespace: Option<Arc<str>>,
     /// Where each document was read, by policy name (a file's path, or `api:Kind/name@3`).
     origins: Arc<BTreeMap<String, String>>,
+    /// Whether a check reads the other names of an image's content ([`Policy::reads_image_names`]),
+    /// found once at load: the daemon asks at every container creation.
+    reads_image_names: bool,
+}
+
+/// Whether any check of `documents` reads the other names of an image's content or its image
+/// volumes: a rule that allows or denies images by name, or an exemption by image.
+fn documents_read_image_names(documents: &[CompiledDocument]) -> bool {
+    documents.iter().any(|d| {
+        (d.scope.exempt_images.is_some() && !d.checks.is_empty())
+            || d.checks.iter().any(crate::rules::Check::reads_image_names)
+    })
 }
 
 impl Policy {
@@ -170,6 +182,7 @@ impl Policy {
                 .map(|(name, (source, _))| (name, source))
                 .collect();
             Ok(Policy {
+                reads_image_names: documents_read_image_names(&documents),
                 documents,
                 notes,
                 containerd_namespace: None,
@@ -243,14 +256,16 @@ impl Policy {
     /// ```
     pub fn pod_security_at(level: PssLevel, version: PssVersion, effect: Effect) -> Policy {
         let name: Arc<str> = Arc::from(format!("pss-{}", level.as_str()));
+        let documents = vec![CompiledDocument {
+            name,
+            scope: Scope::default(),
+            checks: pss_checks(level, version, effect, Vec::new()),
+            not_enforced: None,
+            containerd: ContainerdScope::default(),
+        }];
         Policy {
-            documents: vec![CompiledDocument {
-                name,
-                scope: Scope::default(),
-                checks: pss_checks(level, version, effect, Vec::new()),
-                not_enforced: None,
-                containerd: ContainerdScope::default(),
-            }],
+            reads_image_names: documents_read_image_names(&documents),
+            documents,
             notes: Vec::new(),
             containerd_namespace: None,
             origins: Arc::default(),
@@ -284,10 +299,7 @@ impl Policy {
     /// assert!(!names("{privileged: {}}"));
     /// ```
     pub fn reads_image_names(&self) -> bool {
-        self.documents.iter().any(|d| {
-            (d.scope.exempt_images.is_some() && !d.checks.is_empty())
-                || d.checks.iter().any(crate::rules::Check::reads_image_names)
-        })
+        self.reads_image_names
     }
 
     /// The same policy judging the containers of containerd namespace `namespace` (made
