@@ -230,7 +230,8 @@ fn read_until(lines: &mut impl Iterator<Item = String>, needle: &str, timeout: D
     seen
 }
 
-struct Killed(Child);
+/// A child process killed and reaped when dropped, whatever the test's outcome.
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {

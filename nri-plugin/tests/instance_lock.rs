@@ -2,8 +2,10 @@
 //! and refuses to start, naming it (regression: both registered as `10-nodeguard` and shared
 //! the audit log, report and state files).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::hostile_input::Killed;
 
 fn serve(dir: &std::path::Path, pod: &str) -> Command {
     let policy = dir.join("policy.yaml");
@@ -23,15 +25,6 @@ fn serve(dir: &std::path::Path, pod: &str) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
