@@ -298,6 +298,14 @@ async fn run(n: usize, dir: &std::path::Path) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--parts N DIR`: only write the parts, for profiling one child (`--child N DIR`) alone.
+    if let Some(i) = args.iter().position(|a| a == "--parts") {
+        let n: usize = args[i + 1].parse().expect("a container count");
+        let dir = std::path::PathBuf::from(&args[i + 2]);
+        std::fs::create_dir_all(&dir).expect("parts dir");
+        write_parts(n, &dir);
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let n: usize = args[i + 1].parse().expect("a container count");
         let dir = std::path::PathBuf::from(&args[i + 2]);

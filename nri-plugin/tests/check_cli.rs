@@ -250,7 +250,7 @@ fn serve_refuses_an_inherited_socket_that_is_not_one() {
 #[test]
 fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() {
     use nodeguard::compliance::report::{
-        ContainerFindings, Findings, Outcome, ReportContext, write_findings,
+        ContainerFindings, Outcome, ReportContext, write_findings,
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("report.json");
@@ -287,14 +287,7 @@ fn report_prints_the_latest_compliance_report_and_fails_when_a_container_does() 
         findings("prod", "a", Outcome::Fail),
         findings("dev", "b", Outcome::Pass),
     ];
-    write_findings(
-        &file,
-        Findings {
-            context: &context,
-            containers: &containers,
-        },
-    )
-    .unwrap();
+    write_findings(&file, &context, &containers).unwrap();
     let file_arg = file.to_str().unwrap();
     let table = nodeguard(&["report", "--file", file_arg]);
     assert_eq!(table.status.code(), Some(1), "a container fails");

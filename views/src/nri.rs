@@ -15,6 +15,16 @@ use crate::kubelet;
 use crate::kubelet::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
 use crate::oci::{RuntimeSpec, volumes_of};
 
+/// `container` without what no container view reads (its arguments, environment and hooks),
+/// which on a real node is most of its size (the kubelet adds every Service's variables to
+/// the environment): what nodeguard keeps of a running container.
+pub fn without_unread(mut container: nri::Container) -> nri::Container {
+    container.args = Vec::new();
+    container.env = Vec::new();
+    container.hooks = None;
+    container
+}
+
 /// A request that does not say which container it is about: a protocol error, never judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NriError {
@@ -700,5 +710,53 @@ mod tests {
         assert_eq!(view.host_namespaces.pid, Some(false));
         assert_eq!(view.host_namespaces.network, Some(true));
         assert_eq!(view.security.host_users, Some(true));
+    }
+}
+
+#[cfg(test)]
+mod without_unread_tests {
+    use super::*;
+    use nodeguard_proto::nri::v1alpha1 as nri;
+
+    #[test]
+    fn a_container_without_what_no_view_reads_gives_the_same_view() {
+        let pod = nri::PodSandbox {
+            id: "sb".into(),
+            name: "web".into(),
+            namespace: "prod".into(),
+            ..Default::default()
+        };
+        let container = nri::Container {
+            id: "c1".into(),
+            pod_sandbox_id: "sb".into(),
+            name: "app".into(),
+            args: vec!["/server".into()],
+            env: vec!["KUBERNETES_SERVICE_HOST=10.96.0.1".into()],
+            hooks: Some(nri::Hooks::default()),
+            annotations: [(
+                "io.kubernetes.cri.image-name".to_string(),
+                "registry.corp/web:1".to_string(),
+            )]
+            .into(),
+            mounts: vec![nri::Mount {
+                destination: "/data".into(),
+                r#type: "bind".into(),
+                source: "/srv".into(),
+                options: vec![],
+            }],
+            ..Default::default()
+        };
+        let slimmed = without_unread(container.clone());
+        assert!(slimmed.env.is_empty() && slimmed.args.is_empty() && slimmed.hooks.is_none());
+        assert_eq!(
+            ContainerView::from(Create {
+                pod: &pod,
+                container: &slimmed
+            }),
+            ContainerView::from(Create {
+                pod: &pod,
+                container: &container
+            })
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState};
+use nodeguard_views::nri::without_unread;
 use tracing::warn;
 
 use super::report;
@@ -17,15 +18,6 @@ struct Known {
     changes: u64,
     /// Whether a `Synchronize` has filled it since the process started.
     synchronized: bool,
-}
-
-/// A container as the inventory keeps it: without what no container view reads (arguments,
-/// environment, hooks), which on a real node is most of its size (every Service's variables).
-fn slim(mut container: nri::Container) -> nri::Container {
-    container.args = Vec::new();
-    container.env = Vec::new();
-    container.hooks = None;
-    container
 }
 
 /// The containers running on the node, as NRI told nodeguard: replaced at every
@@ -64,7 +56,7 @@ impl Inventory {
         known.containers = containers
             .into_iter()
             .filter(|c| c.state != ContainerState::ContainerStopped as i32)
-            .map(|c| (c.id.clone(), Arc::new(slim(c))))
+            .map(|c| (c.id.clone(), Arc::new(without_unread(c))))
             .collect();
         before
     }
@@ -74,9 +66,10 @@ impl Inventory {
         let mut known = self.lock();
         known.changes += 1;
         known.pods.insert(pod.id.clone(), Arc::new(pod.clone()));
-        known
-            .containers
-            .insert(container.id.clone(), Arc::new(slim(container.clone())));
+        known.containers.insert(
+            container.id.clone(),
+            Arc::new(without_unread(container.clone())),
+        );
     }
 
     /// A container stopped or was removed.
@@ -112,7 +105,8 @@ impl Inventory {
         dropped
     }
 
-    /// Every running container with its pod, sorted by container id (shared, not copied).
+    /// Every running container with its pod, sorted by the pod's namespace, then container id
+    /// (the order of the report; shared, not copied).
     pub fn snapshot(&self) -> Vec<(Arc<nri::PodSandbox>, Arc<nri::Container>)> {
         let known = self.lock();
         let mut all: Vec<_> = known
@@ -125,7 +119,8 @@ impl Inventory {
                     .map(|p| (Arc::clone(p), Arc::clone(c)))
             })
             .collect();
-        all.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        // Ids are unique: an unstable sort gives the one order.
+        all.sort_unstable_by(|a, b| (&a.0.namespace, &a.1.id).cmp(&(&b.0.namespace, &b.1.id)));
         all
     }
 
@@ -200,53 +195,4 @@ pub fn write_state(path: &std::path::Path, ids: Vec<String>) -> std::io::Result<
     };
     let json = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
     report::write_atomically(path, &json)
-}
-
-#[cfg(test)]
-mod slim_tests {
-    use super::*;
-    use nodeguard_views::nri::Create;
-    use policy_core::view::ContainerView;
-
-    #[test]
-    fn a_slim_container_gives_the_same_view() {
-        let pod = nri::PodSandbox {
-            id: "sb".into(),
-            name: "web".into(),
-            namespace: "prod".into(),
-            ..Default::default()
-        };
-        let container = nri::Container {
-            id: "c1".into(),
-            pod_sandbox_id: "sb".into(),
-            name: "app".into(),
-            args: vec!["/server".into()],
-            env: vec!["KUBERNETES_SERVICE_HOST=10.96.0.1".into()],
-            hooks: Some(nri::Hooks::default()),
-            annotations: [(
-                "io.kubernetes.cri.image-name".to_string(),
-                "registry.corp/web:1".to_string(),
-            )]
-            .into(),
-            mounts: vec![nri::Mount {
-                destination: "/data".into(),
-                r#type: "bind".into(),
-                source: "/srv".into(),
-                options: vec![],
-            }],
-            ..Default::default()
-        };
-        let slimmed = slim(container.clone());
-        assert!(slimmed.env.is_empty() && slimmed.args.is_empty() && slimmed.hooks.is_none());
-        assert_eq!(
-            ContainerView::from(Create {
-                pod: &pod,
-                container: &slimmed
-            }),
-            ContainerView::from(Create {
-                pod: &pod,
-                container: &container
-            })
-        );
-    }
 }

@@ -119,6 +119,123 @@ pub struct AuditSummary {
     pub non_kubernetes: usize,
 }
 
+impl AuditSummary {
+    /// Counts one container of `outcome`.
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Pass => self.pass += 1,
+            Outcome::Fail => self.fail += 1,
+            Outcome::Warn => self.warn += 1,
+            Outcome::Error | Outcome::Skip => self.skip += 1,
+        }
+    }
+}
+
+/// The namespace of a batch of Kubernetes containers' findings (all of one namespace).
+fn pod_namespace(batch: &[ContainerFindings]) -> Option<String> {
+    batch.first().map(|c| c.namespace.clone())
+}
+
+/// What the reports of one audit say about it, owned by the thread that writes them.
+struct Header {
+    node: String,
+    generated: SystemTime,
+    trigger: &'static str,
+    policy_generation: u64,
+    policy_sources: String,
+}
+
+/// One report's findings: a Kubernetes namespace's (`Some`), or the containers made outside
+/// Kubernetes (`None`).
+type Batch = (Option<String>, Vec<ContainerFindings>);
+
+/// Where one audit's findings go while it judges: the report file, written on a blocking
+/// thread one namespace at a time as the audit hands them over (so the file is written while
+/// the next namespace is judged, and only a few namespaces' findings are in memory at once),
+/// and the reports for the cluster's sink.
+struct ReportOutput {
+    batches: Option<tokio::sync::mpsc::Sender<Batch>>,
+    done: Option<tokio::task::JoinHandle<Written>>,
+}
+
+/// What the writing thread did: the file's outcome (none: no file) and the reports for the
+/// sink (none: no sink).
+type Written = (Option<std::io::Result<()>>, Option<report::ReportFile>);
+
+impl ReportOutput {
+    /// Starts the writer of the report file at `path` and, with `sink`, the builder of the
+    /// reports for it; with neither, findings are dropped as they come.
+    fn start(path: Option<PathBuf>, sink: bool, header: Header) -> Self {
+        if path.is_none() && !sink {
+            return ReportOutput {
+                batches: None,
+                done: None,
+            };
+        }
+        // Two namespaces in flight at most: one written, one waiting.
+        let (batches, mut received) = tokio::sync::mpsc::channel::<Batch>(2);
+        let done = tokio::task::spawn_blocking(move || {
+            let context = ReportContext {
+                node: &header.node,
+                generated: header.generated,
+                trigger: header.trigger,
+                policy_generation: header.policy_generation,
+                policy_sources: &header.policy_sources,
+            };
+            let mut file = path.map(|p| report::ReportWriter::create(&p, &context));
+            let mut items = sink.then(Vec::new);
+            while let Some((namespace, containers)) = received.blocking_recv() {
+                if let Some(Ok(writer)) = &mut file
+                    && let Err(e) = writer.namespace(namespace.as_deref(), &containers)
+                {
+                    file = Some(Err(e));
+                }
+                if let Some(items) = &mut items {
+                    items.push(report::namespace_report(
+                        &context,
+                        namespace.as_deref(),
+                        &containers,
+                    ));
+                }
+            }
+            (
+                file.map(|f| f.and_then(report::ReportWriter::finish)),
+                items.map(report::ReportFile::list),
+            )
+        });
+        ReportOutput {
+            batches: Some(batches),
+            done: Some(done),
+        }
+    }
+
+    /// Hands one report's findings over (waits while the writer is two behind).
+    async fn send(&mut self, namespace: Option<String>, containers: Vec<ContainerFindings>) {
+        if let Some(batches) = &self.batches
+            && batches.send((namespace, containers)).await.is_err()
+        {
+            // The writing thread is gone (it panicked): `finish` says so.
+            self.batches = None;
+        }
+    }
+
+    /// Waits for the file to be in place and the sink's reports to be built.
+    async fn finish(mut self) -> Written {
+        self.batches = None;
+        match self.done.take() {
+            Some(done) => done.await.unwrap_or_else(|e| {
+                (
+                    Some(Err(std::io::Error::other(format!(
+                        "the report writer failed: {e}"
+                    )))),
+                    None,
+                )
+            }),
+            None => (None, None),
+        }
+    }
+}
+
 /// Keeps track of what runs and audits it: the enforcer's judgement applied to the inventory,
 /// with the report, the state file and remediation. It is what the NRI service talks to
 /// ([`Enforcement`]): requests to judge go to the enforcer, news of what runs to the inventory.
@@ -179,6 +296,10 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
             }
         }
         let containers = self.inventory.snapshot();
+        {
+            let pods: HashSet<&str> = containers.iter().map(|(p, _)| p.id.as_str()).collect();
+            enforcer.retain_pods(|id| pods.contains(id));
+        }
         let known = match &trigger {
             Trigger::Registration { known } => known.as_ref(),
             _ => None,
@@ -196,9 +317,26 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 .collect::<std::collections::BTreeMap<&str, &str>>(),
         )
         .unwrap_or_default();
-        let mut all = Vec::with_capacity(containers.len());
+        let mut output = ReportOutput::start(
+            self.config.report_path.clone(),
+            self.config.report_sink.is_some(),
+            Header {
+                node: enforcer.node().to_string(),
+                generated: SystemTime::now(),
+                trigger: trigger.as_str(),
+                policy_generation: generation,
+                policy_sources: sources,
+            },
+        );
+        // The snapshot is sorted by namespace: each namespace's findings go to the report as
+        // soon as the next namespace starts, and are written while it is judged.
+        let mut batch: Vec<ContainerFindings> = Vec::new();
         for (pod, container) in &containers {
-            let (view, failure) = enforcer.full_view(pod, container).await;
+            if batch.last().is_some_and(|c| c.namespace != pod.namespace) {
+                let namespace = pod_namespace(&batch);
+                output.send(namespace, std::mem::take(&mut batch)).await;
+            }
+            let (mut view, failure) = enforcer.full_view(pod, container).await;
             let started = std::time::Instant::now();
             let checks = policy_core::results(policy, &view);
             enforcer
@@ -206,6 +344,7 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 .evaluation(Phase::Sync, started.elapsed());
             let decision = Decision::from_results(&checks);
             let results = report_results(policy, &view, &checks, failure.as_deref(), false);
+            drop(checks);
             let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));
             enforcer.write_record(
                 None,
@@ -248,77 +387,53 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                     );
                 }
             }
-            all.push(ContainerFindings {
-                namespace: view.pod.namespace.clone(),
-                pod: view.pod.name.clone(),
-                pod_uid: view.pod.uid.clone(),
-                container: view.name.clone(),
-                container_id: container.id.clone(),
+            // The view is done with: its strings move into the findings.
+            let findings = ContainerFindings {
                 image: view.image.as_ref().map(|i| i.as_str().to_string()),
+                namespace: std::mem::take(&mut view.pod.namespace),
+                pod: std::mem::take(&mut view.pod.name),
+                pod_uid: std::mem::take(&mut view.pod.uid),
+                container: std::mem::take(&mut view.name),
+                container_id: container.id.clone(),
                 results,
                 started_while_away,
                 remediation,
                 non_kubernetes: None,
-            });
+            };
+            summary.count(findings.outcome());
+            batch.push(findings);
         }
-        let kubernetes = all.len();
-        let outside = self.audit_outside(&trigger, policy, &mut all).await;
-        summary.non_kubernetes = all.len() - kubernetes;
+        if !batch.is_empty() {
+            output.send(pod_namespace(&batch), batch).await;
+        }
+        let mut outside_findings = Vec::new();
+        let outside = self
+            .audit_outside(&trigger, policy, &mut outside_findings)
+            .await;
+        summary.non_kubernetes = outside_findings.len();
         summary.containers += summary.non_kubernetes;
-        enforcer.metrics().compliance_non_kubernetes(&outside);
-        for c in &all {
-            match c.outcome() {
-                Outcome::Pass => summary.pass += 1,
-                Outcome::Fail => summary.fail += 1,
-                Outcome::Warn => summary.warn += 1,
-                Outcome::Error | Outcome::Skip => summary.skip += 1,
-            }
+        for c in &outside_findings {
+            summary.count(c.outcome());
         }
+        if !outside_findings.is_empty() {
+            output.send(None, outside_findings).await;
+        }
+        enforcer.metrics().compliance_non_kubernetes(&outside);
         enforcer
             .metrics()
             .compliance(summary.pass, summary.fail, summary.warn, summary.skip);
         self.persist_state().await;
-        if let Some(sink) = &self.config.report_sink {
-            let context = ReportContext {
-                node: enforcer.node(),
-                generated: SystemTime::now(),
-                trigger: trigger.as_str(),
-                policy_generation: generation,
-                policy_sources: &sources,
-            };
-            sink.publish(report::build(&context, &all));
+        let (written, reports) = output.finish().await;
+        if let (Some(sink), Some(reports)) = (&self.config.report_sink, reports) {
+            sink.publish(reports);
         }
-        if let Some(path) = &self.config.report_path {
-            let path = path.clone();
-            let node = enforcer.node().to_string();
-            let trigger_name = trigger.as_str();
-            let generated = SystemTime::now();
-            let sources = sources.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                let context = ReportContext {
-                    node: &node,
-                    generated,
-                    trigger: trigger_name,
-                    policy_generation: generation,
-                    policy_sources: &sources,
-                };
-                report::write_findings(
-                    &path,
-                    report::Findings {
-                        context: &context,
-                        containers: &all,
-                    },
-                )
-            })
-            .await;
-            if !matches!(written, Ok(Ok(()))) {
-                enforcer.metrics().report_write_failure();
-                error!(
-                    path = %self.config.report_path.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(),
-                    error = ?written,
-                    "cannot write the compliance report"
-                );
-            }
+        if let Some(Err(error)) = written {
+            enforcer.metrics().report_write_failure();
+            error!(
+                path = %self.config.report_path.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(),
+                %error,
+                "cannot write the compliance report"
+            );
         }
         info!(
             trigger = trigger.as_str(),
@@ -579,13 +694,13 @@ fn report_results(
     checks: &[CheckResult<'_>],
     failure: Option<&str>,
     outside: bool,
-) -> Vec<(String, &'static str, Outcome, Effect, String)> {
+) -> Vec<report::FoundResult> {
     let mut results = Vec::new();
     for check in checks {
         let applied = &check.check;
         let mut result = |outcome, message: String| {
             results.push((
-                applied.policy.to_string(),
+                Arc::clone(applied.policy),
                 applied.rule,
                 outcome,
                 applied.effect,
@@ -628,7 +743,7 @@ fn report_results(
     // A constraint the node cannot judge: its containers are skipped for it, not passed.
     for (name, why) in policy.not_enforced(view) {
         results.push((
-            name.to_string(),
+            Arc::from(name),
             NOT_ENFORCED,
             Outcome::Skip,
             Effect::Disabled,

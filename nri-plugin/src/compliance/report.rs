@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -224,6 +225,20 @@ pub struct ReportFile {
     pub items: Vec<PolicyReport>,
 }
 
+/// One result of a container's findings: `(policy, rule, outcome, effect, message)`.
+pub type FoundResult = (Arc<str>, &'static str, Outcome, policy_core::Effect, String);
+
+impl ReportFile {
+    /// A `v1` `List` of `items`.
+    pub fn list(items: Vec<PolicyReport>) -> Self {
+        ReportFile {
+            api_version: "v1".into(),
+            kind: "List".into(),
+            items,
+        }
+    }
+}
+
 /// What one compliance audit found about one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerFindings {
@@ -240,7 +255,7 @@ pub struct ContainerFindings {
     /// Image reference.
     pub image: Option<String>,
     /// Results: `(policy, rule, outcome, effect, message)`.
-    pub results: Vec<(String, &'static str, Outcome, policy_core::Effect, String)>,
+    pub results: Vec<FoundResult>,
     /// Started while nodeguard was not running (unknown to it before the registration).
     pub started_while_away: bool,
     /// What remediation does (`stopping`, `skipped: nodeguard's own pod`), if anything.
@@ -258,6 +273,41 @@ impl ContainerFindings {
             .into_iter()
             .find(|o| has(*o))
             .unwrap_or(Outcome::Pass)
+    }
+
+    /// The report's object reference to the container's pod (none outside Kubernetes).
+    fn pod_reference(&self) -> Option<ObjectReference> {
+        self.non_kubernetes.is_none().then(|| ObjectReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: self.namespace.clone(),
+            name: self.pod.clone(),
+            uid: self.pod_uid.clone(),
+        })
+    }
+
+    /// A result's properties: [`ReportResult::properties`].
+    fn properties(&self, effect: policy_core::Effect, node: &str) -> BTreeMap<String, String> {
+        let mut properties = BTreeMap::from([
+            ("container".to_string(), self.container.clone()),
+            ("containerID".to_string(), self.container_id.clone()),
+            ("effect".to_string(), effect.as_str().to_string()),
+            ("node".to_string(), node.to_string()),
+        ]);
+        if let Some(image) = &self.image {
+            properties.insert("image".into(), image.clone());
+        }
+        if let Some(namespace) = &self.non_kubernetes {
+            properties.insert("containerdNamespace".into(), namespace.clone());
+            properties.insert("nonKubernetes".into(), "true".into());
+        }
+        if let Some(remediation) = &self.remediation {
+            properties.insert("remediation".into(), remediation.clone());
+        }
+        if self.started_while_away {
+            properties.insert("startedWhileAway".into(), "true".into());
+        }
+        properties
     }
 }
 
@@ -277,228 +327,363 @@ pub struct ReportContext<'a> {
     pub policy_sources: &'a str,
 }
 
-/// The report file of every container's findings, serialized as it is written: the
-/// results are produced one by one from the findings, borrowing their strings, so a report of
-/// thousands of containers is never built in memory (as a [`ReportFile`] or as text). Its
-/// JSON is exactly a [`ReportFile`]'s (the tests read it back as one).
-#[derive(Debug, Clone, Copy)]
-pub struct Findings<'a> {
-    /// Where, when and why.
-    pub context: &'a ReportContext<'a>,
-    /// Every container's findings.
-    pub containers: &'a [ContainerFindings],
-}
-
-/// One namespace's report (or, with no namespace, the report of the containers made outside
-/// Kubernetes), borrowing its containers' findings.
-struct NamespaceReport<'a> {
-    context: &'a ReportContext<'a>,
-    namespace: Option<&'a str>,
-    containers: Vec<&'a ContainerFindings>,
-    generated: &'a str,
-    timestamp: Timestamp,
-}
-
-/// The results of one namespace, produced as they are serialized.
-struct Results<'a>(&'a NamespaceReport<'a>);
-
-/// One result, borrowed.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResultRef<'a> {
-    policy: &'a str,
-    rule: &'a str,
-    result: Outcome,
-    scored: bool,
-    source: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    message: &'a str,
-    timestamp: Timestamp,
-    resources: Resources<'a>,
-    properties: Properties<'a>,
-}
-
-/// The objects a result is about: its pod, none outside Kubernetes.
-struct Resources<'a>(Option<PodRef<'a>>);
-
-impl Serialize for Resources<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter())
+impl ReportContext<'_> {
+    /// The metadata of the report of `namespace` (none: the containers made outside
+    /// Kubernetes).
+    fn metadata(&self, namespace: Option<&str>) -> Metadata {
+        let name = match namespace {
+            Some(_) => format!("nodeguard-{}", self.node),
+            None => format!("nodeguard-{}-non-kubernetes", self.node),
+        };
+        let mut annotations = BTreeMap::from([
+            (
+                "nodeguard.io/generated".to_string(),
+                humantime::format_rfc3339_seconds(self.generated).to_string(),
+            ),
+            ("nodeguard.io/trigger".into(), self.trigger.to_string()),
+            (
+                "nodeguard.io/policy-generation".into(),
+                self.policy_generation.to_string(),
+            ),
+        ]);
+        if !self.policy_sources.is_empty() {
+            annotations.insert(
+                "nodeguard.io/policy-sources".into(),
+                self.policy_sources.to_string(),
+            );
+        }
+        Metadata {
+            name,
+            namespace: namespace.unwrap_or_default().to_string(),
+            labels: BTreeMap::from([
+                ("app.kubernetes.io/managed-by".into(), "nodeguard".into()),
+                ("nodeguard.io/node".into(), self.node.to_string()),
+            ]),
+            annotations,
+        }
     }
 }
 
-/// The pod a result is about, borrowed ([`ObjectReference`]'s JSON).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PodRef<'a> {
-    api_version: &'a str,
-    kind: &'a str,
-    namespace: &'a str,
-    name: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    uid: &'a str,
-}
-
-/// A result's properties, in the key order of [`ReportResult::properties`] (a `BTreeMap`).
-struct Properties<'a> {
-    container: &'a ContainerFindings,
-    effect: &'a str,
-    node: &'a str,
-}
-
-impl Serialize for Properties<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap as _;
-        let c = self.container;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("container", &c.container)?;
-        map.serialize_entry("containerID", &c.container_id)?;
-        if let Some(namespace) = &c.non_kubernetes {
-            map.serialize_entry("containerdNamespace", namespace)?;
-        }
-        map.serialize_entry("effect", self.effect)?;
-        if let Some(image) = &c.image {
-            map.serialize_entry("image", image)?;
-        }
-        map.serialize_entry("node", self.node)?;
-        if c.non_kubernetes.is_some() {
-            map.serialize_entry("nonKubernetes", "true")?;
-        }
-        if let Some(remediation) = &c.remediation {
-            map.serialize_entry("remediation", remediation)?;
-        }
-        if c.started_while_away {
-            map.serialize_entry("startedWhileAway", "true")?;
-        }
-        map.end()
-    }
-}
-
-impl Serialize for Results<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let report = self.0;
-        let node = report.context.node;
-        serializer.collect_seq(report.containers.iter().flat_map(|c| {
-            c.results
-                .iter()
-                .map(move |(policy, rule, outcome, effect, message)| ResultRef {
-                    policy,
-                    rule,
+/// The `PolicyReport` of one namespace's containers (none: the `ClusterPolicyReport` of the
+/// containers made outside Kubernetes), every result owned.
+pub fn namespace_report(
+    context: &ReportContext<'_>,
+    namespace: Option<&str>,
+    containers: &[ContainerFindings],
+) -> PolicyReport {
+    let timestamp = Timestamp::of(context.generated);
+    let results: Vec<ReportResult> = containers
+        .iter()
+        .flat_map(|c| {
+            c.results.iter().map(
+                move |(policy, rule, outcome, effect, message)| ReportResult {
+                    policy: policy.to_string(),
+                    rule: (*rule).to_string(),
                     result: *outcome,
                     scored: true,
-                    source: SOURCE,
-                    message,
-                    timestamp: report.timestamp,
-                    resources: Resources(c.non_kubernetes.is_none().then(|| PodRef {
-                        api_version: "v1",
-                        kind: "Pod",
-                        namespace: &c.namespace,
-                        name: &c.pod,
-                        uid: &c.pod_uid,
-                    })),
-                    properties: Properties {
-                        container: c,
-                        effect: effect.as_str(),
-                        node,
-                    },
-                })
-        }))
+                    source: SOURCE.into(),
+                    message: message.clone(),
+                    timestamp,
+                    resources: c.pod_reference().into_iter().collect(),
+                    properties: c.properties(*effect, context.node),
+                },
+            )
+        })
+        .collect();
+    PolicyReport {
+        api_version: API_VERSION.into(),
+        kind: if namespace.is_some() {
+            "PolicyReport"
+        } else {
+            "ClusterPolicyReport"
+        }
+        .into(),
+        metadata: context.metadata(namespace),
+        summary: Summary::of(&results),
+        results,
     }
 }
 
-impl Serialize for NamespaceReport<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let context = self.context;
+/// The containers of `containers` by report: Kubernetes' namespaces in order, then the
+/// containers made outside Kubernetes (`None`), each in the order given.
+fn by_namespace(
+    containers: &[ContainerFindings],
+) -> BTreeMap<(bool, &str), Vec<ContainerFindings>> {
+    let mut grouped: BTreeMap<(bool, &str), Vec<ContainerFindings>> = BTreeMap::new();
+    for c in containers {
+        let outside = c.non_kubernetes.is_some();
+        let namespace = if outside { "" } else { c.namespace.as_str() };
+        grouped
+            .entry((outside, namespace))
+            .or_default()
+            .push(c.clone());
+    }
+    grouped
+}
+
+/// The report file of `containers`, as [`ReportWriter`] writes it.
+pub fn build(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> ReportFile {
+    ReportFile::list(
+        by_namespace(containers)
+            .into_iter()
+            .map(|((outside, namespace), containers)| {
+                namespace_report(context, (!outside).then_some(namespace), &containers)
+            })
+            .collect(),
+    )
+}
+
+/// Writes a report file as a compliance audit goes, one namespace's report at a time, so that
+/// the findings of thousands of containers are never all in memory and the file is written
+/// while the next namespace is judged. The JSON is byte for byte [`ReportFile`]'s compact
+/// serialization (a test checks it); what every result of a container repeats (its pod, its
+/// properties) is escaped once per container. Nothing replaces the file until
+/// [`ReportWriter::finish`]; dropped before, the temporary file is removed.
+pub struct ReportWriter {
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    /// Items written so far.
+    items: usize,
+    /// `,"timestamp":{...}` of every result.
+    timestamp: String,
+    /// The node's name, escaped as a JSON string.
+    node: Vec<u8>,
+    /// Metadata of a namespace's report, but for its namespace.
+    metadata: Metadata,
+    /// Metadata of the report of the containers made outside Kubernetes.
+    outside_metadata: Metadata,
+    /// One report rendered before it is written.
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for ReportWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportWriter")
+            .field("path", &self.path)
+            .field("items", &self.items)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Appends `text` as a JSON string.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// Appends `value` as JSON.
+fn json_value(out: &mut Vec<u8>, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)
+}
+
+impl ReportWriter {
+    /// Starts the report file of the audit `context` describes at `path` (a temporary file
+    /// beside it until [`ReportWriter::finish`]). Creates the directory if needed.
+    ///
+    /// # Errors
+    /// When the directory or the file cannot be created.
+    pub fn create(path: &Path, context: &ReportContext<'_>) -> std::io::Result<Self> {
+        let tmp = temporary_beside(path)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut out = std::io::BufWriter::with_capacity(256 << 10, file);
+        let started = out.write_all(br#"{"apiVersion":"v1","kind":"List","items":["#);
+        let timestamp = serde_json::to_string(&Timestamp::of(context.generated))
+            .map_err(std::io::Error::other)?;
+        let mut node = Vec::new();
+        json_string(&mut node, context.node);
+        let writer = ReportWriter {
+            out: Some(out),
+            tmp,
+            path: path.to_path_buf(),
+            items: 0,
+            timestamp: format!(r#","timestamp":{timestamp}"#),
+            node,
+            metadata: context.metadata(Some("")),
+            outside_metadata: context.metadata(None),
+            buffer: Vec::new(),
+        };
+        started.map(|()| writer)
+    }
+
+    /// Writes the report of `namespace`'s containers (none: the `ClusterPolicyReport` of the
+    /// containers made outside Kubernetes). Reports go in the order written.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn namespace(
+        &mut self,
+        namespace: Option<&str>,
+        containers: &[ContainerFindings],
+    ) -> std::io::Result<()> {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        let rendered = self.render(&mut buffer, namespace, containers);
+        let written = rendered.and_then(|()| {
+            self.out
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("the report was already finished"))?
+                .write_all(&buffer)
+        });
+        self.buffer = buffer;
+        self.items += 1;
+        written
+    }
+
+    /// One report item, as `serde_json::to_writer(&PolicyReport)` writes it.
+    fn render(
+        &mut self,
+        out: &mut Vec<u8>,
+        namespace: Option<&str>,
+        containers: &[ContainerFindings],
+    ) -> std::io::Result<()> {
+        if self.items > 0 {
+            out.push(b',');
+        }
         let mut summary = Summary::default();
-        for c in &self.containers {
+        for c in containers {
             for r in &c.results {
                 summary.add(r.2);
             }
         }
-        let (kind, name) = match self.namespace {
-            Some(_) => ("PolicyReport", format!("nodeguard-{}", context.node)),
-            None => (
-                "ClusterPolicyReport",
-                format!("nodeguard-{}-non-kubernetes", context.node),
-            ),
+        let kind = if namespace.is_some() {
+            "PolicyReport"
+        } else {
+            "ClusterPolicyReport"
         };
-        let metadata = Metadata {
-            name,
-            namespace: self.namespace.unwrap_or_default().to_string(),
-            labels: BTreeMap::from([
-                ("app.kubernetes.io/managed-by".into(), "nodeguard".into()),
-                ("nodeguard.io/node".into(), context.node.to_string()),
-            ]),
-            annotations: BTreeMap::from([
-                ("nodeguard.io/generated".into(), self.generated.to_string()),
-                ("nodeguard.io/trigger".into(), context.trigger.to_string()),
-                (
-                    "nodeguard.io/policy-generation".into(),
-                    context.policy_generation.to_string(),
-                ),
-            ]),
-        };
-        let mut metadata = metadata;
-        if !context.policy_sources.is_empty() {
-            metadata.annotations.insert(
-                "nodeguard.io/policy-sources".into(),
-                context.policy_sources.to_string(),
-            );
+        out.extend_from_slice(br#"{"apiVersion":"#);
+        json_string(out, API_VERSION);
+        out.extend_from_slice(br#","kind":"#);
+        json_string(out, kind);
+        out.extend_from_slice(br#","metadata":"#);
+        match namespace {
+            Some(namespace) => {
+                self.metadata.namespace = namespace.to_string();
+                json_value(out, &self.metadata)?;
+            }
+            None => json_value(out, &self.outside_metadata)?,
         }
-        let mut report = serializer.serialize_struct("PolicyReport", 5)?;
-        report.serialize_field("apiVersion", API_VERSION)?;
-        report.serialize_field("kind", kind)?;
-        report.serialize_field("metadata", &metadata)?;
-        report.serialize_field("summary", &summary)?;
-        report.serialize_field("results", &Results(self))?;
-        report.end()
+        out.extend_from_slice(br#","summary":"#);
+        json_value(out, &summary)?;
+        out.extend_from_slice(br#","results":["#);
+        let mut first = true;
+        // What every result of one container repeats, escaped once: from `,"resources"` to
+        // the effect's value, and after it to the end of the properties.
+        let (mut before_effect, mut after_effect) = (Vec::new(), Vec::new());
+        for c in containers {
+            before_effect.clear();
+            after_effect.clear();
+            before_effect.extend_from_slice(self.timestamp.as_bytes());
+            before_effect.extend_from_slice(br#","resources":["#);
+            if c.non_kubernetes.is_none() {
+                before_effect.extend_from_slice(br#"{"apiVersion":"v1","kind":"Pod","namespace":"#);
+                json_string(&mut before_effect, &c.namespace);
+                before_effect.extend_from_slice(br#","name":"#);
+                json_string(&mut before_effect, &c.pod);
+                if !c.pod_uid.is_empty() {
+                    before_effect.extend_from_slice(br#","uid":"#);
+                    json_string(&mut before_effect, &c.pod_uid);
+                }
+                before_effect.push(b'}');
+            }
+            before_effect.extend_from_slice(br#"],"properties":{"container":"#);
+            json_string(&mut before_effect, &c.container);
+            before_effect.extend_from_slice(br#","containerID":"#);
+            json_string(&mut before_effect, &c.container_id);
+            if let Some(namespace) = &c.non_kubernetes {
+                before_effect.extend_from_slice(br#","containerdNamespace":"#);
+                json_string(&mut before_effect, namespace);
+            }
+            before_effect.extend_from_slice(br#","effect":"#);
+            if let Some(image) = &c.image {
+                after_effect.extend_from_slice(br#","image":"#);
+                json_string(&mut after_effect, image);
+            }
+            after_effect.extend_from_slice(br#","node":"#);
+            after_effect.extend_from_slice(&self.node);
+            if c.non_kubernetes.is_some() {
+                after_effect.extend_from_slice(br#","nonKubernetes":"true""#);
+            }
+            if let Some(remediation) = &c.remediation {
+                after_effect.extend_from_slice(br#","remediation":"#);
+                json_string(&mut after_effect, remediation);
+            }
+            if c.started_while_away {
+                after_effect.extend_from_slice(br#","startedWhileAway":"true""#);
+            }
+            after_effect.extend_from_slice(b"}}");
+            for (policy, rule, outcome, effect, message) in &c.results {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(br#"{"policy":"#);
+                json_string(out, policy);
+                out.extend_from_slice(br#","rule":"#);
+                json_string(out, rule);
+                out.extend_from_slice(br#","result":""#);
+                out.extend_from_slice(outcome.as_str().as_bytes());
+                out.extend_from_slice(br#"","scored":true,"source":"#);
+                json_string(out, SOURCE);
+                if !message.is_empty() {
+                    out.extend_from_slice(br#","message":"#);
+                    json_string(out, message);
+                }
+                out.extend_from_slice(&before_effect);
+                json_string(out, effect.as_str());
+                out.extend_from_slice(&after_effect);
+            }
+        }
+        out.extend_from_slice(b"]}");
+        Ok(())
+    }
+
+    /// Ends the file and puts it in place of the previous report, atomically (renamed over
+    /// it; not synced: see below).
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| std::io::Error::other("the report was already finished"))?;
+        // Not synced: the report is rewritten by every audit, the first one at each
+        // registration, so after a crash a stale or torn file lives until nodeguard is back
+        // (and `nodeguard report` says it cannot read it); syncing tens of megabytes at every
+        // audit would cost the node's disk more than that is worth. The rename still makes
+        // every reader see one whole report.
+        finish_beside(out, b"]}\n", &self.tmp, &self.path, false)
     }
 }
 
-impl Serialize for Findings<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let timestamp = Timestamp::of(self.context.generated);
-        let generated = humantime::format_rfc3339_seconds(self.context.generated).to_string();
-        // Kubernetes' namespaces in order, then the containers made outside Kubernetes.
-        let mut by_namespace: BTreeMap<(bool, &str), Vec<&ContainerFindings>> = BTreeMap::new();
-        for c in self.containers {
-            let outside = c.non_kubernetes.is_some();
-            let namespace = if outside { "" } else { &c.namespace };
-            by_namespace
-                .entry((outside, namespace))
-                .or_default()
-                .push(c);
+impl Drop for ReportWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
         }
-        let items: Vec<NamespaceReport<'_>> = by_namespace
-            .into_iter()
-            .map(|((outside, namespace), containers)| NamespaceReport {
-                context: self.context,
-                namespace: (!outside).then_some(namespace),
-                containers,
-                generated: &generated,
-                timestamp,
-            })
-            .collect();
-        // The items borrow `generated`, local to this call: serialize them here.
-        let mut file = serializer.serialize_struct("ReportFile", 3)?;
-        file.serialize_field("apiVersion", "v1")?;
-        file.serialize_field("kind", "List")?;
-        file.serialize_field("items", &items)?;
-        file.end()
     }
 }
 
-/// Writes the report of `findings` to `path` atomically, streaming it into the file.
+/// Writes the report of `containers` to `path` atomically (what a compliance audit writes,
+/// in one call).
 ///
 /// # Errors
 /// When the directory cannot be written.
-pub fn write_findings(path: &Path, findings: Findings<'_>) -> std::io::Result<()> {
-    write_atomically_with(path, |out| {
-        serde_json::to_writer(&mut *out, &findings).map_err(std::io::Error::other)?;
-        out.write_all(b"\n")
-    })
+pub fn write_findings(
+    path: &Path,
+    context: &ReportContext<'_>,
+    containers: &[ContainerFindings],
+) -> std::io::Result<()> {
+    let mut writer = ReportWriter::create(path, context)?;
+    for ((outside, namespace), containers) in by_namespace(containers) {
+        writer.namespace((!outside).then_some(namespace), &containers)?;
+    }
+    writer.finish()
 }
 
 /// Where each compliance audit's reports go besides the file (the API server, in the
@@ -509,16 +694,6 @@ pub trait ReportSink: Send + Sync + std::fmt::Debug {
     fn publish(&self, reports: ReportFile);
 }
 
-/// The report file of `containers`, as [`write_findings`] writes it, read back.
-pub fn build(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> ReportFile {
-    let json = serde_json::to_vec(&Findings {
-        context,
-        containers,
-    })
-    .expect("findings serialize");
-    serde_json::from_slice(&json).expect("the findings' JSON is a report file")
-}
-
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
 /// renamed over it, so a reader sees the old content or the new, never half of one. Creates
 /// the directory if needed.
@@ -526,14 +701,18 @@ pub fn build(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> R
 /// # Errors
 /// When the directory cannot be written.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomically_with(path, |out| out.write_all(bytes))
+    let tmp = temporary_beside(path)?;
+    let written = std::fs::File::create(&tmp)
+        .and_then(|file| finish_beside(std::io::BufWriter::new(file), bytes, &tmp, path, true));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
-/// [`write_atomically`] with the content written by `fill` through a buffer.
-fn write_atomically_with(
-    path: &Path,
-    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+/// The temporary file beside `path` that [`finish_beside`] renames over it; creates the
+/// directory if needed.
+fn temporary_beside(path: &Path) -> std::io::Result<PathBuf> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -542,22 +721,29 @@ fn write_atomically_with(
     let name = path
         .file_name()
         .map_or_else(|| "nodeguard".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .and_then(|file| {
-            let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
-            fill(&mut out)?;
-            out.into_inner()
-                .map_err(std::io::IntoInnerError::into_error)?
-                .sync_all()
+    Ok(dir.join(format!(".{name}.{}.tmp", std::process::id())))
+}
+
+/// Writes `last` to `out` (the temporary file `tmp`), syncs it when `sync` says so and
+/// renames it over `path`; on failure removes `tmp`.
+fn finish_beside(
+    mut out: std::io::BufWriter<std::fs::File>,
+    last: &[u8],
+    tmp: &Path,
+    path: &Path,
+    sync: bool,
+) -> std::io::Result<()> {
+    let written = out
+        .write_all(last)
+        .and_then(|()| {
+            let file = out
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?;
+            if sync { file.sync_all() } else { Ok(()) }
         })
-        .and_then(|()| std::fs::rename(&tmp, path));
+        .and_then(|()| std::fs::rename(tmp, path));
     if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
     }
     written
 }
@@ -894,13 +1080,43 @@ mod tests {
                     } else {
                         format!("{rule} broken")
                     };
-                    ("corp".to_string(), *rule, *o, Effect::Enforce, message)
+                    (Arc::from("corp"), *rule, *o, Effect::Enforce, message)
                 })
                 .collect(),
             started_while_away: id == "c2",
             remediation: None,
             non_kubernetes: None,
         }
+    }
+
+    /// The context of a periodic audit of `node-1` at the epoch.
+    fn epoch_context() -> ReportContext<'static> {
+        ReportContext {
+            node: "node-1",
+            generated: SystemTime::UNIX_EPOCH,
+            trigger: "periodic",
+            policy_generation: 1,
+            policy_sources: "",
+        }
+    }
+
+    /// The report file `ReportWriter` writes of `containers`, checked to be byte for byte the
+    /// compact JSON of the report `build` makes of them (two implementations, one format).
+    fn written(context: &ReportContext<'_>, containers: &[ContainerFindings]) -> ReportFile {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        write_findings(&path, context, containers).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let built = build(context, containers);
+        assert_eq!(text, serde_json::to_string(&built).unwrap() + "\n");
+        let file: ReportFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(file, built);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        file
     }
 
     #[test]
@@ -917,20 +1133,8 @@ mod tests {
             findings("prod", "web", "c1", &[("privileged", Outcome::Pass)]),
             in_k8s_io,
         ];
-        let context = ReportContext {
-            node: "node-1",
-            generated: SystemTime::UNIX_EPOCH,
-            trigger: "periodic",
-            policy_generation: 1,
-            policy_sources: "",
-        };
-        let streamed = serde_json::to_string_pretty(&Findings {
-            context: &context,
-            containers: &containers,
-        })
-        .unwrap();
-        let file: ReportFile = serde_json::from_str(&streamed).unwrap();
-        assert_eq!(serde_json::to_string_pretty(&file).unwrap(), streamed);
+        let context = epoch_context();
+        let file = written(&context, &containers);
         let kinds: Vec<(&str, &str, &str)> = file
             .items
             .iter()
@@ -970,7 +1174,7 @@ mod tests {
     }
 
     #[test]
-    fn the_streamed_report_is_byte_for_byte_a_report_files_json() {
+    fn the_written_report_is_byte_for_byte_a_report_files_json() {
         let mut remediated = findings("prod", "web", "c1", &[("privileged", Outcome::Fail)]);
         remediated.remediation = Some("stopping".into());
         remediated.pod_uid = String::new();
@@ -994,13 +1198,7 @@ mod tests {
             policy_generation: 7,
             policy_sources: "",
         };
-        let streamed = serde_json::to_string_pretty(&Findings {
-            context: &context,
-            containers: &containers,
-        })
-        .unwrap();
-        let file: ReportFile = serde_json::from_str(&streamed).unwrap();
-        assert_eq!(serde_json::to_string_pretty(&file).unwrap(), streamed);
+        let file = written(&context, &containers);
         let namespaces: Vec<&str> = file
             .items
             .iter()
@@ -1018,6 +1216,69 @@ mod tests {
             "true"
         );
         assert_eq!(file.items[1].results[0].property("image"), "");
+    }
+
+    #[test]
+    fn text_that_needs_escaping_is_written_as_serde_would() {
+        let mut odd = findings(
+            "ns-\"quoted\"",
+            "pod\\back\nslash",
+            "c1",
+            &[("privileged", Outcome::Fail), ("procMount", Outcome::Pass)],
+        );
+        odd.results[0].4 = "tab\there, \u{1}control, é and \u{1F600}".into();
+        odd.image = Some("registry.local/a\"b:1".into());
+        odd.remediation = Some("skipped: nodeguard's own pod".into());
+        let mut outside = findings("", "", "x", &[("privileged", Outcome::Skip)]);
+        outside.non_kubernetes = Some("buildkit\u{7f}".into());
+        let context = ReportContext {
+            node: "node-\"1\"",
+            generated: SystemTime::UNIX_EPOCH + std::time::Duration::new(1_795_000_000, 123),
+            trigger: "registration",
+            policy_generation: 3,
+            policy_sources: r#"{"corp":"/etc/nodeguard/policy.yaml"}"#,
+        };
+        let file = written(&context, &[outside, odd]);
+        assert_eq!(file.items.len(), 2);
+        assert_eq!(file.items[0].metadata.namespace, "ns-\"quoted\"");
+        assert_eq!(
+            file.items[0].metadata.annotations["nodeguard.io/policy-sources"],
+            context.policy_sources
+        );
+        assert_eq!(
+            file.items[0].results[0].message,
+            "tab\there, \u{1}control, é and \u{1F600}"
+        );
+        assert_eq!(file.items[0].results[0].timestamp.nanos, 123);
+    }
+
+    #[test]
+    fn a_writer_dropped_before_it_finishes_leaves_the_previous_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        let context = epoch_context();
+        let before = [findings(
+            "prod",
+            "web",
+            "c1",
+            &[("privileged", Outcome::Pass)],
+        )];
+        write_findings(&path, &context, &before).unwrap();
+        let mut writer = ReportWriter::create(&path, &context).unwrap();
+        writer
+            .namespace(
+                Some("prod"),
+                &[findings(
+                    "prod",
+                    "db",
+                    "c2",
+                    &[("privileged", Outcome::Fail)],
+                )],
+            )
+            .unwrap();
+        drop(writer);
+        assert_eq!(read(&path).unwrap(), build(&context, &before));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     fn sample() -> ReportFile {

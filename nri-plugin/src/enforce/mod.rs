@@ -110,7 +110,7 @@ pub struct Enforcer<S> {
     node: String,
     undecided_at_start: UndecidedAtStart,
     /// Pod sysctls by sandbox id: a sandbox's spec never changes, so it is read once per pod.
-    pod_sysctls: Mutex<HashMap<String, Vec<(String, String)>>>,
+    pod_sysctls: Mutex<HashMap<String, PodSysctls>>,
     /// Specs read after create, for StartContainer to take.
     prefetched: Prefetched,
     metrics: Arc<Metrics>,
@@ -141,8 +141,16 @@ const READ_AHEAD_FIRST_PAUSE: Duration = Duration::from_millis(5);
 /// The longest pause between read-ahead attempts.
 const READ_AHEAD_MAX_PAUSE: Duration = Duration::from_millis(250);
 
-/// Sandboxes whose sysctls are remembered at most (the cache is emptied when full).
-const POD_SYSCTLS_CACHE: usize = 4096;
+/// Sandboxes whose sysctls are remembered at most (the cache is emptied when full): a bound
+/// against pods that come and go between audits, which prune it to the pods that still run
+/// ([`Enforcer::retain_pods`]). Above the pods any node runs, so that an audit never reads a
+/// sandbox's spec twice.
+const POD_SYSCTLS_CACHE: usize = 65_536;
+/// A sandbox's sysctls, with when they were read.
+type PodSysctls = (Instant, Vec<(String, String)>);
+
+/// How long the sysctls of a sandbox without a running container are kept.
+const POD_SYSCTLS_KEPT: Duration = Duration::from_secs(300);
 
 fn describe(view: &ContainerView) -> String {
     format!(
@@ -656,7 +664,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(pod_id)
-            .cloned();
+            .map(|(_, sysctls)| sysctls.clone());
         if cached.is_some() {
             return cached;
         }
@@ -670,7 +678,7 @@ impl<S: ContainerdApi> Enforcer<S> {
                 if cache.len() >= POD_SYSCTLS_CACHE {
                     cache.clear();
                 }
-                cache.insert(pod_id.to_string(), sysctls.clone());
+                cache.insert(pod_id.to_string(), (Instant::now(), sysctls.clone()));
                 Some(sysctls)
             }
             Err(e) => {
@@ -678,6 +686,17 @@ impl<S: ContainerdApi> Enforcer<S> {
                 None
             }
         }
+    }
+
+    /// Forgets the sysctls of the sandboxes `running` does not keep and that were not read in
+    /// the last [`POD_SYSCTLS_KEPT`] (a pod being created has no running container yet):
+    /// called by compliance audits with the pods that still run.
+    pub fn retain_pods(&self, running: impl Fn(&str) -> bool) {
+        let now = Instant::now();
+        self.pod_sysctls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, (read, _)| running(id) || now.duration_since(*read) < POD_SYSCTLS_KEPT);
     }
 
     /// Reads container `container_id`'s spec (and warms its pod's sysctls) in the background,

@@ -171,7 +171,12 @@ impl<E: Enforcement> PluginService<E> {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 parts.pods.extend(req.pods);
-                parts.containers.extend(req.containers);
+                // Kept until the last part: only what the node reads of each container.
+                parts.containers.extend(
+                    req.containers
+                        .into_iter()
+                        .map(nodeguard_views::nri::without_unread),
+                );
                 if req.more {
                     return Ok(nri::SynchronizeResponse {
                         update: Vec::new(),

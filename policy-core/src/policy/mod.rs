@@ -578,8 +578,8 @@ impl Decision {
 /// A check of the policy that applies to a container: in scope, not exempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppliedCheck<'p> {
-    /// Name of the policy document holding it.
-    pub policy: &'p str,
+    /// Name of the policy document holding it (shared: a report clones it without copying).
+    pub policy: &'p Arc<str>,
     /// Rule id.
     pub rule: &'static str,
     /// Its effect.
