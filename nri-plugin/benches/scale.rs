@@ -219,8 +219,8 @@ fn rss_kib() -> u64 {
 }
 
 /// Writes the encoded `Synchronize` parts of a node with `n` containers into `dir`
-/// (`part-000.pb`, ...), so that the measuring process holds only their bytes, as nodeguard
-/// holds what it reads off the socket.
+/// (`part-000.pb`, ...), so that the measuring process holds one part's bytes at a time, as
+/// nodeguard holds the message it reads off the socket.
 fn write_parts(n: usize, dir: &std::path::Path) {
     let pods: Vec<nri::PodSandbox> = (0..n.div_ceil(PER_POD)).map(pod).collect();
     let containers: Vec<nri::Container> =
@@ -240,12 +240,11 @@ async fn run(n: usize, dir: &std::path::Path) {
         .filter(|p| p.extension().is_some_and(|e| e == "pb"))
         .collect();
     files.sort();
-    let payloads: Vec<Vec<u8>> = files
+    let parts = files.len();
+    let bytes: usize = files
         .iter()
-        .map(|f| std::fs::read(f).expect("part read"))
-        .collect();
-    let parts = payloads.len();
-    let bytes: usize = payloads.iter().map(Vec::len).sum();
+        .map(|f| std::fs::metadata(f).expect("part").len() as usize)
+        .sum();
     // containerd's task list: the ids `container` gives.
     let ids = (0..n).map(container_id).collect();
     let policy = policy_core::Policy::parse("twelve-rules.yaml", POLICY).expect("policy");
@@ -266,17 +265,20 @@ async fn run(n: usize, dir: &std::path::Path) {
     ));
     let service = PluginService::new(Arc::clone(&auditor));
 
-    // The exchange as containerd times it: from the first part sent to the last reply. The
+    // The exchange as containerd times it, from the first part sent to the last reply, but for
+    // reading the parts' files: each part is read just before it is sent, so the process holds
+    // one message's bytes at a time, as nodeguard holds the one it reads off the socket. The
     // registration audit it spawns is waited for below, as its own figure.
-    let started = Instant::now();
-    for payload in &payloads {
+    let mut sync = Duration::ZERO;
+    for file in &files {
+        let payload = std::fs::read(file).expect("part read");
+        let started = Instant::now();
         service
-            .call(method::NAME, method::SYNCHRONIZE, payload)
+            .call(method::NAME, method::SYNCHRONIZE, &payload)
             .await
             .expect("Synchronize answered");
+        sync += started.elapsed();
     }
-    let sync = started.elapsed();
-    drop(payloads);
     // The registration audit runs in a task of its own; wait for it (it writes the report).
     while !dir.join("report.json").exists() {
         tokio::time::sleep(Duration::from_millis(1)).await;

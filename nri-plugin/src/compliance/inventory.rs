@@ -35,13 +35,14 @@ impl Inventory {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replaces everything with what `Synchronize` delivered, stopped containers left out.
+    /// Replaces everything with what `Synchronize` delivered (each container without what no
+    /// view reads), stopped containers left out.
     /// Returns the ids known to run before, when this process has synchronized before (after
     /// a reconnection); `None` at the first registration.
     pub fn replace(
         &self,
-        pods: Vec<nri::PodSandbox>,
-        containers: Vec<nri::Container>,
+        pods: Vec<Arc<nri::PodSandbox>>,
+        containers: Vec<Arc<nri::Container>>,
     ) -> Option<HashSet<String>> {
         let mut known = self.lock();
         let before = known
@@ -49,14 +50,11 @@ impl Inventory {
             .then(|| known.containers.keys().cloned().collect());
         known.synchronized = true;
         known.changes += 1;
-        known.pods = pods
-            .into_iter()
-            .map(|p| (p.id.clone(), Arc::new(p)))
-            .collect();
+        known.pods = pods.into_iter().map(|p| (p.id.clone(), p)).collect();
         known.containers = containers
             .into_iter()
             .filter(|c| c.state != ContainerState::ContainerStopped as i32)
-            .map(|c| (c.id.clone(), Arc::new(without_unread(c))))
+            .map(|c| (c.id.clone(), c))
             .collect();
         before
     }

@@ -455,8 +455,8 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
     /// state file a previous nodeguard left.
     pub fn take_inventory(
         &self,
-        pods: Vec<nri::PodSandbox>,
-        containers: Vec<nri::Container>,
+        pods: Vec<Arc<nri::PodSandbox>>,
+        containers: Vec<Arc<nri::Container>>,
     ) -> Option<HashSet<String>> {
         let before = self.inventory.replace(pods, containers);
         before.or_else(|| self.config.state_path.as_deref().and_then(read_state))
@@ -787,7 +787,11 @@ impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
         self.enforcer.update(pod, container, resources)
     }
 
-    fn synchronized(self: &Arc<Self>, pods: Vec<nri::PodSandbox>, containers: Vec<nri::Container>) {
+    fn synchronized(
+        self: &Arc<Self>,
+        pods: Vec<Arc<nri::PodSandbox>>,
+        containers: Vec<Arc<nri::Container>>,
+    ) {
         let known = self.take_inventory(pods, containers);
         // Audit what already runs after replying: reading specs takes longer than the
         // runtime's request timeout allows.

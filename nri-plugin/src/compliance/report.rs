@@ -453,8 +453,6 @@ pub struct ReportWriter {
     metadata: Metadata,
     /// Metadata of the report of the containers made outside Kubernetes.
     outside_metadata: Metadata,
-    /// One report rendered before it is written.
-    buffer: Vec<u8>,
 }
 
 impl std::fmt::Debug for ReportWriter {
@@ -466,15 +464,14 @@ impl std::fmt::Debug for ReportWriter {
     }
 }
 
-/// Appends `text` as a JSON string.
-fn json_string(out: &mut Vec<u8>, text: &str) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+/// Writes `text` as a JSON string.
+fn json_string(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()> {
+    json_value(out, &text)
 }
 
-/// Appends `value` as JSON.
-fn json_value(out: &mut Vec<u8>, value: &impl Serialize) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)
+/// Writes `value` as JSON.
+fn json_value(out: &mut impl std::io::Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(out, value).map_err(std::io::Error::other)
 }
 
 impl ReportWriter {
@@ -495,7 +492,7 @@ impl ReportWriter {
         let timestamp = serde_json::to_string(&Timestamp::of(context.generated))
             .map_err(std::io::Error::other)?;
         let mut node = Vec::new();
-        json_string(&mut node, context.node);
+        json_string(&mut node, context.node)?;
         let writer = ReportWriter {
             out: Some(out),
             tmp,
@@ -505,7 +502,6 @@ impl ReportWriter {
             node,
             metadata: context.metadata(Some("")),
             outside_metadata: context.metadata(None),
-            buffer: Vec::new(),
         };
         started.map(|()| writer)
     }
@@ -520,16 +516,13 @@ impl ReportWriter {
         namespace: Option<&str>,
         containers: &[ContainerFindings],
     ) -> std::io::Result<()> {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        buffer.clear();
-        let rendered = self.render(&mut buffer, namespace, containers);
-        let written = rendered.and_then(|()| {
-            self.out
-                .as_mut()
-                .ok_or_else(|| std::io::Error::other("the report was already finished"))?
-                .write_all(&buffer)
-        });
-        self.buffer = buffer;
+        let mut out = self
+            .out
+            .take()
+            .ok_or_else(|| std::io::Error::other("the report was already finished"))?;
+        let written = self.render(&mut out, namespace, containers);
+        // Kept on failure too: dropping the writer then removes the temporary file.
+        self.out = Some(out);
         self.items += 1;
         written
     }
@@ -537,12 +530,12 @@ impl ReportWriter {
     /// One report item, as `serde_json::to_writer(&PolicyReport)` writes it.
     fn render(
         &mut self,
-        out: &mut Vec<u8>,
+        out: &mut impl std::io::Write,
         namespace: Option<&str>,
         containers: &[ContainerFindings],
     ) -> std::io::Result<()> {
         if self.items > 0 {
-            out.push(b',');
+            out.write_all(b",")?;
         }
         let mut summary = Summary::default();
         for c in containers {
@@ -555,11 +548,11 @@ impl ReportWriter {
         } else {
             "ClusterPolicyReport"
         };
-        out.extend_from_slice(br#"{"apiVersion":"#);
-        json_string(out, API_VERSION);
-        out.extend_from_slice(br#","kind":"#);
-        json_string(out, kind);
-        out.extend_from_slice(br#","metadata":"#);
+        out.write_all(br#"{"apiVersion":"#)?;
+        json_string(out, API_VERSION)?;
+        out.write_all(br#","kind":"#)?;
+        json_string(out, kind)?;
+        out.write_all(br#","metadata":"#)?;
         match namespace {
             Some(namespace) => {
                 self.metadata.namespace = namespace.to_string();
@@ -567,9 +560,9 @@ impl ReportWriter {
             }
             None => json_value(out, &self.outside_metadata)?,
         }
-        out.extend_from_slice(br#","summary":"#);
+        out.write_all(br#","summary":"#)?;
         json_value(out, &summary)?;
-        out.extend_from_slice(br#","results":["#);
+        out.write_all(br#","results":["#)?;
         let mut first = true;
         // What every result of one container repeats, escaped once: from `,"resources"` to
         // the effect's value, and after it to the end of the properties.
@@ -581,27 +574,27 @@ impl ReportWriter {
             before_effect.extend_from_slice(br#","resources":["#);
             if c.non_kubernetes.is_none() {
                 before_effect.extend_from_slice(br#"{"apiVersion":"v1","kind":"Pod","namespace":"#);
-                json_string(&mut before_effect, &c.namespace);
+                json_string(&mut before_effect, &c.namespace)?;
                 before_effect.extend_from_slice(br#","name":"#);
-                json_string(&mut before_effect, &c.pod);
+                json_string(&mut before_effect, &c.pod)?;
                 if !c.pod_uid.is_empty() {
                     before_effect.extend_from_slice(br#","uid":"#);
-                    json_string(&mut before_effect, &c.pod_uid);
+                    json_string(&mut before_effect, &c.pod_uid)?;
                 }
                 before_effect.push(b'}');
             }
             before_effect.extend_from_slice(br#"],"properties":{"container":"#);
-            json_string(&mut before_effect, &c.container);
+            json_string(&mut before_effect, &c.container)?;
             before_effect.extend_from_slice(br#","containerID":"#);
-            json_string(&mut before_effect, &c.container_id);
+            json_string(&mut before_effect, &c.container_id)?;
             if let Some(namespace) = &c.non_kubernetes {
                 before_effect.extend_from_slice(br#","containerdNamespace":"#);
-                json_string(&mut before_effect, namespace);
+                json_string(&mut before_effect, namespace)?;
             }
             before_effect.extend_from_slice(br#","effect":"#);
             if let Some(image) = &c.image {
                 after_effect.extend_from_slice(br#","image":"#);
-                json_string(&mut after_effect, image);
+                json_string(&mut after_effect, image)?;
             }
             after_effect.extend_from_slice(br#","node":"#);
             after_effect.extend_from_slice(&self.node);
@@ -610,7 +603,7 @@ impl ReportWriter {
             }
             if let Some(remediation) = &c.remediation {
                 after_effect.extend_from_slice(br#","remediation":"#);
-                json_string(&mut after_effect, remediation);
+                json_string(&mut after_effect, remediation)?;
             }
             if c.started_while_away {
                 after_effect.extend_from_slice(br#","startedWhileAway":"true""#);
@@ -618,27 +611,27 @@ impl ReportWriter {
             after_effect.extend_from_slice(b"}}");
             for (policy, rule, outcome, effect, message) in &c.results {
                 if !first {
-                    out.push(b',');
+                    out.write_all(b",")?;
                 }
                 first = false;
-                out.extend_from_slice(br#"{"policy":"#);
-                json_string(out, policy);
-                out.extend_from_slice(br#","rule":"#);
-                json_string(out, rule);
-                out.extend_from_slice(br#","result":""#);
-                out.extend_from_slice(outcome.as_str().as_bytes());
-                out.extend_from_slice(br#"","scored":true,"source":"#);
-                json_string(out, SOURCE);
+                out.write_all(br#"{"policy":"#)?;
+                json_string(out, policy)?;
+                out.write_all(br#","rule":"#)?;
+                json_string(out, rule)?;
+                out.write_all(br#","result":""#)?;
+                out.write_all(outcome.as_str().as_bytes())?;
+                out.write_all(br#"","scored":true,"source":"#)?;
+                json_string(out, SOURCE)?;
                 if !message.is_empty() {
-                    out.extend_from_slice(br#","message":"#);
-                    json_string(out, message);
+                    out.write_all(br#","message":"#)?;
+                    json_string(out, message)?;
                 }
-                out.extend_from_slice(&before_effect);
-                json_string(out, effect.as_str());
-                out.extend_from_slice(&after_effect);
+                out.write_all(&before_effect)?;
+                json_string(out, effect.as_str())?;
+                out.write_all(&after_effect)?;
             }
         }
-        out.extend_from_slice(b"]}");
+        out.write_all(b"]}")?;
         Ok(())
     }
 

@@ -89,8 +89,13 @@ pub trait Enforcement: Send + Sync + 'static {
         resources: Option<&nri::LinuxResources>,
     ) -> Result<(), Refusal>;
 
-    /// `Synchronize` delivered everything that exists (all its parts together).
-    fn synchronized(self: &Arc<Self>, pods: Vec<nri::PodSandbox>, containers: Vec<nri::Container>);
+    /// `Synchronize` delivered everything that exists (all its parts together; each container
+    /// without what no view reads, [`nodeguard_views::nri::without_unread`]).
+    fn synchronized(
+        self: &Arc<Self>,
+        pods: Vec<Arc<nri::PodSandbox>>,
+        containers: Vec<Arc<nri::Container>>,
+    );
 
     /// A container stopped or was removed.
     fn stopped(&self, container_id: &str);

@@ -43,8 +43,9 @@ impl From<Refusal> for RpcError {
 /// Parts of a split `Synchronize` received so far.
 #[derive(Debug, Default)]
 struct SyncParts {
-    pods: Vec<nri::PodSandbox>,
-    containers: Vec<nri::Container>,
+    pods: Vec<Arc<nri::PodSandbox>>,
+    /// Each kept on the heap at once (a `Container` is large), without what no view reads.
+    containers: Vec<Arc<nri::Container>>,
 }
 
 /// One connection's plugin service.
@@ -170,12 +171,11 @@ impl<E: Enforcement> PluginService<E> {
                     .sync
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                parts.pods.extend(req.pods);
-                // Kept until the last part: only what the node reads of each container.
+                parts.pods.extend(req.pods.into_iter().map(Arc::new));
                 parts.containers.extend(
                     req.containers
                         .into_iter()
-                        .map(nodeguard_views::nri::without_unread),
+                        .map(|c| Arc::new(nodeguard_views::nri::without_unread(c))),
                 );
                 if req.more {
                     return Ok(nri::SynchronizeResponse {

@@ -2,6 +2,7 @@
 //! PolicyReport written at every registration, containers that started while nodeguard was
 //! away, opt-in remediation, and the metrics of it all.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use nodeguard::compliance::report::{self, Outcome};
@@ -532,7 +533,10 @@ async fn the_state_file_is_left_alone_until_the_first_synchronize() {
     assert_eq!(std::fs::read_to_string(&state).unwrap(), previous);
     let known = plugin
         .auditor
-        .take_inventory(vec![pod()], vec![running("c-old"), running("c-new")]);
+        .take_inventory(
+            vec![Arc::new(pod())],
+            vec![Arc::new(running("c-old")), Arc::new(running("c-new"))],
+        );
     assert_eq!(known, Some(["c-old".to_string()].into()));
     plugin.auditor.persist_state().await;
     let written: serde_json::Value =
