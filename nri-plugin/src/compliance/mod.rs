@@ -343,8 +343,7 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 .metrics()
                 .evaluation(Phase::Sync, started.elapsed());
             let decision = Decision::from_results(&checks);
-            let results = report_results(policy, &view, &checks, failure.as_deref(), false);
-            drop(checks);
+            let results = report_results(policy, &view, checks, failure.as_deref(), false);
             let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));
             enforcer.write_record(
                 None,
@@ -532,7 +531,7 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                     outside::without_pod(&mut check.findings);
                 }
                 let decision = Decision::from_results(&checks);
-                let results = report_results(&judged, &view, &checks, failure.as_deref(), true);
+                let results = report_results(&judged, &view, checks, failure.as_deref(), true);
                 enforcer.write_record(
                     Some(&namespace),
                     Phase::Sync,
@@ -691,13 +690,31 @@ fn remediated_rules(decision: &Decision) -> Vec<&'static str> {
 fn report_results(
     policy: &Policy,
     view: &ContainerView,
-    checks: &[CheckResult<'_>],
+    checks: Vec<CheckResult<'_>>,
     failure: Option<&str>,
     outside: bool,
 ) -> Vec<report::FoundResult> {
-    let mut results = Vec::new();
-    for check in checks {
-        let applied = &check.check;
+    let mut results = Vec::with_capacity(checks.len());
+    for mut check in checks {
+        let applied = check.check;
+        // The messages move into the results (the decision has its own copies).
+        if !check.findings.violations.is_empty() {
+            let outcome = if applied.effect == Effect::Warn {
+                Outcome::Warn
+            } else {
+                Outcome::Fail
+            };
+            for v in std::mem::take(&mut check.findings.violations) {
+                results.push((
+                    Arc::clone(applied.policy),
+                    applied.rule,
+                    outcome,
+                    applied.effect,
+                    v.message,
+                ));
+            }
+            continue;
+        }
         let mut result = |outcome, message: String| {
             results.push((
                 Arc::clone(applied.policy),
@@ -709,16 +726,8 @@ fn report_results(
         };
         match check.outcome() {
             CheckOutcome::Pass => result(Outcome::Pass, String::new()),
-            CheckOutcome::Violated(violations) => {
-                let outcome = if applied.effect == Effect::Warn {
-                    Outcome::Warn
-                } else {
-                    Outcome::Fail
-                };
-                for v in violations {
-                    result(outcome, v.message.clone());
-                }
-            }
+            // Its violations were taken above.
+            CheckOutcome::Violated(_) => {}
             CheckOutcome::Undecided(u) if outside && outside::NO_POD.contains(&u.missing) => {
                 result(
                     Outcome::Skip,

@@ -531,12 +531,10 @@ async fn the_state_file_is_left_alone_until_the_first_synchronize() {
     // Not registered yet (containerd slow to come up): nothing known, nothing written.
     plugin.auditor.persist_state().await;
     assert_eq!(std::fs::read_to_string(&state).unwrap(), previous);
-    let known = plugin
-        .auditor
-        .take_inventory(
-            vec![Arc::new(pod())],
-            vec![Arc::new(running("c-old")), Arc::new(running("c-new"))],
-        );
+    let known = plugin.auditor.take_inventory(
+        vec![Arc::new(pod())],
+        vec![Arc::new(running("c-old")), Arc::new(running("c-new"))],
+    );
     assert_eq!(known, Some(["c-old".to_string()].into()));
     plugin.auditor.persist_state().await;
     let written: serde_json::Value =
