@@ -24,7 +24,7 @@ use policy_core::{
 };
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use crate::enforce::{Enforcement, Enforcer, Refusal};
+use crate::enforce::{AfterReply, Enforcement, Enforcer, Refusal};
 use crate::ops::audit::{self, Phase};
 use crate::runtime::containerd::ContainerdApi;
 pub use inventory::{Inventory, read_state, write_state};
@@ -648,9 +648,11 @@ impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
         pod: &nri::PodSandbox,
         container: &nri::Container,
     ) -> Result<(), Refusal> {
-        self.enforcer.create(pod, container).await?;
+        self.enforcer.create(pod, container).await
+    }
+
+    fn created(self: &Arc<Self>, pod: &nri::PodSandbox, container: &nri::Container) {
         self.enforcer.read_ahead(&pod.id, &container.id);
-        Ok(())
     }
 
     async fn start(
@@ -672,17 +674,23 @@ impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
         self.enforcer.update(pod, container, resources)
     }
 
-    fn synchronized(self: &Arc<Self>, pods: Vec<nri::PodSandbox>, containers: Vec<nri::Container>) {
+    fn synchronized(
+        self: &Arc<Self>,
+        pods: Vec<nri::PodSandbox>,
+        containers: Vec<nri::Container>,
+    ) -> AfterReply {
         let known = self.take_inventory(pods, containers);
         // Audit what already runs after replying: reading specs takes longer than the
         // runtime's request timeout allows.
         let this = Arc::clone(self);
-        tokio::spawn(
-            async move {
-                this.compliance_audit(Trigger::Registration { known }).await;
-            }
-            .instrument(info_span!("compliance-audit")),
-        );
+        Box::new(move || {
+            tokio::spawn(
+                async move {
+                    this.compliance_audit(Trigger::Registration { known }).await;
+                }
+                .instrument(info_span!("compliance-audit")),
+            );
+        })
     }
 
     fn stopped(&self, container_id: &str) {
