@@ -679,11 +679,22 @@ impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
         pods: Vec<nri::PodSandbox>,
         containers: Vec<nri::Container>,
     ) -> AfterReply {
+        // Containers created and not started yet: their starts come next; read their specs
+        // ahead (begun now, so that an update after the reply drops them).
+        let created = containers
+            .iter()
+            .filter(|c| c.state == nri::ContainerState::ContainerCreated as i32)
+            .map(|c| (c.pod_sandbox_id.clone(), c.id.clone()))
+            .collect();
+        let read_ahead = self.enforcer.read_ahead_existing(created);
         let known = self.take_inventory(pods, containers);
         // Audit what already runs after replying: reading specs takes longer than the
         // runtime's request timeout allows.
         let this = Arc::clone(self);
         Box::new(move || {
+            if let Some(read_ahead) = read_ahead {
+                read_ahead();
+            }
             tokio::spawn(
                 async move {
                     this.compliance_audit(Trigger::Registration { known }).await;

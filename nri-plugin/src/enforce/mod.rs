@@ -741,6 +741,61 @@ impl<S: ContainerdApi> Enforcer<S> {
         }
     }
 
+    /// Begins reading ahead the specs of `containers` (`(pod id, container id)`), containers
+    /// that exist and have not started (`Synchronize` lists them as created): an update or a
+    /// start from now on drops a container's read. Returns what reads them, one after the
+    /// other in one task, each once (their records exist): to run after the reply; `None`
+    /// when there are none.
+    pub fn read_ahead_existing(
+        self: &Arc<Self>,
+        containers: Vec<(String, String)>,
+    ) -> Option<impl FnOnce() + Send + 'static>
+    where
+        S: 'static,
+    {
+        if containers.is_empty() {
+            return None;
+        }
+        let reads: Vec<(String, String, Ticket)> = containers
+            .into_iter()
+            .map(|(pod_id, id)| {
+                let ticket = self.prefetched.begin(&id);
+                (pod_id, id, ticket)
+            })
+            .collect();
+        let this = Arc::clone(self);
+        Some(move || {
+            let span = info_span!("read-ahead", containers = reads.len());
+            tokio::spawn(
+                async move {
+                    for (pod_id, id, ticket) in reads {
+                        this.prefetch_existing(&pod_id, &id, ticket).await;
+                    }
+                }
+                .instrument(span),
+            );
+        })
+    }
+
+    /// One read of [`Enforcer::read_ahead_existing`]: skipped when no longer wanted, stored
+    /// unless an update or a start came meanwhile, dropped on any error.
+    async fn prefetch_existing(&self, pod_id: &str, id: &str, ticket: Ticket) {
+        if !self.prefetched.wanted(id, ticket) {
+            return;
+        }
+        match self.specs.record(id).await {
+            Ok(spec) => {
+                if self.prefetched.finish(id, ticket, spec, Instant::now()) {
+                    self.pod_sysctls(pod_id).await;
+                }
+            }
+            Err(e) => {
+                debug!(container = %id, error = %e, "no spec read ahead; the start reads it");
+                self.prefetched.abandon(id, ticket);
+            }
+        }
+    }
+
     /// Forgets what was read ahead for `container_id` (it stopped or went away).
     pub fn forget(&self, container_id: &str) {
         self.prefetched.forget(container_id);

@@ -1,6 +1,6 @@
-//! The spec read ahead: after a create nodeguard allows (once its reply is written), the
-//! container's spec is read from containerd off the request path, and StartContainer is
-//! answered from memory.
+//! The spec read ahead: after a create nodeguard allows (once its reply is written), and after
+//! `Synchronize` for the containers it lists as created and not started, the container's spec
+//! is read from containerd off the request path, and StartContainer is answered from memory.
 //! Never a stale or foreign spec: an update in between, a spec naming another pod or a read
 //! that has not landed yet make the start read on demand, as before.
 
@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use super::fake_runtime::{FakeRuntime, PATIENCE, RegisterReply};
 use super::harness::{
     Daemon, MemorySpecs, Plugin, compliant_spec, container, container_with_image, handshake,
-    limits, pod, privileged_spec, registration, wait_until,
+    limits, pod, privileged_spec, registration, running, synchronize, wait_until,
 };
 
 async fn create(runtime: &FakeRuntime, id: &str) {
@@ -335,5 +335,117 @@ async fn a_start_before_the_read_ahead_lands_reads_on_demand_and_drops_it() {
         "the read-ahead, no longer wanted, read nothing"
     );
     assert_eq!(enforcer.read_ahead_pending(), 0, "nothing left behind");
+    assert_eq!(plugin_start_specs(&plugin, "on_demand"), 1);
+}
+
+/// [`container`] as `Synchronize` lists it when it is created and not started.
+fn created(id: &str) -> nri::Container {
+    let mut c = container(id);
+    c.state = nri::ContainerState::ContainerCreated as i32;
+    c
+}
+
+#[tokio::test]
+async fn a_container_created_before_registration_is_started_on_the_spec_read_after_synchronize() {
+    let daemon = Daemon::start(Plugin::new());
+    let specs = &daemon.plugin.specs;
+    specs.insert("early", &compliant_spec());
+    specs.insert("up", &compliant_spec());
+    let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+    runtime.registration().await;
+    synchronize(&runtime, vec![pod()], vec![created("early"), running("up")]).await;
+    // The registration audit reads both once; the read-ahead reads the created one again.
+    wait_until("the audit and the read-ahead", || {
+        specs.reads("early") >= 2 && specs.reads("up") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        daemon.plugin.auditor.enforcer().read_ahead_pending(),
+        1,
+        "only the container not started is read ahead"
+    );
+    let reads = specs.reads("early");
+
+    start(&runtime, "early").await.expect("compliant");
+    assert_eq!(specs.reads("early"), reads, "no read inside StartContainer");
+    assert_eq!(start_specs(&daemon, "prefetched"), 1);
+    assert_eq!(start_specs(&daemon, "on_demand"), 0);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn an_update_after_synchronize_makes_the_start_read_again() {
+    let daemon = Daemon::start(Plugin::new());
+    let specs = &daemon.plugin.specs;
+    specs.insert("early", &compliant_spec());
+    let runtime = daemon.listener.accept(RegisterReply::Ok).await;
+    runtime.registration().await;
+    synchronize(&runtime, vec![pod()], vec![created("early")]).await;
+    wait_until("the audit and the read-ahead", || specs.reads("early") >= 2).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let _: nri::UpdateContainerResponse = runtime
+        .call_ok(
+            method::UPDATE_CONTAINER,
+            &nri::UpdateContainerRequest {
+                pod: Some(pod()),
+                container: Some(created("early")),
+                linux_resources: Some(limits(500, 256 << 20)),
+            },
+        )
+        .await;
+    specs.insert("early", &privileged_spec());
+    let refused = start(&runtime, "early").await.expect_err("privileged now");
+    assert!(refused.contains("[privileged]"), "{refused}");
+    assert_eq!(start_specs(&daemon, "on_demand"), 1);
+    assert_eq!(start_specs(&daemon, "prefetched"), 0);
+    daemon.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_read_ahead_of_existing_containers_skips_what_changed_or_started_meanwhile() {
+    let plugin = Plugin::new();
+    let enforcer = plugin.auditor.enforcer();
+    for id in ["a", "b", "c", "gone"] {
+        plugin.specs.insert(id, &compliant_spec());
+    }
+    plugin.specs.remove("gone");
+    let listed = ["a", "b", "c", "gone"]
+        .map(|id| ("sandbox-1".to_string(), id.to_string()))
+        .to_vec();
+    let read = enforcer
+        .read_ahead_existing(listed)
+        .expect("containers to read");
+    assert!(
+        enforcer.read_ahead_existing(Vec::new()).is_none(),
+        "nothing to do for none"
+    );
+    // Between the Synchronize request and its reply going out: b is updated, c started.
+    enforcer
+        .update(&pod(), &container("b"), Some(&limits(500, 256 << 20)))
+        .expect("within the limits");
+    enforcer
+        .start(&pod(), &container("c"))
+        .await
+        .expect("compliant");
+    read();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(plugin.specs.reads("a"), 1, "read ahead");
+    assert_eq!(plugin.specs.reads("b"), 0, "updated: dropped unread");
+    assert_eq!(
+        plugin.specs.reads("c"),
+        1,
+        "started: read by the start only"
+    );
+    assert_eq!(plugin.specs.reads("gone"), 1, "tried once");
+    assert_eq!(enforcer.read_ahead_pending(), 1, "a alone is kept");
+
+    enforcer
+        .start(&pod(), &container("a"))
+        .await
+        .expect("compliant");
+    assert_eq!(plugin.specs.reads("a"), 1, "taken from memory");
+    assert_eq!(plugin_start_specs(&plugin, "prefetched"), 1);
     assert_eq!(plugin_start_specs(&plugin, "on_demand"), 1);
 }
