@@ -785,7 +785,8 @@ impl<S: ContainerdApi> Enforcer<S> {
         }
         match self.specs.record(id).await {
             Ok(spec) => {
-                if self.prefetched.finish(id, ticket, spec, Instant::now()) {
+                // Synchronize's containers name their sandbox; one that does not has none to warm.
+                if self.prefetched.finish(id, ticket, spec, Instant::now()) && !pod_id.is_empty() {
                     self.pod_sysctls(pod_id).await;
                 }
             }

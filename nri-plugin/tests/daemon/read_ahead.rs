@@ -411,9 +411,12 @@ async fn the_read_ahead_of_existing_containers_skips_what_changed_or_started_mea
         plugin.specs.insert(id, &compliant_spec());
     }
     plugin.specs.remove("gone");
-    let listed = ["a", "b", "c", "gone"]
+    plugin.specs.insert("orphan", &compliant_spec());
+    let mut listed = ["a", "b", "c", "gone"]
         .map(|id| ("sandbox-1".to_string(), id.to_string()))
         .to_vec();
+    // Listed without its sandbox: read ahead, no sandbox spec asked for.
+    listed.push((String::new(), "orphan".to_string()));
     let read = enforcer
         .read_ahead_existing(listed)
         .expect("containers to read");
@@ -439,7 +442,9 @@ async fn the_read_ahead_of_existing_containers_skips_what_changed_or_started_mea
         "started: read by the start only"
     );
     assert_eq!(plugin.specs.reads("gone"), 1, "tried once");
-    assert_eq!(enforcer.read_ahead_pending(), 1, "a alone is kept");
+    assert_eq!(plugin.specs.reads("orphan"), 1, "read ahead");
+    assert_eq!(plugin.specs.reads(""), 0, "no sandbox to read for it");
+    assert_eq!(enforcer.read_ahead_pending(), 2, "a and orphan are kept");
 
     enforcer
         .start(&pod(), &container("a"))
