@@ -24,7 +24,7 @@ use policy_core::{
 };
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use crate::enforce::{Enforcement, Enforcer, Refusal};
+use crate::enforce::{AfterReply, Enforcement, Enforcer, Refusal};
 use crate::ops::audit::{self, Phase};
 use crate::runtime::containerd::ContainerdApi;
 pub use inventory::{Inventory, read_state, write_state};
@@ -772,9 +772,11 @@ impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
         pod: &nri::PodSandbox,
         container: &nri::Container,
     ) -> Result<(), Refusal> {
-        self.enforcer.create(pod, container).await?;
+        self.enforcer.create(pod, container).await
+    }
+
+    fn created(self: &Arc<Self>, pod: &nri::PodSandbox, container: &nri::Container) {
         self.enforcer.read_ahead(&pod.id, &container.id);
-        Ok(())
     }
 
     async fn start(
@@ -800,17 +802,30 @@ impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
         self: &Arc<Self>,
         pods: Vec<Arc<nri::PodSandbox>>,
         containers: Vec<Arc<nri::Container>>,
-    ) {
+    ) -> AfterReply {
+        // Containers created and not started yet: their starts come next; read their specs
+        // ahead (begun now, so that an update after the reply drops them).
+        let created = containers
+            .iter()
+            .filter(|c| c.state == nri::ContainerState::ContainerCreated as i32)
+            .map(|c| (c.pod_sandbox_id.clone(), c.id.clone()))
+            .collect();
+        let read_ahead = self.enforcer.read_ahead_existing(created);
         let known = self.take_inventory(pods, containers);
         // Audit what already runs after replying: reading specs takes longer than the
         // runtime's request timeout allows.
         let this = Arc::clone(self);
-        tokio::spawn(
-            async move {
-                this.compliance_audit(Trigger::Registration { known }).await;
+        Box::new(move || {
+            if let Some(read_ahead) = read_ahead {
+                read_ahead();
             }
-            .instrument(info_span!("compliance-audit")),
-        );
+            tokio::spawn(
+                async move {
+                    this.compliance_audit(Trigger::Registration { known }).await;
+                }
+                .instrument(info_span!("compliance-audit")),
+            );
+        })
     }
 
     fn stopped(&self, container_id: &str) {

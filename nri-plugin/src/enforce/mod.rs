@@ -28,7 +28,7 @@ use crate::runtime::containerd::{ContainerRecord, ContainerdApi, ContainerdError
 use crate::runtime::images::ImageNames;
 use nodeguard_views::kubelet::SANDBOX_ID_ANNOTATION;
 use nodeguard_views::nri::{Create, Start};
-use prefetch::Prefetched;
+use prefetch::{Prefetched, Ticket};
 
 /// What to do at container start with an enforced rule that still cannot decide (the spec
 /// could not be read, or lacks what the rule needs).
@@ -39,6 +39,10 @@ pub enum UndecidedAtStart {
     /// Let it start and record it.
     Allow,
 }
+
+/// Work a request leaves for after its reply: the NRI service hands it to the connection,
+/// which runs it once the reply is written, so that nothing of it delays the reply.
+pub type AfterReply = Box<dyn FnOnce() + Send>;
 
 /// A refusal, worded for the kubelet's event (`kubectl describe` shows it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +72,11 @@ pub trait Enforcement: Send + Sync + 'static {
         container: &nri::Container,
     ) -> impl Future<Output = Result<(), Refusal>> + Send;
 
+    /// The runtime has the reply allowing a creation ([`Enforcement::create`] returned `Ok`
+    /// and the reply is written): what must not delay that reply starts here (the spec
+    /// read-ahead).
+    fn created(self: &Arc<Self>, pod: &nri::PodSandbox, container: &nri::Container);
+
     /// Judges a container about to start; an allowed one now runs.
     ///
     /// # Errors
@@ -90,12 +99,14 @@ pub trait Enforcement: Send + Sync + 'static {
     ) -> Result<(), Refusal>;
 
     /// `Synchronize` delivered everything that exists (all its parts together; each container
-    /// without what no view reads, [`nodeguard_views::nri::without_unread`]).
+    /// without what no view reads, [`nodeguard_views::nri::without_unread`]). Returns what is
+    /// left for after the reply (the audit of what runs, the read-ahead of what is created and
+    /// not started), run once the reply is with the runtime.
     fn synchronized(
         self: &Arc<Self>,
         pods: Vec<Arc<nri::PodSandbox>>,
         containers: Vec<Arc<nri::Container>>,
-    );
+    ) -> AfterReply;
 
     /// A container stopped or was removed.
     fn stopped(&self, container_id: &str);
@@ -576,6 +587,8 @@ impl<S: ContainerdApi> Enforcer<S> {
                 Ok(spec)
             }
             _ => {
+                // A read-ahead still under way is of no use now: dropped when it lands.
+                self.prefetched.forget(&container.id);
                 self.metrics.spec_read(SpecSource::OnDemand);
                 self.specs.record(&container.id).await.map(Arc::new)
             }
@@ -705,22 +718,23 @@ impl<S: ContainerdApi> Enforcer<S> {
     }
 
     /// Reads container `container_id`'s spec (and warms its pod's sysctls) in the background,
-    /// as soon as containerd has the record, for [`Enforcer::start`] to take. Called after a
-    /// create nodeguard allowed, once the reply is on its way.
+    /// as soon as containerd has the record, for [`Enforcer::start`] to take. Called once the
+    /// reply allowing the create is with the runtime ([`Enforcement::created`]): the read
+    /// begins here, so an update from now on drops it, and runs in a task of its own.
     pub fn read_ahead(self: &Arc<Self>, pod_id: &str, container_id: &str)
     where
         S: 'static,
     {
+        let ticket = self.prefetched.begin(container_id);
         let this = Arc::clone(self);
         let (pod_id, id) = (pod_id.to_string(), container_id.to_string());
         let span = info_span!("read-ahead", container = %id);
-        tokio::spawn(async move { this.prefetch(&pod_id, &id).await }.instrument(span));
+        tokio::spawn(async move { this.prefetch(&pod_id, &id, ticket).await }.instrument(span));
     }
 
     /// The read-ahead itself: waits for the record, gives up on any other error, and stores
     /// nothing when an update came meanwhile.
-    async fn prefetch(&self, pod_id: &str, id: &str) {
-        let ticket = self.prefetched.begin(id);
+    async fn prefetch(&self, pod_id: &str, id: &str, ticket: Ticket) {
         let deadline = Instant::now() + READ_AHEAD_PATIENCE;
         let mut pause = READ_AHEAD_FIRST_PAUSE;
         loop {
@@ -743,6 +757,62 @@ impl<S: ContainerdApi> Enforcer<S> {
                     self.prefetched.abandon(id, ticket);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Begins reading ahead the specs of `containers` (`(pod id, container id)`), containers
+    /// that exist and have not started (`Synchronize` lists them as created): an update or a
+    /// start from now on drops a container's read. Returns what reads them, one after the
+    /// other in one task, each once (their records exist): to run after the reply; `None`
+    /// when there are none.
+    pub fn read_ahead_existing(
+        self: &Arc<Self>,
+        containers: Vec<(String, String)>,
+    ) -> Option<impl FnOnce() + Send + 'static>
+    where
+        S: 'static,
+    {
+        if containers.is_empty() {
+            return None;
+        }
+        let reads: Vec<(String, String, Ticket)> = containers
+            .into_iter()
+            .map(|(pod_id, id)| {
+                let ticket = self.prefetched.begin(&id);
+                (pod_id, id, ticket)
+            })
+            .collect();
+        let this = Arc::clone(self);
+        Some(move || {
+            let span = info_span!("read-ahead", containers = reads.len());
+            tokio::spawn(
+                async move {
+                    for (pod_id, id, ticket) in reads {
+                        this.prefetch_existing(&pod_id, &id, ticket).await;
+                    }
+                }
+                .instrument(span),
+            );
+        })
+    }
+
+    /// One read of [`Enforcer::read_ahead_existing`]: skipped when no longer wanted, stored
+    /// unless an update or a start came meanwhile, dropped on any error.
+    async fn prefetch_existing(&self, pod_id: &str, id: &str, ticket: Ticket) {
+        if !self.prefetched.wanted(id, ticket) {
+            return;
+        }
+        match self.specs.record(id).await {
+            Ok(spec) => {
+                // Synchronize's containers name their sandbox; one that does not has none to warm.
+                if self.prefetched.finish(id, ticket, spec, Instant::now()) && !pod_id.is_empty() {
+                    self.pod_sysctls(pod_id).await;
+                }
+            }
+            Err(e) => {
+                debug!(container = %id, error = %e, "no spec read ahead; the start reads it");
+                self.prefetched.abandon(id, ticket);
             }
         }
     }

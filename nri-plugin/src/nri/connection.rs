@@ -4,6 +4,10 @@
 //! our `Plugin` service on connection 1, and we call its `Runtime` service (only
 //! `RegisterPlugin`) on connection 2. A reader task demultiplexes, each call is served on its
 //! own task, and a single writer task owns the write half so replies never interleave.
+//!
+//! A handler may leave work for after its reply ([`Answer::then`]): the writer runs it once the
+//! reply is written to the socket, so that nothing it starts (a task, a call to containerd)
+//! competes with the reply for the worker thread or wakes another one before the reply is out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,13 +29,51 @@ use crate::nri::transport::ttrpc::{Message, MessageType, StreamIds, TtrpcError, 
 /// What answers the runtime's calls on connection 1: the `Plugin` service, or a test's stand-in.
 /// The connection knows nothing else of what is behind it.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one call with the encoded reply, or an error sent back as its status.
+    /// Answers one call: the encoded reply (or an error sent back as its status), and what to
+    /// run once that reply is written.
     fn call(
         &self,
         service: &str,
         method: &str,
         payload: &[u8],
-    ) -> impl std::future::Future<Output = Result<Vec<u8>, RpcError>> + Send;
+    ) -> impl std::future::Future<Output = Answer> + Send;
+}
+
+/// Work left for after a reply: run by the writer once the reply is on the socket.
+pub type AfterReply = Box<dyn FnOnce() + Send>;
+
+/// A [`Handler`]'s answer to one call.
+pub struct Answer {
+    /// The encoded reply, or the error sent back as its status.
+    pub reply: Result<Vec<u8>, RpcError>,
+    /// Run once the reply has been written to the socket (never when writing it failed).
+    pub then: Option<AfterReply>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("reply", &self.reply)
+            .field("then", &self.then.as_ref().map(|_| "after the reply"))
+            .finish()
+    }
+}
+
+/// One message for the writer task, and what to run once it is written.
+struct Outgoing {
+    conn: ConnId,
+    message: Message,
+    then: Option<AfterReply>,
+}
+
+impl Outgoing {
+    fn new(conn: ConnId, message: Message) -> Self {
+        Outgoing {
+            conn,
+            message,
+            then: None,
+        }
+    }
 }
 
 /// How nodeguard introduces itself to the runtime.
@@ -89,10 +131,13 @@ where
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read_half, mut write_half) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<(ConnId, Message)>(64);
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
     let writer = tokio::spawn(async move {
-        while let Some((conn, message)) = rx.recv().await {
-            write_message(&mut write_half, conn, &message).await?;
+        while let Some(out) = rx.recv().await {
+            write_message(&mut write_half, out.conn, &out.message).await?;
+            if let Some(then) = out.then {
+                then();
+            }
         }
         Ok::<_, IoError>(())
     });
@@ -145,7 +190,7 @@ fn reader_result(
 }
 
 async fn register(
-    tx: &mpsc::Sender<(ConnId, Message)>,
+    tx: &mpsc::Sender<Outgoing>,
     pending: &Pending,
     registration: &Registration,
     timeout: Duration,
@@ -168,9 +213,12 @@ async fn register(
         request.encode_to_vec(),
         Some(timeout),
     );
-    tx.send((RUNTIME_SERVICE_CONN, Message::request(stream_id, &envelope)))
-        .await
-        .map_err(|_| ConnectionError::ClosedDuringRegistration)?;
+    tx.send(Outgoing::new(
+        RUNTIME_SERVICE_CONN,
+        Message::request(stream_id, &envelope),
+    ))
+    .await
+    .map_err(|_| ConnectionError::ClosedDuringRegistration)?;
     let reply = tokio::time::timeout(timeout, reply_rx)
         .await
         .map_err(|_| ConnectionError::RegistrationTimeout(timeout))?
@@ -185,7 +233,7 @@ async fn register(
 async fn read_loop<H, R>(
     mut reader: MessageReader<R>,
     service: Arc<H>,
-    tx: mpsc::Sender<(ConnId, Message)>,
+    tx: mpsc::Sender<Outgoing>,
     pending: Pending,
 ) -> Result<(), IoError>
 where
@@ -217,7 +265,7 @@ where
                         format!("message of {declared} bytes exceeds the limit of {limit}"),
                     );
                     let reply = Message::response(stream_id, &error_response(&err));
-                    let _ = tx.send((conn_id, reply)).await;
+                    let _ = tx.send(Outgoing::new(conn_id, reply)).await;
                 }
                 continue;
             }
@@ -229,24 +277,32 @@ where
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let stream_id = message.stream_id;
-                    let response = match message.decode_request() {
+                    let (response, then) = match message.decode_request() {
                         Ok(request) => {
                             debug!(method = %request.method, stream_id, "call");
-                            match service
+                            let answer = service
                                 .call(&request.service, &request.method, &request.payload)
-                                .await
-                            {
+                                .await;
+                            let response = match answer.reply {
                                 Ok(payload) => ok_response(payload),
                                 Err(err) => error_response(&err),
-                            }
+                            };
+                            (response, answer.then)
                         }
-                        Err(e) => error_response(&RpcError::new(
-                            Code::INVALID_ARGUMENT,
-                            format!("malformed ttrpc request: {e}"),
-                        )),
+                        Err(e) => (
+                            error_response(&RpcError::new(
+                                Code::INVALID_ARGUMENT,
+                                format!("malformed ttrpc request: {e}"),
+                            )),
+                            None,
+                        ),
                     };
                     let _ = tx
-                        .send((PLUGIN_SERVICE_CONN, Message::response(stream_id, &response)))
+                        .send(Outgoing {
+                            conn: PLUGIN_SERVICE_CONN,
+                            message: Message::response(stream_id, &response),
+                            then,
+                        })
                         .await;
                 });
             }

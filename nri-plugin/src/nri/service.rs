@@ -1,5 +1,9 @@
 //! The NRI `Plugin` service: decodes each call containerd makes, hands it to
 //! [`Enforcement`], and encodes the reply. Refusals become errors here, in one place.
+//!
+//! What a call starts besides its answer (the spec read-ahead after an allowed creation, the
+//! audit after `Synchronize`) is left for after the reply ([`Answer::then`]): the connection
+//! runs it once the reply is written, so that it never delays the reply.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,8 +12,8 @@ use nodeguard_proto::nri::v1alpha1::{self as nri, Event, plugin_service as metho
 use prost::Message as _;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::enforce::{Enforcement, Refusal};
-use crate::nri::connection::Handler;
+use crate::enforce::{AfterReply, Enforcement, Refusal};
+use crate::nri::connection::{Answer, Handler};
 use crate::nri::transport::status::{Code, RpcError};
 use crate::nri::version;
 
@@ -119,7 +123,9 @@ impl<E: Enforcement> PluginService<E> {
         }
     }
 
-    /// Handles one call of the `Plugin` service; returns the encoded reply.
+    /// Handles one call of the `Plugin` service; returns the encoded reply. For a caller
+    /// without a socket (a bench, the fuzzer): what the call leaves for after its reply runs
+    /// before this returns. The connection uses [`PluginService::answer`] instead.
     ///
     /// # Errors
     /// A refusal (PermissionDenied), a request that does not decode or lacks the pod or
@@ -131,17 +137,45 @@ impl<E: Enforcement> PluginService<E> {
         name: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, RpcError> {
-        let result = self.handle(service, name, payload).await;
+        let answer = self.answer(service, name, payload).await;
+        if let Some(then) = answer.then {
+            then();
+        }
+        answer.reply
+    }
+
+    /// Handles one call of the `Plugin` service: the encoded reply (or the error, as
+    /// [`PluginService::call`] describes it), and what to run once the reply is with the
+    /// runtime: the spec read-ahead after a creation it allowed, the audit and read-ahead of
+    /// what exists after `Synchronize`.
+    pub async fn answer(&self, service: &str, name: &str, payload: &[u8]) -> Answer {
+        let mut then = None;
+        let result = self.handle(service, name, payload, &mut then).await;
         if let Err(err) = &result
             && err.code == Code::INVALID_ARGUMENT
         {
             warn!(method = name, error = %err.message, "malformed request from the runtime");
             self.node.malformed_request(name);
         }
-        result
+        Answer {
+            then: if result.is_ok() { then } else { None },
+            reply: result,
+        }
     }
 
-    async fn handle(&self, service: &str, name: &str, payload: &[u8]) -> Result<Vec<u8>, RpcError> {
+    /// The work that a creation allowed leaves for after its reply: [`Enforcement::created`].
+    fn after_creation(&self, pod: nri::PodSandbox, container: nri::Container) -> AfterReply {
+        let node = Arc::clone(&self.node);
+        Box::new(move || node.created(&pod, &container))
+    }
+
+    async fn handle(
+        &self,
+        service: &str,
+        name: &str,
+        payload: &[u8],
+        then: &mut Option<AfterReply>,
+    ) -> Result<Vec<u8>, RpcError> {
         if service != method::NAME {
             return Err(RpcError::unimplemented(service, name));
         }
@@ -191,7 +225,7 @@ impl<E: Enforcement> PluginService<E> {
                     containers = containers.len(),
                     "synchronized"
                 );
-                self.node.synchronized(pods, containers);
+                *then = Some(self.node.synchronized(pods, containers));
                 Ok(nri::SynchronizeResponse::default().encode_to_vec())
             }
             method::CREATE_CONTAINER => {
@@ -203,6 +237,7 @@ impl<E: Enforcement> PluginService<E> {
                 if !self.validating.load(Ordering::Relaxed) {
                     let span = span_for(Some(&pod), Some(&container), "CreateContainer");
                     self.node.create(&pod, &container).instrument(span).await?;
+                    *then = Some(self.after_creation(pod, container));
                 }
                 Ok(nri::CreateContainerResponse::default().encode_to_vec())
             }
@@ -297,8 +332,12 @@ impl<E: Enforcement> PluginService<E> {
                     Some(adjust) => nodeguard_views::nri::adjusted(&container, adjust),
                     None => container,
                 };
-                let reply = match self.node.create(&pod, &container).instrument(span).await {
-                    Ok(()) => nri::ValidateContainerAdjustmentResponse::default(),
+                let decided = self.node.create(&pod, &container).instrument(span).await;
+                let reply = match decided {
+                    Ok(()) => {
+                        *then = Some(self.after_creation(pod, container));
+                        nri::ValidateContainerAdjustmentResponse::default()
+                    }
                     Err(Refusal(reason)) => nri::ValidateContainerAdjustmentResponse {
                         reject: true,
                         reason,
@@ -312,7 +351,7 @@ impl<E: Enforcement> PluginService<E> {
 }
 
 impl<E: Enforcement> Handler for PluginService<E> {
-    async fn call(&self, service: &str, method: &str, payload: &[u8]) -> Result<Vec<u8>, RpcError> {
-        PluginService::call(self, service, method, payload).await
+    async fn call(&self, service: &str, method: &str, payload: &[u8]) -> Answer {
+        self.answer(service, method, payload).await
     }
 }
