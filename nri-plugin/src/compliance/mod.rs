@@ -297,7 +297,8 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
         }
         let containers = self.inventory.snapshot();
         {
-            let pods: HashSet<&str> = containers.iter().map(|(p, _)| p.id.as_str()).collect();
+            let pods: HashSet<&str, foldhash::fast::RandomState> =
+                containers.iter().map(|(p, _)| p.id.as_str()).collect();
             enforcer.retain_pods(|id| pods.contains(id));
         }
         let known = match &trigger {

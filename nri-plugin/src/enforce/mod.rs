@@ -126,7 +126,7 @@ pub struct Enforcer<S> {
     node: String,
     undecided_at_start: UndecidedAtStart,
     /// Pod sysctls by sandbox id: a sandbox's spec never changes, so it is read once per pod.
-    pod_sysctls: Mutex<HashMap<String, PodSysctls>>,
+    pod_sysctls: Mutex<HashMap<String, PodSysctls, foldhash::fast::RandomState>>,
     /// Specs read after create, for StartContainer to take.
     prefetched: Prefetched,
     metrics: Arc<Metrics>,
@@ -219,7 +219,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             audit,
             node,
             undecided_at_start,
-            pod_sysctls: Mutex::new(HashMap::new()),
+            pod_sysctls: Mutex::new(HashMap::default()),
             prefetched: Prefetched::default(),
             metrics,
             mount_table: Arc::new(own_mount_table),
