@@ -101,8 +101,10 @@ struct Linux {
     devices: Vec<OciDevice>,
     #[serde(default)]
     resources: Option<LinuxResources>,
+    /// Only whether there is a filter matters (see the view): the profile, tens of kilobytes
+    /// with containerd's default, is skipped, not built as a tree.
     #[serde(default)]
-    seccomp: Option<serde_json::Value>,
+    seccomp: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     masked_paths: Vec<String>,
     #[serde(default)]
@@ -621,6 +623,30 @@ mod tests {
             None,
             "no filter reads as no profile set"
         );
+    }
+
+    #[test]
+    fn a_seccomp_filter_of_any_shape_reads_as_confined_and_null_as_none() {
+        let seccomp = |value: serde_json::Value| {
+            let json = serde_json::json!({"ociVersion": "1.1.0", "linux": {"seccomp": value}});
+            RuntimeSpec::from_json(json.to_string().as_bytes())
+                .unwrap()
+                .view()
+                .security
+                .seccomp
+                .unwrap()
+                .effective()
+                .cloned()
+        };
+        let profile = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW",
+                          "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]}]
+        });
+        assert_eq!(seccomp(profile), Some(Seccomp::Confined));
+        assert_eq!(seccomp(serde_json::json!({})), Some(Seccomp::Confined));
+        assert_eq!(seccomp(serde_json::Value::Null), None);
     }
 }
 

@@ -145,16 +145,22 @@ struct Header {
     policy_sources: String,
 }
 
-/// One report's findings: a Kubernetes namespace's (`Some`), or the containers made outside
-/// Kubernetes (`None`).
-type Batch = (Option<String>, Vec<ContainerFindings>);
+/// What the audit hands the writing thread.
+enum Handed {
+    /// One report's findings: a Kubernetes namespace's (`Some`), or the containers made
+    /// outside Kubernetes (`None`).
+    Report(Option<String>, Vec<ContainerFindings>),
+    /// The audit is complete: put the file in place. Without it (the audit was cancelled, at
+    /// shutdown) the partial file is removed and the previous report stays.
+    Complete,
+}
 
 /// Where one audit's findings go while it judges: the report file, written on a blocking
 /// thread one namespace at a time as the audit hands them over (so the file is written while
 /// the next namespace is judged, and only a few namespaces' findings are in memory at once),
 /// and the reports for the cluster's sink.
 struct ReportOutput {
-    batches: Option<tokio::sync::mpsc::Sender<Batch>>,
+    batches: Option<tokio::sync::mpsc::Sender<Handed>>,
     done: Option<tokio::task::JoinHandle<Written>>,
 }
 
@@ -173,7 +179,7 @@ impl ReportOutput {
             };
         }
         // Two namespaces in flight at most: one written, one waiting.
-        let (batches, mut received) = tokio::sync::mpsc::channel::<Batch>(2);
+        let (batches, mut received) = tokio::sync::mpsc::channel::<Handed>(2);
         let done = tokio::task::spawn_blocking(move || {
             let context = ReportContext {
                 node: &header.node,
@@ -184,7 +190,13 @@ impl ReportOutput {
             };
             let mut file = path.map(|p| report::ReportWriter::create(&p, &context));
             let mut items = sink.then(Vec::new);
-            while let Some((namespace, containers)) = received.blocking_recv() {
+            loop {
+                let (namespace, containers) = match received.blocking_recv() {
+                    Some(Handed::Report(namespace, containers)) => (namespace, containers),
+                    Some(Handed::Complete) => break,
+                    // Cancelled: the writer's drop removes the partial file.
+                    None => return (None, None),
+                };
                 if let Some(Ok(writer)) = &mut file
                     && let Err(e) = writer.namespace(namespace.as_deref(), &containers)
                 {
@@ -212,7 +224,10 @@ impl ReportOutput {
     /// Hands one report's findings over (waits while the writer is two behind).
     async fn send(&mut self, namespace: Option<String>, containers: Vec<ContainerFindings>) {
         if let Some(batches) = &self.batches
-            && batches.send((namespace, containers)).await.is_err()
+            && batches
+                .send(Handed::Report(namespace, containers))
+                .await
+                .is_err()
         {
             // The writing thread is gone (it panicked): `finish` says so.
             self.batches = None;
@@ -221,7 +236,10 @@ impl ReportOutput {
 
     /// Waits for the file to be in place and the sink's reports to be built.
     async fn finish(mut self) -> Written {
-        self.batches = None;
+        if let Some(batches) = self.batches.take() {
+            // An error here means the thread is gone; awaiting it says why.
+            let _ = batches.send(Handed::Complete).await;
+        }
         match self.done.take() {
             Some(done) => done.await.unwrap_or_else(|e| {
                 (
@@ -840,5 +858,61 @@ impl<S: ContainerdApi + 'static> Enforcement for Auditor<S> {
 
     fn malformed_request(&self, method: &str) {
         self.enforcer.metrics().malformed_request(method);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            node: "node-1".into(),
+            generated: SystemTime::UNIX_EPOCH,
+            trigger: "periodic",
+            policy_generation: 1,
+            policy_sources: String::new(),
+        }
+    }
+
+    fn findings(namespace: &str, id: &str) -> ContainerFindings {
+        report::tests::findings(namespace, "web", id, &[("privileged", Outcome::Pass)])
+    }
+
+    #[tokio::test]
+    async fn a_complete_audit_replaces_the_report_and_a_cancelled_one_leaves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        let mut output = ReportOutput::start(Some(path.clone()), true, header());
+        output
+            .send(Some("dev".into()), vec![findings("dev", "a")])
+            .await;
+        output
+            .send(Some("prod".into()), vec![findings("prod", "b")])
+            .await;
+        let (written, reports) = output.finish().await;
+        assert!(matches!(written, Some(Ok(()))));
+        let file = report::read(&path).unwrap();
+        assert_eq!(
+            Some(&file),
+            reports.as_ref(),
+            "the sink gets what the file says"
+        );
+        assert_eq!(file.items.len(), 2);
+
+        // An audit dropped half way (nodeguard shutting down): the report stays whole.
+        let mut cancelled = ReportOutput::start(Some(path.clone()), false, header());
+        cancelled
+            .send(Some("dev".into()), vec![findings("dev", "c")])
+            .await;
+        let thread = cancelled.done.take().unwrap();
+        drop(cancelled);
+        assert!(matches!(thread.await.unwrap(), (None, None)));
+        assert_eq!(report::read(&path).unwrap(), file);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no partial file"
+        );
     }
 }

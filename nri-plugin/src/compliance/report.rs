@@ -1048,11 +1048,12 @@ pub fn render_cluster(reports: &[PolicyReport], filter: &Filter) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use policy_core::Effect;
 
-    fn findings(
+    /// One container's findings: `results` of policy `corp`, messages for all but passes.
+    pub(in crate::compliance) fn findings(
         ns: &str,
         pod: &str,
         id: &str,
