@@ -12,6 +12,10 @@
 //! exchange runs under one request timeout (2 s). Here the sizes are computed the same way
 //! from the encoded lengths, without the refused first attempt.
 //!
+//! `NODEGUARD_SCALE_READ_US=500` makes every spec read wait 500 µs, as a read from containerd
+//! over gRPC does, to show how an audit overlaps its reads. `--parts N DIR` only writes the
+//! parts, so that one child (`--child N DIR`) can be run alone, under a profiler.
+//!
 //! Targets (issue 12): the Synchronize exchange well inside 2 s, the audit of 10,000 in
 //! <= 200 ms, resident memory <= 16 MiB with 1,000 containers and <= 64 MiB with 10,000.
 
@@ -45,10 +49,16 @@ const PER_POD: usize = 2;
 /// gRPC client parses what containerd sends) and a running task.
 struct Records {
     ids: HashSet<String>,
+    /// How long each spec read waits, as containerd's gRPC answer takes (none by default:
+    /// `NODEGUARD_SCALE_READ_US` sets it, in microseconds).
+    latency: Option<Duration>,
 }
 
 impl ContainerdApi for Records {
     async fn record(&self, _id: &str) -> Result<ContainerRecord, ContainerdError> {
+        if let Some(latency) = self.latency {
+            tokio::time::sleep(latency).await;
+        }
         Ok(ContainerRecord {
             spec: RuntimeSpec::from_json(SPEC).expect("the OCI fixture parses"),
             image: String::new(),
@@ -250,7 +260,13 @@ async fn run(n: usize, dir: &std::path::Path) {
     let policy = policy_core::Policy::parse("twelve-rules.yaml", POLICY).expect("policy");
     let enforcer = Arc::new(Enforcer::new(
         Loaded::first(policy),
-        Records { ids },
+        Records {
+            ids,
+            latency: std::env::var("NODEGUARD_SCALE_READ_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_micros),
+        },
         Arc::new(Discard),
         Arc::new(Metrics::default()),
         "bench".into(),

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::StreamExt as _;
 use nodeguard_proto::nri::v1alpha1 as nri;
 use policy_core::{
     CheckOutcome, CheckResult, ContainerView, Decision, Effect, Policy, Remediation,
@@ -29,6 +30,9 @@ use crate::ops::audit::{self, Phase};
 use crate::runtime::containerd::ContainerdApi;
 pub use inventory::{Inventory, read_state, write_state};
 use report::{ContainerFindings, Outcome, ReportContext};
+
+/// How many containers' views an audit builds ahead of the one it judges.
+const VIEWS_AHEAD: usize = 8;
 
 /// Where `nodeguard serve` keeps the ids of the containers it knows to run.
 pub const DEFAULT_STATE: &str = "/var/lib/nodeguard/containers.json";
@@ -350,12 +354,27 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
         // The snapshot is sorted by namespace: each namespace's findings go to the report as
         // soon as the next namespace starts, and are written while it is judged.
         let mut batch: Vec<ContainerFindings> = Vec::new();
+        // The views (each a spec read from containerd, then parsed) are built up to VIEWS_AHEAD
+        // ahead of the judging and taken in order, so that the reads overlap: one at a time,
+        // an audit would wait out containerd's answer for every container in turn.
+        let viewer = Arc::clone(enforcer);
+        let views = futures::stream::iter(containers.clone())
+            .map(move |(pod, container)| {
+                let enforcer = Arc::clone(&viewer);
+                async move { enforcer.full_view(&pod, &container).await }
+            })
+            .buffered(VIEWS_AHEAD);
+        let mut views = std::pin::pin!(views);
         for (pod, container) in &containers {
             if batch.last().is_some_and(|c| c.namespace != pod.namespace) {
                 let namespace = pod_namespace(&batch);
                 output.send(namespace, std::mem::take(&mut batch)).await;
             }
-            let (mut view, failure) = enforcer.full_view(pod, container).await;
+            let (mut view, failure) = match views.next().await {
+                Some(viewed) => viewed,
+                // The stream yields one view per container; were it short, judge inline.
+                None => enforcer.full_view(pod, container).await,
+            };
             let started = std::time::Instant::now();
             let checks = policy_core::results(policy, &view);
             enforcer

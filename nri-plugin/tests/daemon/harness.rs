@@ -97,6 +97,9 @@ pub struct MemorySpecs {
     outside: Arc<Mutex<std::collections::BTreeMap<String, Vec<Outside>>>>,
     /// Signals sent to them: `(containerd namespace, id, signal)`.
     outside_kills: Arc<Mutex<Vec<(String, String, i32)>>>,
+    /// How long each `record` read takes (as containerd's answer over gRPC), and the most
+    /// reads seen under way at once: `(latency, under way, most)`.
+    read_latency: Arc<Mutex<(Duration, usize, usize)>>,
 }
 
 /// A container made outside Kubernetes, in [`MemorySpecs`].
@@ -204,6 +207,22 @@ impl MemorySpecs {
         self.specs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Makes every spec read take `latency`, as containerd's answer over gRPC does.
+    pub fn set_read_latency(&self, latency: Duration) {
+        self.read_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0 = latency;
+    }
+
+    /// The most spec reads seen under way at once.
+    pub fn most_reads_at_once(&self) -> usize {
+        self.read_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .2
+    }
+
     /// Every signal sent so far: `(container id, signal)`, in order.
     pub fn kills(&self) -> Vec<(String, i32)> {
         self.kills
@@ -259,6 +278,22 @@ impl MemorySpecs {
 
 impl ContainerdApi for MemorySpecs {
     async fn record(&self, id: &str) -> Result<ContainerRecord, ContainerdError> {
+        let latency = {
+            let mut l = self
+                .read_latency
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            l.1 += 1;
+            l.2 = l.2.max(l.1);
+            l.0
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.read_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1 -= 1;
         *self
             .reads
             .lock()
