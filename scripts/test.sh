@@ -2,7 +2,8 @@
 # Runs every test of nodeguard on a fresh Debian 12 machine, as root:
 #   1. installs what the tests need (scripts/testbed/setup.sh: runc, busybox, protoc, CNI
 #      plugins, kustomize, containerd 1.7 and 2.1, local OCI images);
-#   2. checks formatting and lints (rustfmt, clippy -D warnings);
+#   2. checks formatting, lints and the API docs' links (rustfmt, clippy and rustdoc with
+#      -D warnings);
 #   3. builds everything once, checks the install manifests and policies with that build,
 #      builds the container image with scripts/build-image.sh (a static nodeguard),
 #   4. runs the unit, property and in-memory daemon tests (and the fuzz corpora),
@@ -27,6 +28,9 @@ cargo fmt --all -- --check
 
 step "Lints (cargo clippy --all-targets -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "API docs (cargo doc --no-deps, -D warnings: no broken or private links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "Building everything once"
 cargo build --workspace --all-targets --locked

@@ -7,7 +7,7 @@
 //!
 //! NRI reports only Kubernetes' containers (CRI's). What `ctr`, nerdctl, Docker or buildkit
 //! make, in any containerd namespace, is listed through containerd's API at every audit and
-//! judged as a non-Kubernetes workload ([`outside`]).
+//! judged as a non-Kubernetes workload (module `outside`).
 
 mod inventory;
 mod outside;

@@ -334,7 +334,7 @@ impl<S: ContainerdApi> Enforcer<S> {
             .await;
     }
 
-    /// [`Enforcer::resolve_images`] for a container of containerd namespace `namespace`
+    /// `Enforcer::resolve_images` for a container of containerd namespace `namespace`
     /// (one made outside Kubernetes: its images are that namespace's).
     pub async fn resolve_images_in(
         &self,
@@ -707,7 +707,7 @@ impl<S: ContainerdApi> Enforcer<S> {
     }
 
     /// Forgets the sysctls of the sandboxes `running` does not keep and that were not read in
-    /// the last [`POD_SYSCTLS_KEPT`] (a pod being created has no running container yet):
+    /// the last five minutes (a pod being created has no running container yet):
     /// called by compliance audits with the pods that still run.
     pub fn retain_pods(&self, running: impl Fn(&str) -> bool) {
         let now = Instant::now();
