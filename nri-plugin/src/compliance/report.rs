@@ -703,9 +703,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
-/// The temporary file beside `path` that [`finish_beside`] renames over it; creates the
+/// The temporary file beside `path` that [`finish_beside`] renames over it, a new name at
+/// each call (a cancelled audit's writer may still be removing its own); creates the
 /// directory if needed.
 fn temporary_beside(path: &Path) -> std::io::Result<PathBuf> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -714,7 +717,7 @@ fn temporary_beside(path: &Path) -> std::io::Result<PathBuf> {
     let name = path
         .file_name()
         .map_or_else(|| "nodeguard".into(), |n| n.to_string_lossy().into_owned());
-    Ok(dir.join(format!(".{name}.{}.tmp", std::process::id())))
+    Ok(dir.join(format!(".{name}.{}.{write}.tmp", std::process::id())))
 }
 
 /// Writes `last` to `out` (the temporary file `tmp`), syncs it when `sync` says so and
