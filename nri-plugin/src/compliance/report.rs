@@ -705,7 +705,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// The temporary file beside `path` that [`finish_beside`] renames over it, a new name at
 /// each call (a cancelled audit's writer may still be removing its own); creates the
-/// directory if needed.
+/// directory if needed. The temporary files of `path` that a killed nodeguard left (a crash
+/// in the middle of an audit leaves tens of megabytes, under another pid) are removed: writes
+/// of one path never overlap, but for a cancelled one's, which is never put in place.
 fn temporary_beside(path: &Path) -> std::io::Result<PathBuf> {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -717,7 +719,17 @@ fn temporary_beside(path: &Path) -> std::io::Result<PathBuf> {
     let name = path
         .file_name()
         .map_or_else(|| "nodeguard".into(), |n| n.to_string_lossy().into_owned());
-    Ok(dir.join(format!(".{name}.{}.{write}.tmp", std::process::id())))
+    let prefix = format!(".{name}.");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            if file.starts_with(&prefix) && file.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(dir.join(format!("{prefix}{}.{write}.tmp", std::process::id())))
 }
 
 /// Writes `last` to `out` (the temporary file `tmp`), syncs it when `sync` says so and
@@ -1247,6 +1259,28 @@ pub(super) mod tests {
             "tab\there, \u{1}control, é and \u{1F600}"
         );
         assert_eq!(file.items[0].results[0].timestamp.nanos, 123);
+    }
+
+    #[test]
+    fn temporary_files_a_killed_nodeguard_left_are_removed_at_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        let stale = dir.path().join(".report.json.4242.7.tmp");
+        std::fs::write(
+            &stale,
+            b"{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[",
+        )
+        .unwrap();
+        let other = dir.path().join(".containers.json.4242.0.tmp");
+        std::fs::write(&other, b"{}").unwrap();
+        let context = epoch_context();
+        write_findings(&path, &context, &[]).unwrap();
+        assert!(!stale.exists(), "the report's leftover is gone");
+        assert!(
+            other.exists(),
+            "another file's is not the report's to remove"
+        );
+        assert_eq!(read(&path).unwrap(), build(&context, &[]));
     }
 
     #[test]

@@ -134,10 +134,14 @@ where
     let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
-            write_message(&mut write_half, out.conn, &out.message).await?;
+            let written = write_message(&mut write_half, out.conn, &out.message).await;
+            // What the call left for after its reply is due even when the reply could not be
+            // written: the audit after `Synchronize` (the inventory is already the new one),
+            // a read-ahead.
             if let Some(then) = out.then {
                 then();
             }
+            written?;
         }
         Ok::<_, IoError>(())
     });

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nodeguard::compliance::{Auditor, ComplianceConfig};
 use nodeguard::enforce::{Enforcer, UndecidedAtStart};
-use nodeguard::nri::connection::Registration;
+use nodeguard::nri::connection::{self, Registration};
 use nodeguard::nri::serve::{ConnectionState, Endpoint, ServeConfig};
 use nodeguard::nri::service::PluginService;
 use nodeguard::nri::transport::status::RpcError;
@@ -490,6 +490,29 @@ impl Plugin {
     /// A fresh service for one connection.
     pub fn service(&self) -> Arc<PluginService<Auditor<MemorySpecs>>> {
         Arc::new(PluginService::new(Arc::clone(&self.auditor)))
+    }
+
+    /// Serves this plugin on `stream` as `nodeguard serve` serves a connection, registering
+    /// within [`PATIENCE`], until the task is aborted or the connection ends.
+    pub fn serve_on<T>(
+        &self,
+        stream: T,
+    ) -> JoinHandle<Result<connection::Ended, connection::ConnectionError>>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let service = self.service();
+        tokio::spawn(async move {
+            connection::serve(
+                stream,
+                service,
+                &registration(),
+                PATIENCE,
+                std::future::pending(),
+                || {},
+            )
+            .await
+        })
     }
 
     /// Audit records of `phase` (`create`, `start`, `update`, `sync`).

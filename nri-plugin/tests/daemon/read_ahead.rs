@@ -5,19 +5,19 @@
 //! that has not landed yet make the start read on demand, as before.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use nodeguard::nri::connection;
 use nodeguard_proto::nri::v1alpha1::{self as nri, plugin_service as method};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
-use super::fake_runtime::{FakeRuntime, PATIENCE, RegisterReply};
+use super::fake_runtime::{FakeRuntime, RegisterReply};
 use super::harness::{
-    Daemon, MemorySpecs, Plugin, compliant_spec, container, container_with_image, handshake,
-    limits, pod, privileged_spec, registration, running, synchronize, wait_until,
+    Daemon, MemorySpecs, Plugin, compliant_spec, configure, container, container_with_image,
+    handshake, limits, pod, privileged_spec, running, synchronize, wait_until,
 };
 
 async fn create(runtime: &FakeRuntime, id: &str) {
@@ -204,6 +204,8 @@ struct Journaled {
     specs: MemorySpecs,
     ids: Vec<String>,
     writes: Arc<Mutex<Vec<usize>>>,
+    /// Once set, every write fails (a runtime gone mid-call).
+    broken: Arc<AtomicBool>,
 }
 
 impl AsyncRead for Journaled {
@@ -223,6 +225,9 @@ impl AsyncWrite for Journaled {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        if this.broken.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+        }
         // Held across the write, so that nobody sees the bytes arrive before they are noted.
         let mut writes = this.writes.lock().unwrap_or_else(PoisonError::into_inner);
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
@@ -257,20 +262,10 @@ async fn replies_come_before_read_ahead(n: usize) {
         specs: plugin.specs.clone(),
         ids: ids.clone(),
         writes: Arc::clone(&writes),
+        broken: Arc::default(),
     };
     let runtime = FakeRuntime::new(theirs, RegisterReply::Ok);
-    let service = plugin.service();
-    let served = tokio::spawn(async move {
-        connection::serve(
-            ours,
-            service,
-            &registration(),
-            PATIENCE,
-            std::future::pending(),
-            || {},
-        )
-        .await
-    });
+    let served = plugin.serve_on(ours);
     runtime.registration().await;
     handshake(&runtime).await;
     let journal = || {
@@ -299,6 +294,40 @@ async fn replies_come_before_read_ahead(n: usize) {
     }
     assert_eq!(plugin_start_specs(&plugin, "prefetched"), n as u64);
     assert_eq!(plugin_start_specs(&plugin, "on_demand"), 0);
+    served.abort();
+}
+
+#[tokio::test]
+async fn the_registration_audit_runs_even_when_the_synchronize_reply_cannot_be_written() {
+    let plugin = Plugin::new();
+    plugin.specs.insert("c1", &compliant_spec());
+    let broken = Arc::new(AtomicBool::new(false));
+    let (theirs, ours) = tokio::io::duplex(64 * 1024);
+    let ours = Journaled {
+        inner: ours,
+        specs: plugin.specs.clone(),
+        ids: Vec::new(),
+        writes: Arc::default(),
+        broken: Arc::clone(&broken),
+    };
+    let runtime = FakeRuntime::new(theirs, RegisterReply::Ok);
+    let served = plugin.serve_on(ours);
+    runtime.registration().await;
+    let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
+    // The runtime goes away as nodeguard answers its Synchronize: the inventory was taken,
+    // and the audit of it must still run (on the next registration it is what nodeguard knew).
+    broken.store(true, Ordering::SeqCst);
+    let request = nri::SynchronizeRequest {
+        pods: vec![pod()],
+        containers: vec![running("c1")],
+        more: false,
+    };
+    let synchronize = runtime.call(method::SYNCHRONIZE, &request);
+    let _ = tokio::time::timeout(Duration::from_millis(500), synchronize).await;
+    wait_until("the registration audit's record", || {
+        plugin.records("sync").len() == 1
+    })
+    .await;
     served.abort();
 }
 

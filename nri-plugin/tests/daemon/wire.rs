@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use nodeguard::nri::connection::{self, ConnectionError};
+use nodeguard::nri::connection::ConnectionError;
 use nodeguard::nri::service::EVENTS;
 use nodeguard::nri::transport::demux::DemuxError;
 use nodeguard::nri::transport::io::IoError;
@@ -21,8 +21,7 @@ use prost::Message as _;
 
 use super::fake_runtime::{Closed, FakeRuntime, PATIENCE, RegisterReply};
 use super::harness::{
-    Daemon, Plugin, configure, container, container_without_limits, host_pid_pod, registration,
-    wait_until,
+    Daemon, Plugin, configure, container, container_without_limits, host_pid_pod, wait_until,
 };
 
 /// A Configure call as the bytes of connection 1's stream (no mux framing).
@@ -271,18 +270,7 @@ async fn huge_mux_frame_ends_the_connection_with_a_mux_error() {
     let plugin = Plugin::new();
     let (theirs, ours) = tokio::io::duplex(64 * 1024);
     let runtime = FakeRuntime::new(theirs, RegisterReply::Ok);
-    let service = plugin.service();
-    let served = tokio::spawn(async move {
-        connection::serve(
-            ours,
-            service,
-            &registration(),
-            PATIENCE,
-            std::future::pending(),
-            || {},
-        )
-        .await
-    });
+    let served = plugin.serve_on(ours);
     runtime.registration().await;
     let _: nri::ConfigureResponse = runtime.call_ok(method::CONFIGURE, &configure()).await;
 
