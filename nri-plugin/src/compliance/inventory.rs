@@ -181,12 +181,13 @@ fn sort_by_namespace_and_id(all: &mut Vec<(Arc<nri::PodSandbox>, Arc<nri::Contai
             .cmp(&(b.0, b.1))
             .then_with(|| all[a.2].1.id.cmp(&all[b.2].1.id))
     });
-    let order: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
+    let sorted = keyed
+        .iter()
+        .map(|&(_, _, i)| (Arc::clone(&all[i].0), Arc::clone(&all[i].1)))
+        .collect();
     drop(rank);
     drop(namespaces);
-    let mut taken: Vec<Option<(Arc<nri::PodSandbox>, Arc<nri::Container>)>> =
-        std::mem::take(all).into_iter().map(Some).collect();
-    all.extend(order.into_iter().filter_map(|i| taken[i].take()));
+    *all = sorted;
 }
 
 /// The state file: the ids of the containers nodeguard knows to run, so that a restarted

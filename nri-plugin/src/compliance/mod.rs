@@ -126,12 +126,24 @@ pub struct AuditSummary {
 impl AuditSummary {
     /// Counts one container of `outcome`.
     fn count(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Pass => self.pass += 1,
-            Outcome::Fail => self.fail += 1,
-            Outcome::Warn => self.warn += 1,
-            Outcome::Error | Outcome::Skip => self.skip += 1,
-        }
+        *[
+            &mut self.pass,
+            &mut self.fail,
+            &mut self.warn,
+            &mut self.skip,
+        ][container_slot(outcome)] += 1;
+    }
+}
+
+/// Where a container of `outcome` counts among `[pass, fail, warn, skip]` (an error counts
+/// as a skip): the audit's summary and the per-namespace counts of containers made outside
+/// Kubernetes.
+fn container_slot(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Pass => 0,
+        Outcome::Fail => 1,
+        Outcome::Warn => 2,
+        Outcome::Error | Outcome::Skip => 3,
     }
 }
 
@@ -358,23 +370,21 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
         // ahead of the judging and taken in order, so that the reads overlap: one at a time,
         // an audit would wait out containerd's answer for every container in turn.
         let viewer = Arc::clone(enforcer);
-        let views = futures::stream::iter(containers.clone())
+        let views = futures::stream::iter(containers)
             .map(move |(pod, container)| {
                 let enforcer = Arc::clone(&viewer);
-                async move { enforcer.full_view(&pod, &container).await }
+                async move {
+                    let viewed = enforcer.full_view(&pod, &container).await;
+                    (pod, container, viewed)
+                }
             })
             .buffered(VIEWS_AHEAD);
         let mut views = std::pin::pin!(views);
-        for (pod, container) in &containers {
+        while let Some((pod, container, (mut view, failure))) = views.next().await {
             if batch.last().is_some_and(|c| c.namespace != pod.namespace) {
                 let namespace = pod_namespace(&batch);
                 output.send(namespace, std::mem::take(&mut batch)).await;
             }
-            let (mut view, failure) = match views.next().await {
-                Some(viewed) => viewed,
-                // The stream yields one view per container; were it short, judge inline.
-                None => enforcer.full_view(pod, container).await,
-            };
             let started = std::time::Instant::now();
             let checks = policy_core::results(policy, &view);
             enforcer
@@ -406,7 +416,7 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
             let stop_for = remediated_rules(&decision);
             let mut remediation = None;
             if matches!(trigger, Trigger::Registration { .. }) && !stop_for.is_empty() {
-                if self.is_own_pod(pod) {
+                if self.is_own_pod(&pod) {
                     warn!(
                         pod = %pod.name,
                         "not stopping nodeguard's own pod; exempt it from the policy"
@@ -613,13 +623,7 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                     remediation,
                     non_kubernetes: Some(namespace.clone()),
                 };
-                let slot = match findings.outcome() {
-                    Outcome::Pass => 0,
-                    Outcome::Fail => 1,
-                    Outcome::Warn => 2,
-                    Outcome::Error | Outcome::Skip => 3,
-                };
-                count[slot] += 1;
+                count[container_slot(findings.outcome())] += 1;
                 all.push(findings);
             }
             seen_now.insert(namespace, seen);
