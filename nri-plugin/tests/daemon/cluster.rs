@@ -366,6 +366,24 @@ async fn create(
         .map(|e| e.message)
 }
 
+/// The refusal of container `id` of `image`, created again every 20 ms until it is refused;
+/// panics with `what` when it is not within 5 s of `since`.
+async fn refused_within_5s(
+    runtime: &super::fake_runtime::FakeRuntime,
+    id: &str,
+    image: &str,
+    since: std::time::Instant,
+    what: &str,
+) -> String {
+    loop {
+        if let Some(refusal) = create(runtime, id, image).await {
+            return refusal;
+        }
+        assert!(since.elapsed() < Duration::from_secs(5), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_node_policy_applied_in_the_api_is_enforced_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
@@ -377,16 +395,14 @@ async fn a_node_policy_applied_in_the_api_is_enforced_within_seconds() {
         "registries",
         json!({"images": {"allowed": ["^registry\\.corp/"]}}),
     ));
-    let refusal = loop {
-        if let Some(refusal) = create(&runtime, "c2", "evil.example/x:1").await {
-            break refusal;
-        }
-        assert!(
-            applied.elapsed() < Duration::from_secs(5),
-            "not enforced within 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let refusal = refused_within_5s(
+        &runtime,
+        "c2",
+        "evil.example/x:1",
+        applied,
+        "not enforced within 5 s",
+    )
+    .await;
     assert!(
         refusal.contains(r#"image "evil.example/x:1" does not match any allowed pattern"#),
         "{refusal}"
@@ -439,16 +455,14 @@ async fn a_namespace_selector_is_matched_against_the_labels_the_api_server_repor
     api.apply(constraint);
     let (task, control, runtime) = serve(&api, dir.path(), Vec::new()).await;
     let started = std::time::Instant::now();
-    let refusal = loop {
-        if let Some(refusal) = create(&runtime, "c1", "evil.example/x:1").await {
-            break refusal;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "not enforced in env=prod"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let refusal = refused_within_5s(
+        &runtime,
+        "c1",
+        "evil.example/x:1",
+        started,
+        "not enforced in env=prod",
+    )
+    .await;
     assert!(refusal.contains("K8sAllowedRepos"), "{refusal}");
     // The namespace relabelled: out of the constraint's scope.
     api.apply(namespace("dev"));
