@@ -38,6 +38,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_well_known_types()
         // The envelopes' payloads are sliced out of the received buffer without copying.
         .bytes([".ttrpc.Request.payload", ".ttrpc.Response.payload"])
+        // Large sub-messages that no view reads, boxed so that an absent one costs a pointer
+        // instead of hundreds of bytes in every container and pod nodeguard keeps (ADR 0026).
+        .boxed(".nri.pkg.api.v1alpha1.Container.hooks")
+        .boxed(".nri.pkg.api.v1alpha1.LinuxContainer.seccomp_policy")
+        .boxed(".nri.pkg.api.v1alpha1.LinuxPodSandbox.pod_overhead")
+        .boxed(".nri.pkg.api.v1alpha1.LinuxPodSandbox.pod_resources")
+        .boxed(".nri.pkg.api.v1alpha1.LinuxPodSandbox.resources")
         .service_generator(Box::new(ServiceNames))
         .compile_fds(descriptors)?;
     Ok(())

@@ -15,14 +15,68 @@ use crate::kubelet;
 use crate::kubelet::{CONTAINER_TYPE_ANNOTATION, IMAGE_ANNOTATION};
 use crate::oci::{RuntimeSpec, volumes_of};
 
-/// `container` without what no container view reads (its arguments, environment and hooks),
-/// which on a real node is most of its size (the kubelet adds every Service's variables to
-/// the environment): what nodeguard keeps of a running container.
+/// `container` without what no container view reads, which on a real node is most of its
+/// size: its arguments and environment (the kubelet adds every Service's variables), hooks,
+/// labels, the annotations other than the three a view reads (container type, image name,
+/// host ports), mount options other than `ro`, namespace paths, cgroups path, rlimits, CDI
+/// devices, seccomp policy and the resources other than CPU and memory. What nodeguard keeps
+/// of a running container: [`ContainerView::from`] a [`Create`] of it is the same as of the
+/// whole container (tested).
 pub fn without_unread(mut container: nri::Container) -> nri::Container {
     container.args = Vec::new();
     container.env = Vec::new();
     container.hooks = None;
+    container.labels = Default::default();
+    container.annotations.retain(|key, _| {
+        [
+            CONTAINER_TYPE_ANNOTATION,
+            IMAGE_ANNOTATION,
+            kubelet::PORTS_ANNOTATION,
+        ]
+        .contains(&key.as_str())
+    });
+    container.annotations.shrink_to_fit();
+    for m in &mut container.mounts {
+        m.options.retain(|o| o == "ro");
+    }
+    container.rlimits = Vec::new();
+    container.cdi_devices = Vec::new();
+    container.status_reason = String::new();
+    container.status_message = String::new();
+    if let Some(linux) = &mut container.linux {
+        for n in &mut linux.namespaces {
+            n.path = String::new();
+        }
+        linux.cgroups_path = String::new();
+        linux.seccomp_policy = None;
+        linux.resources = linux.resources.take().map(|r| nri::LinuxResources {
+            cpu: r.cpu,
+            memory: r.memory,
+            ..Default::default()
+        });
+    }
     container
+}
+
+/// `pod` without what no view reads: its runtime handler, IP addresses, process id, cgroup
+/// paths, resources and namespace paths (the namespaces' types are kept: they tell which host
+/// namespaces the pod shares). What nodeguard keeps of a pod.
+pub fn pod_without_unread(mut pod: nri::PodSandbox) -> nri::PodSandbox {
+    pod.runtime_handler = String::new();
+    pod.ips = Vec::new();
+    pod.pid = 0;
+    pod.linux = pod.linux.take().map(|linux| nri::LinuxPodSandbox {
+        namespaces: linux
+            .namespaces
+            .into_iter()
+            .map(|n| nri::LinuxNamespace {
+                r#type: n.r#type,
+                path: String::new(),
+            })
+            .collect(),
+        ..Default::default()
+    });
+    pod
 }
 
 /// A request that does not say which container it is about: a protocol error, never judged.
@@ -718,45 +772,191 @@ mod without_unread_tests {
     use super::*;
     use nodeguard_proto::nri::v1alpha1 as nri;
 
-    #[test]
-    fn a_container_without_what_no_view_reads_gives_the_same_view() {
-        let pod = nri::PodSandbox {
-            id: "sb".into(),
-            name: "web".into(),
-            namespace: "prod".into(),
+    fn ns(kind: &str) -> nri::LinuxNamespace {
+        nri::LinuxNamespace {
+            r#type: kind.into(),
+            path: format!("/proc/42/ns/{kind}"),
+        }
+    }
+
+    fn pair(key: &str, value: &str) -> (String, String) {
+        (key.to_string(), value.to_string())
+    }
+
+    /// A pod with every field NRI fills, as containerd 2.x sends it.
+    fn full_pod() -> nri::PodSandbox {
+        let resources = nri::LinuxResources {
+            cpu: Some(nri::LinuxCpu {
+                shares: Some(nri::OptionalUInt64 { value: 102 }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        let container = nri::Container {
+        nri::PodSandbox {
+            id: "sb".into(),
+            name: "web".into(),
+            uid: "0b7f5a9e".into(),
+            namespace: "prod".into(),
+            labels: [pair("app", "web")].into(),
+            annotations: [pair("kubernetes.io/config.seen", "2026-12-01T10:00:00Z")].into(),
+            runtime_handler: "runc".into(),
+            linux: Some(nri::LinuxPodSandbox {
+                pod_overhead: Some(Box::new(resources.clone())),
+                pod_resources: Some(Box::new(resources.clone())),
+                cgroup_parent: "kubepods-burstable.slice".into(),
+                cgroups_path: "kubepods-burstable.slice:cri-containerd:sb".into(),
+                namespaces: vec![ns("ipc"), ns("uts"), ns("network"), ns("user")],
+                resources: Some(Box::new(resources)),
+            }),
+            pid: 4242,
+            ips: vec!["10.244.0.7".into()],
+        }
+    }
+
+    /// A container with every field NRI fills, and some of each kind that a view reads.
+    fn full_container() -> nri::Container {
+        nri::Container {
             id: "c1".into(),
             pod_sandbox_id: "sb".into(),
             name: "app".into(),
+            state: nri::ContainerState::ContainerRunning as i32,
+            labels: [pair("io.kubernetes.pod.name", "web")].into(),
+            annotations: [
+                pair(IMAGE_ANNOTATION, "registry.corp/web:1"),
+                pair(CONTAINER_TYPE_ANNOTATION, "container"),
+                pair(
+                    kubelet::PORTS_ANNOTATION,
+                    r#"[{"containerPort":80,"hostPort":8080}]"#,
+                ),
+                pair(kubelet::SANDBOX_ID_ANNOTATION, "sb"),
+                pair("io.kubernetes.container.hash", "6b1f2e"),
+            ]
+            .into(),
             args: vec!["/server".into()],
             env: vec!["KUBERNETES_SERVICE_HOST=10.96.0.1".into()],
-            hooks: Some(nri::Hooks::default()),
-            annotations: [(
-                "io.kubernetes.cri.image-name".to_string(),
-                "registry.corp/web:1".to_string(),
-            )]
-            .into(),
-            mounts: vec![nri::Mount {
-                destination: "/data".into(),
-                r#type: "bind".into(),
-                source: "/srv".into(),
-                options: vec![],
+            mounts: vec![
+                nri::Mount {
+                    destination: "/data".into(),
+                    r#type: "bind".into(),
+                    source: "/srv".into(),
+                    options: vec!["rbind".into(), "rprivate".into(), "rw".into()],
+                },
+                nri::Mount {
+                    destination: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+                    r#type: "bind".into(),
+                    source: "/var/lib/kubelet/pods/0b7f5a9e/volumes/token".into(),
+                    options: vec!["rbind".into(), "rprivate".into(), "ro".into()],
+                },
+            ],
+            hooks: Some(Box::new(nri::Hooks::default())),
+            linux: Some(nri::LinuxContainer {
+                namespaces: vec![ns("pid"), ns("mount")],
+                devices: vec![nri::LinuxDevice {
+                    path: "/dev/fuse".into(),
+                    r#type: "c".into(),
+                    ..Default::default()
+                }],
+                resources: Some(nri::LinuxResources {
+                    cpu: Some(nri::LinuxCpu {
+                        shares: Some(nri::OptionalUInt64 { value: 512 }),
+                        quota: Some(nri::OptionalInt64 { value: 50_000 }),
+                        period: Some(nri::OptionalUInt64 { value: 100_000 }),
+                        ..Default::default()
+                    }),
+                    memory: Some(nri::LinuxMemory {
+                        limit: Some(nri::OptionalInt64 { value: 256 << 20 }),
+                        ..Default::default()
+                    }),
+                    pids: Some(nri::LinuxPids { limit: 1024 }),
+                    unified: [pair("memory.high", "200000000")].into(),
+                    ..Default::default()
+                }),
+                cgroups_path: "kubepods-burstable-pod0b7f5a9e.slice:cri-containerd:c1".into(),
+                seccomp_profile: Some(nri::SecurityProfile {
+                    profile_type: ProfileType::RuntimeDefault as i32,
+                    ..Default::default()
+                }),
+                seccomp_policy: Some(Box::new(nri::LinuxSeccomp::default())),
+                sysctl: [pair("net.ipv4.ip_unprivileged_port_start", "0")].into(),
+                ..Default::default()
+            }),
+            rlimits: vec![nri::PosixRlimit {
+                r#type: "RLIMIT_NOFILE".into(),
+                hard: 1024,
+                soft: 1024,
             }],
+            status_message: "running".into(),
+            user: Some(nri::User {
+                uid: 1000,
+                gid: 1000,
+                additional_gids: vec![2000],
+            }),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_container_without_what_no_view_reads_gives_the_same_view() {
+        let (pod, container) = (full_pod(), full_container());
         let slimmed = without_unread(container.clone());
         assert!(slimmed.env.is_empty() && slimmed.args.is_empty() && slimmed.hooks.is_none());
+        assert!(slimmed.labels.is_empty() && slimmed.annotations.len() == 3);
+        assert_eq!(slimmed.mounts[1].options, ["ro"]);
+        let view = ContainerView::from(Create {
+            pod: &pod,
+            container: &container,
+        });
+        // The fixture exercises what is kept: the slimmed view is not a view of nothing.
+        assert_eq!(view.host_ports, Some(vec![8080]));
+        assert_eq!(view.mounts.as_ref().map(|m| m[1].read_only), Some(true));
+        assert!(view.resources.is_some() && view.security.sysctls.is_some());
         assert_eq!(
             ContainerView::from(Create {
                 pod: &pod,
                 container: &slimmed
             }),
-            ContainerView::from(Create {
-                pod: &pod,
-                container: &container
-            })
+            view
         );
+    }
+
+    #[test]
+    fn a_pod_without_what_no_view_reads_gives_the_same_views() {
+        let (pod, container) = (full_pod(), full_container());
+        let slimmed = pod_without_unread(pod.clone());
+        assert!(slimmed.ips.is_empty() && slimmed.runtime_handler.is_empty());
+        let linux = slimmed.linux.as_ref().expect("linux kept");
+        assert!(linux.resources.is_none() && linux.cgroups_path.is_empty());
+        assert_eq!(linux.namespaces.len(), 4);
+        let spec =
+            RuntimeSpec::from_json(br#"{"process":{"user":{"uid":0,"gid":0}}}"#).expect("spec");
+        for (whole, slim) in [
+            (
+                ContainerView::from(Create {
+                    pod: &pod,
+                    container: &container,
+                }),
+                ContainerView::from(Create {
+                    pod: &slimmed,
+                    container: &container,
+                }),
+            ),
+            (
+                ContainerView::from(Start {
+                    pod: &pod,
+                    container: &container,
+                    spec: &spec,
+                }),
+                ContainerView::from(Start {
+                    pod: &slimmed,
+                    container: &container,
+                    spec: &spec,
+                }),
+            ),
+            (sandbox_view(&pod, None), sandbox_view(&slimmed, None)),
+        ] {
+            assert_eq!(whole.pod.labels["app"], "web");
+            assert_eq!(whole.host_namespaces.network, Some(false));
+            assert_eq!(slim, whole);
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nodeguard_proto::nri::v1alpha1::{self as nri, ContainerState};
-use nodeguard_views::nri::without_unread;
+use nodeguard_views::nri::{pod_without_unread, without_unread};
 use tracing::warn;
 
 use super::report;
@@ -67,7 +67,9 @@ impl Inventory {
     pub fn started(&self, pod: &nri::PodSandbox, container: &nri::Container) {
         let mut known = self.lock();
         known.changes += 1;
-        known.pods.insert(pod.id.clone(), Arc::new(pod.clone()));
+        known
+            .pods
+            .insert(pod.id.clone(), Arc::new(pod_without_unread(pod.clone())));
         known.containers.insert(
             container.id.clone(),
             Arc::new(without_unread(container.clone())),
@@ -102,7 +104,11 @@ impl Inventory {
             let Known {
                 pods, containers, ..
             } = &mut *known;
-            pods.retain(|id, _| containers.values().any(|c| &c.pod_sandbox_id == id));
+            let with_containers: HashSet<&str, foldhash::fast::RandomState> = containers
+                .values()
+                .map(|c| c.pod_sandbox_id.as_str())
+                .collect();
+            pods.retain(|id, _| with_containers.contains(id.as_str()));
         }
         dropped
     }

@@ -205,7 +205,11 @@ impl<E: Enforcement> PluginService<E> {
                     .sync
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                parts.pods.extend(req.pods.into_iter().map(Arc::new));
+                parts.pods.extend(
+                    req.pods
+                        .into_iter()
+                        .map(|p| Arc::new(nodeguard_views::nri::pod_without_unread(p))),
+                );
                 parts.containers.extend(
                     req.containers
                         .into_iter()
