@@ -23,6 +23,7 @@ use nodeguard_proto::nri::v1alpha1 as nri;
 use policy_core::{
     CheckOutcome, CheckResult, ContainerView, Decision, Effect, Policy, Remediation,
 };
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::enforce::{AfterReply, Enforcement, Enforcer, Refusal};
@@ -33,6 +34,8 @@ use report::{ContainerFindings, Outcome, ReportContext};
 
 /// How many containers' views an audit builds ahead of the one it judges.
 const VIEWS_AHEAD: usize = 8;
+/// At most how many built views the audit's builder hands over at once.
+const VIEWS_HANDED: usize = 64;
 
 /// Where `nodeguard serve` keeps the ids of the containers it knows to run.
 pub const DEFAULT_STATE: &str = "/var/lib/nodeguard/containers.json";
@@ -368,87 +371,111 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
         let mut batch: Vec<ContainerFindings> = Vec::new();
         // The views (each a spec read from containerd, then parsed) are built up to VIEWS_AHEAD
         // ahead of the judging and taken in order, so that the reads overlap: one at a time,
-        // an audit would wait out containerd's answer for every container in turn.
+        // an audit would wait out containerd's answer for every container in turn. They are
+        // built by a task of their own, which the runtime's other worker runs while this one
+        // judges, and handed over in batches of what is ready (one wake-up per batch, not per
+        // container). The task is aborted if the audit is dropped.
         let viewer = Arc::clone(enforcer);
-        let views = futures::stream::iter(containers)
-            .map(move |(pod, container)| {
-                let enforcer = Arc::clone(&viewer);
-                async move {
-                    let viewed = enforcer.full_view(&pod, &container).await;
-                    (pod, container, viewed)
+        let (built, mut views) = tokio::sync::mpsc::channel(2);
+        let builder = AbortOnDropHandle::new(tokio::spawn(
+            async move {
+                let views = futures::stream::iter(containers)
+                    .map(|(pod, container)| {
+                        let enforcer = Arc::clone(&viewer);
+                        async move {
+                            let viewed = enforcer.full_view(&pod, &container).await;
+                            (pod, container, viewed)
+                        }
+                    })
+                    .buffered(VIEWS_AHEAD)
+                    .ready_chunks(VIEWS_HANDED);
+                let mut views = std::pin::pin!(views);
+                while let Some(batch) = views.next().await {
+                    if built.send(batch).await.is_err() {
+                        return;
+                    }
                 }
-            })
-            .buffered(VIEWS_AHEAD);
-        let mut views = std::pin::pin!(views);
-        while let Some((pod, container, (mut view, failure))) = views.next().await {
-            if batch.last().is_some_and(|c| c.namespace != pod.namespace) {
-                let namespace = pod_namespace(&batch);
-                output.send(namespace, std::mem::take(&mut batch)).await;
             }
-            let started = std::time::Instant::now();
-            let checks = policy_core::results(policy, &view);
-            enforcer
-                .metrics()
-                .evaluation(Phase::Sync, started.elapsed());
-            let decision = Decision::from_results(&checks);
-            let results = report_results(policy, &view, checks, failure.as_deref(), false);
-            let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));
-            enforcer.write_record(
-                None,
-                Phase::Sync,
-                audit::Outcome::of(&decision, false),
-                &view,
-                &container.id,
-                &decision,
-                started_while_away,
-            );
-            if started_while_away {
-                summary.started_while_away.push(container.id.clone());
-                warn!(
-                    namespace = %view.pod.namespace,
-                    pod = %view.pod.name,
-                    container = %view.name,
-                    id = %container.id,
-                    verdict = ?decision.verdict(),
-                    "container started while nodeguard was not running"
+            .in_current_span(),
+        ));
+        while let Some(ready) = views.recv().await {
+            for (pod, container, (mut view, failure)) in ready {
+                if batch.last().is_some_and(|c| c.namespace != pod.namespace) {
+                    let namespace = pod_namespace(&batch);
+                    output.send(namespace, std::mem::take(&mut batch)).await;
+                }
+                let started = std::time::Instant::now();
+                let checks = policy_core::results(policy, &view);
+                enforcer
+                    .metrics()
+                    .evaluation(Phase::Sync, started.elapsed());
+                let decision = Decision::from_results(&checks);
+                let results = report_results(policy, &view, checks, failure.as_deref(), false);
+                let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));
+                enforcer.write_record(
+                    None,
+                    Phase::Sync,
+                    audit::Outcome::of(&decision, false),
+                    &view,
+                    &container.id,
+                    &decision,
+                    started_while_away,
                 );
-            }
-            let stop_for = remediated_rules(&decision);
-            let mut remediation = None;
-            if matches!(trigger, Trigger::Registration { .. }) && !stop_for.is_empty() {
-                if self.is_own_pod(&pod) {
+                if started_while_away {
+                    summary.started_while_away.push(container.id.clone());
                     warn!(
-                        pod = %pod.name,
-                        "not stopping nodeguard's own pod; exempt it from the policy"
-                    );
-                    remediation = Some("skipped: nodeguard's own pod".to_string());
-                } else {
-                    remediation = Some("stopping".to_string());
-                    summary.stopping.push(container.id.clone());
-                    self.spawn_stop(
-                        view.clone(),
-                        decision.clone(),
-                        &container.id,
-                        None,
-                        stop_for,
+                        namespace = %view.pod.namespace,
+                        pod = %view.pod.name,
+                        container = %view.name,
+                        id = %container.id,
+                        verdict = ?decision.verdict(),
+                        "container started while nodeguard was not running"
                     );
                 }
+                let stop_for = remediated_rules(&decision);
+                let mut remediation = None;
+                if matches!(trigger, Trigger::Registration { .. }) && !stop_for.is_empty() {
+                    if self.is_own_pod(&pod) {
+                        warn!(
+                            pod = %pod.name,
+                            "not stopping nodeguard's own pod; exempt it from the policy"
+                        );
+                        remediation = Some("skipped: nodeguard's own pod".to_string());
+                    } else {
+                        remediation = Some("stopping".to_string());
+                        summary.stopping.push(container.id.clone());
+                        self.spawn_stop(
+                            view.clone(),
+                            decision.clone(),
+                            &container.id,
+                            None,
+                            stop_for,
+                        );
+                    }
+                }
+                // The view is done with: its strings move into the findings.
+                let findings = ContainerFindings {
+                    image: view.image.as_ref().map(|i| i.as_str().to_string()),
+                    namespace: std::mem::take(&mut view.pod.namespace),
+                    pod: std::mem::take(&mut view.pod.name),
+                    pod_uid: std::mem::take(&mut view.pod.uid),
+                    container: std::mem::take(&mut view.name),
+                    container_id: container.id.clone(),
+                    results,
+                    started_while_away,
+                    remediation,
+                    non_kubernetes: None,
+                };
+                summary.count(findings.outcome());
+                batch.push(findings);
             }
-            // The view is done with: its strings move into the findings.
-            let findings = ContainerFindings {
-                image: view.image.as_ref().map(|i| i.as_str().to_string()),
-                namespace: std::mem::take(&mut view.pod.namespace),
-                pod: std::mem::take(&mut view.pod.name),
-                pod_uid: std::mem::take(&mut view.pod.uid),
-                container: std::mem::take(&mut view.name),
-                container_id: container.id.clone(),
-                results,
-                started_while_away,
-                remediation,
-                non_kubernetes: None,
-            };
-            summary.count(findings.outcome());
-            batch.push(findings);
+        }
+        // The builder has sent everything, or panicked: then the audit fails as it would have
+        // building the views itself.
+        if let Err(e) = builder.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
         }
         if !batch.is_empty() {
             output.send(pod_namespace(&batch), batch).await;
