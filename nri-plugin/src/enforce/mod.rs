@@ -470,15 +470,15 @@ impl<S: ContainerdApi> Enforcer<S> {
             phase,
             outcome,
             pod: PodRef {
-                namespace: view.pod.namespace.clone(),
-                name: view.pod.name.clone(),
-                uid: view.pod.uid.clone(),
+                namespace: &view.pod.namespace,
+                name: &view.pod.name,
+                uid: &view.pod.uid,
             },
             container: ContainerRef {
-                name: view.name.clone(),
-                id: id.to_string(),
+                name: &view.name,
+                id,
             },
-            image: view.image.as_ref().map(|i| i.as_str().to_string()),
+            image: view.image.as_ref().map(|i| i.as_str()),
             started_while_away,
             non_kubernetes: outside.map(|containerd_namespace| NonKubernetes {
                 containerd_namespace,

@@ -101,23 +101,23 @@ impl Outcome {
 }
 
 /// The pod a record is about.
-#[derive(Debug, Clone, Serialize)]
-pub struct PodRef {
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PodRef<'a> {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: &'a str,
     /// Name.
-    pub name: String,
+    pub name: &'a str,
     /// UID.
-    pub uid: String,
+    pub uid: &'a str,
 }
 
 /// The container a record is about.
-#[derive(Debug, Clone, Serialize)]
-pub struct ContainerRef {
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ContainerRef<'a> {
     /// Kubernetes container name.
-    pub name: String,
+    pub name: &'a str,
     /// Runtime container id.
-    pub id: String,
+    pub id: &'a str,
 }
 
 /// One audit record.
@@ -134,11 +134,11 @@ pub struct Record<'a> {
     /// What nodeguard did.
     pub outcome: Outcome,
     /// The pod.
-    pub pod: PodRef,
+    pub pod: PodRef<'a>,
     /// The container.
-    pub container: ContainerRef,
+    pub container: ContainerRef<'a>,
     /// The image reference, normalized.
-    pub image: Option<String>,
+    pub image: Option<&'a str>,
     /// On a `sync` record at registration: nodeguard did not know the container to run before
     /// (neither in memory after a reconnection nor in its state file after a restart), so it
     /// started while nodeguard was not running. Left out when false.
