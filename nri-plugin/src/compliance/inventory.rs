@@ -120,16 +120,12 @@ impl Inventory {
         let mut all: Vec<_> = known
             .containers
             .values()
-            .filter_map(|c| {
-                known
-                    .pods
-                    .get(&c.pod_sandbox_id)
-                    .map(|p| (Arc::clone(p), Arc::clone(c)))
-            })
+            .filter_map(|c| known.pods.get(&c.pod_sandbox_id).map(|p| (p, c)))
             .collect();
-        drop(known);
         sort_by_namespace_and_id(&mut all);
-        all
+        all.into_iter()
+            .map(|(p, c)| (Arc::clone(p), Arc::clone(c)))
+            .collect()
     }
 
     /// How many running containers are known.
@@ -157,43 +153,33 @@ impl Inventory {
 }
 
 /// Sorts `all` by the pod's namespace, then the container id. The strings live in thousands
-/// of separate allocations; comparing them in place costs a cache miss or more per
-/// comparison, so each entry is first given a compact key (its namespace's rank and the first
-/// 16 bytes of its id), and the strings are compared only when two keys are equal.
-fn sort_by_namespace_and_id(all: &mut Vec<(Arc<nri::PodSandbox>, Arc<nri::Container>)>) {
+/// of separate allocations; comparing them in place costs cache misses at every comparison, so
+/// each entry is first given a compact key (its namespace's rank and the first 16 bytes of its
+/// id, zero-padded, which order as the ids do), and the ids are compared only when two keys
+/// are equal.
+fn sort_by_namespace_and_id(all: &mut Vec<(&Arc<nri::PodSandbox>, &Arc<nri::Container>)>) {
     let mut namespaces: Vec<&str> = all.iter().map(|(p, _)| p.namespace.as_str()).collect();
     namespaces.sort_unstable();
     namespaces.dedup();
-    let rank: HashMap<&str, u32, foldhash::fast::RandomState> = namespaces
-        .iter()
-        .zip(0u32..)
-        .map(|(namespace, rank)| (*namespace, rank))
-        .collect();
+    let rank: HashMap<&str, u32, foldhash::fast::RandomState> =
+        namespaces.iter().copied().zip(0u32..).collect();
     let mut keyed: Vec<(u32, [u8; 16], usize)> = all
         .iter()
         .enumerate()
         .map(|(i, (p, c))| {
             let mut prefix = [0u8; 16];
-            let id = c.id.as_bytes();
-            let n = id.len().min(16);
-            prefix[..n].copy_from_slice(&id[..n]);
+            let n = c.id.len().min(16);
+            prefix[..n].copy_from_slice(&c.id.as_bytes()[..n]);
             (rank[p.namespace.as_str()], prefix, i)
         })
         .collect();
-    // Ids are unique: an unstable sort gives the one order. Zero-padded prefixes order as the
-    // ids do; equal keys (a shared 16-byte prefix) fall back to the whole ids.
+    // Ids are unique: an unstable sort gives the one order.
     keyed.sort_unstable_by(|a, b| {
         (a.0, a.1)
             .cmp(&(b.0, b.1))
             .then_with(|| all[a.2].1.id.cmp(&all[b.2].1.id))
     });
-    let sorted = keyed
-        .iter()
-        .map(|&(_, _, i)| (Arc::clone(&all[i].0), Arc::clone(&all[i].1)))
-        .collect();
-    drop(rank);
-    drop(namespaces);
-    *all = sorted;
+    *all = keyed.iter().map(|&(_, _, i)| all[i]).collect();
 }
 
 /// The state file: the ids of the containers nodeguard knows to run, so that a restarted
@@ -269,7 +255,15 @@ mod tests {
     #[test]
     fn the_snapshot_is_sorted_by_namespace_then_id() {
         let inventory = Inventory::default();
-        let pods = vec![pod("p1", "prod"), pod("p2", "dev"), pod("p3", "")];
+        // Namespaces sharing 16-byte prefixes too.
+        let pods = vec![
+            pod("p1", "prod"),
+            pod("p2", "dev"),
+            pod("p3", ""),
+            pod("p4", "team-platform-observability"),
+            pod("p5", "team-platform-observabilit"),
+            pod("p6", "team-platform-ob\0"),
+        ];
         // Ids sharing 16-byte prefixes, shorter and longer, and one with a NUL byte.
         let ids = [
             ("0123456789abcdef-b", "p1"),
@@ -280,6 +274,10 @@ mod tests {
             ("z", "p2"),
             ("a", "p2"),
             ("m", "p3"),
+            ("b", "p4"),
+            ("c", "p5"),
+            ("e", "p6"),
+            ("d", "p4"),
             ("orphan", "p9"),
         ];
         let containers = ids.iter().map(|(id, pod)| running(id, pod)).collect();
@@ -296,6 +294,9 @@ mod tests {
                 let namespace = match *pod {
                     "p1" => "prod",
                     "p2" => "dev",
+                    "p4" => "team-platform-observability",
+                    "p5" => "team-platform-observabilit",
+                    "p6" => "team-platform-ob\0",
                     _ => "",
                 };
                 (namespace.to_string(), (*id).to_string())
