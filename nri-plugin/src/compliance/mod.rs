@@ -28,13 +28,17 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::enforce::{AfterReply, Enforcement, Enforcer, Refusal};
 use crate::ops::audit::{self, Phase};
+use crate::ops::metrics::DecisionTally;
 use crate::runtime::containerd::ContainerdApi;
 pub use inventory::{Inventory, read_state, write_state};
 use report::{ContainerFindings, Outcome, ReportContext};
 
-/// How many containers' views an audit builds ahead of the one it judges.
+/// How many containers' views an audit builds ahead of the one it judges, in all: how many
+/// spec reads it asks containerd for at once.
 const VIEWS_AHEAD: usize = 8;
-/// At most how many built views the audit's builder hands over at once.
+/// How many tasks build an audit's views.
+const VIEW_BUILDERS: usize = 2;
+/// How many built views a builder hands over at once.
 const VIEWS_HANDED: usize = 64;
 
 /// Where `nodeguard serve` keeps the ids of the containers it knows to run.
@@ -290,6 +294,97 @@ pub struct Auditor<S> {
     outside_seen: std::sync::Mutex<HashMap<String, HashSet<outside::Seen>>>,
 }
 
+/// A container of the inventory with its view and, when its spec could not be read, why.
+type Built = (
+    Arc<nri::PodSandbox>,
+    Arc<nri::Container>,
+    (ContainerView, Option<String>),
+);
+
+/// The tasks that build an audit's views (each a spec read from containerd, parsed, and the
+/// view), ahead of the judging, in the snapshot's order. The snapshot is cut into batches of
+/// [`VIEWS_HANDED`]; builder `k` builds batches `k`, `k + VIEW_BUILDERS`, ..., each with its
+/// reads overlapping ([`VIEWS_AHEAD`] in all: one at a time, an audit would wait out
+/// containerd's answer for every container in turn), and hands each batch over whole (one
+/// wake-up per batch, not per container). On two cores the builders and the judging task run
+/// side by side. The builders are aborted if the audit is dropped.
+struct ViewBuilders {
+    batches: Vec<tokio::sync::mpsc::Receiver<Vec<Built>>>,
+    builders: Vec<AbortOnDropHandle<()>>,
+    /// The batch to take next.
+    next: usize,
+}
+
+impl ViewBuilders {
+    fn start<S: ContainerdApi + 'static>(
+        enforcer: &Arc<Enforcer<S>>,
+        containers: Vec<(Arc<nri::PodSandbox>, Arc<nri::Container>)>,
+    ) -> Self {
+        let mut shares: Vec<Vec<_>> = (0..VIEW_BUILDERS).map(|_| Vec::new()).collect();
+        for (i, container) in containers.into_iter().enumerate() {
+            shares[(i / VIEWS_HANDED) % VIEW_BUILDERS].push(container);
+        }
+        let (mut batches, mut builders) = (Vec::new(), Vec::new());
+        for share in shares {
+            let (handed, batch) = tokio::sync::mpsc::channel(2);
+            let enforcer = Arc::clone(enforcer);
+            builders.push(AbortOnDropHandle::new(tokio::spawn(
+                async move {
+                    // Whole batches but the last: the share is whole batches of the snapshot
+                    // and perhaps its last, shorter one.
+                    let views = futures::stream::iter(share)
+                        .map(|(pod, container)| {
+                            let enforcer = Arc::clone(&enforcer);
+                            async move {
+                                let viewed = enforcer.full_view(&pod, &container).await;
+                                (pod, container, viewed)
+                            }
+                        })
+                        .buffered(VIEWS_AHEAD / VIEW_BUILDERS)
+                        .chunks(VIEWS_HANDED);
+                    let mut views = std::pin::pin!(views);
+                    while let Some(built) = views.next().await {
+                        if handed.send(built).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                .in_current_span(),
+            )));
+            batches.push(batch);
+        }
+        ViewBuilders {
+            batches,
+            builders,
+            next: 0,
+        }
+    }
+
+    /// The next batch in the snapshot's order; `None` after the last.
+    async fn next(&mut self) -> Option<Vec<Built>> {
+        let builder = self.next % VIEW_BUILDERS;
+        self.next += 1;
+        self.batches[builder].recv().await
+    }
+
+    /// Waits for the builders to end; if one panicked, the audit fails as it would have
+    /// building the views itself.
+    async fn finish(self) {
+        let ViewBuilders {
+            batches, builders, ..
+        } = self;
+        // A builder still handing over (the judging stopped early) ends at its next send.
+        drop(batches);
+        for builder in builders {
+            if let Err(e) = builder.await
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+}
+
 impl<S: ContainerdApi + 'static> Auditor<S> {
     /// An auditor of what `enforcer` judges, reporting and remediating as `config` says.
     pub fn new(enforcer: Arc<Enforcer<S>>, config: ComplianceConfig) -> Self {
@@ -369,36 +464,10 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
         // The snapshot is sorted by namespace: each namespace's findings go to the report as
         // soon as the next namespace starts, and are written while it is judged.
         let mut batch: Vec<ContainerFindings> = Vec::new();
-        // The views (each a spec read from containerd, then parsed) are built up to VIEWS_AHEAD
-        // ahead of the judging and taken in order, so that the reads overlap: one at a time,
-        // an audit would wait out containerd's answer for every container in turn. They are
-        // built by a task of their own, which the runtime's other worker runs while this one
-        // judges, and handed over in batches of what is ready (one wake-up per batch, not per
-        // container). The task is aborted if the audit is dropped.
-        let viewer = Arc::clone(enforcer);
-        let (built, mut views) = tokio::sync::mpsc::channel(2);
-        let builder = AbortOnDropHandle::new(tokio::spawn(
-            async move {
-                let views = futures::stream::iter(containers)
-                    .map(|(pod, container)| {
-                        let enforcer = Arc::clone(&viewer);
-                        async move {
-                            let viewed = enforcer.full_view(&pod, &container).await;
-                            (pod, container, viewed)
-                        }
-                    })
-                    .buffered(VIEWS_AHEAD)
-                    .ready_chunks(VIEWS_HANDED);
-                let mut views = std::pin::pin!(views);
-                while let Some(batch) = views.next().await {
-                    if built.send(batch).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            .in_current_span(),
-        ));
-        while let Some(ready) = views.recv().await {
+        // The decisions are counted in the metrics once the containers are judged.
+        let mut tally = DecisionTally::new(Phase::Sync);
+        let mut views = ViewBuilders::start(enforcer, containers);
+        while let Some(ready) = views.next().await {
             for (pod, container, (mut view, failure)) in ready {
                 if batch.last().is_some_and(|c| c.namespace != pod.namespace) {
                     let namespace = pod_namespace(&batch);
@@ -412,10 +481,12 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 let decision = Decision::from_results(&checks);
                 let results = report_results(policy, &view, checks, failure.as_deref(), false);
                 let started_while_away = known.is_some_and(|seen| !seen.contains(&container.id));
+                let outcome = audit::Outcome::of(&decision, false);
+                tally.count(outcome, &decision);
                 enforcer.write_record(
                     None,
                     Phase::Sync,
-                    audit::Outcome::of(&decision, false),
+                    outcome,
                     &view,
                     &container.id,
                     &decision,
@@ -470,13 +541,8 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 batch.push(findings);
             }
         }
-        // The builder has sent everything, or panicked: then the audit fails as it would have
-        // building the views itself.
-        if let Err(e) = builder.await
-            && e.is_panic()
-        {
-            std::panic::resume_unwind(e.into_panic());
-        }
+        views.finish().await;
+        enforcer.metrics().add_decisions(&tally);
         if !batch.is_empty() {
             output.send(pod_namespace(&batch), batch).await;
         }
@@ -607,10 +673,12 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                 }
                 let decision = Decision::from_results(&checks);
                 let results = report_results(&judged, &view, checks, failure.as_deref(), true);
+                let outcome = audit::Outcome::of(&decision, false);
+                enforcer.metrics().decision(Phase::Sync, outcome, &decision);
                 enforcer.write_record(
                     Some(&namespace),
                     Phase::Sync,
-                    audit::Outcome::of(&decision, false),
+                    outcome,
                     &view,
                     id,
                     &decision,
@@ -710,6 +778,11 @@ impl<S: ContainerdApi + 'static> Auditor<S> {
                         Ok(_) => {
                             info!("remediation: stopped {what}");
                             enforcer.metrics().remediation(rule, true);
+                            enforcer.metrics().decision(
+                                Phase::Sync,
+                                audit::Outcome::Stopped,
+                                &decision,
+                            );
                             enforcer.write_record(
                                 outside.as_deref(),
                                 Phase::Sync,

@@ -438,19 +438,13 @@ impl<S: ContainerdApi> Enforcer<S> {
         decision: &Decision,
         refused: bool,
     ) {
-        self.write_record(
-            None,
-            phase,
-            Outcome::of(decision, refused),
-            view,
-            id,
-            decision,
-            false,
-        );
+        let outcome = Outcome::of(decision, refused);
+        self.metrics.decision(phase, outcome, decision);
+        self.write_record(None, phase, outcome, view, id, decision, false);
     }
 
-    /// Writes one audit record, counts it and logs it; `outside` names the containerd
-    /// namespace of a container made outside Kubernetes.
+    /// Writes one audit record and logs it (the caller counts it in the metrics); `outside`
+    /// names the containerd namespace of a container made outside Kubernetes.
     #[allow(clippy::too_many_arguments)] // the record's parts
     pub fn write_record(
         &self,
@@ -462,7 +456,6 @@ impl<S: ContainerdApi> Enforcer<S> {
         decision: &Decision,
         started_while_away: bool,
     ) {
-        self.metrics.decision(phase, outcome, decision);
         self.audit.record(&Record {
             schema: crate::ops::audit::SCHEMA,
             time: Record::now(),

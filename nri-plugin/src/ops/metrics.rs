@@ -5,6 +5,7 @@
 //! elsewhere (the connection state, the audit log's counters) are read at scrape time by a
 //! collector, so they cannot drift from their source.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -182,6 +183,45 @@ fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, 
     let metric = M::default();
     registry.register(name, help, metric.clone());
     metric
+}
+
+/// The decisions of many containers (an audit's), counted as [`Metrics::decision`] counts
+/// them, for [`Metrics::add_decisions`]: the shared metrics are then updated once per label
+/// set instead of once per container and violation.
+#[derive(Debug)]
+pub struct DecisionTally {
+    phase: Phase,
+    decisions: Vec<(Outcome, u64)>,
+    violations: HashMap<(&'static str, &'static str), u64, foldhash::fast::RandomState>,
+}
+
+impl DecisionTally {
+    /// Nothing counted yet, for decisions of `phase`.
+    pub fn new(phase: Phase) -> Self {
+        DecisionTally {
+            phase,
+            decisions: Vec::new(),
+            violations: HashMap::default(),
+        }
+    }
+
+    /// Counts one decision and its violations (those of a `stopped` record are not counted
+    /// again).
+    pub fn count(&mut self, outcome: Outcome, decision: &Decision) {
+        match self.decisions.iter_mut().find(|(o, _)| *o == outcome) {
+            Some((_, count)) => *count += 1,
+            None => self.decisions.push((outcome, 1)),
+        }
+        if outcome == Outcome::Stopped {
+            return;
+        }
+        for v in &decision.violations {
+            *self
+                .violations
+                .entry((v.rule, v.effect.as_str()))
+                .or_default() += 1;
+        }
+    }
 }
 
 /// Every metric nodeguard exports, registered once.
@@ -397,6 +437,28 @@ impl Metrics {
         }
     }
 
+    /// Adds what `tally` counted (the decisions of an audit): one update per label set.
+    pub fn add_decisions(&self, tally: &DecisionTally) {
+        let phase = tally.phase.as_str();
+        for (outcome, count) in &tally.decisions {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    phase,
+                    outcome: outcome.as_str(),
+                })
+                .inc_by(*count);
+        }
+        for ((rule, effect), count) in &tally.violations {
+            self.violations
+                .get_or_create(&ViolationLabels {
+                    phase,
+                    rule,
+                    effect,
+                })
+                .inc_by(*count);
+        }
+    }
+
     /// Records how long one evaluation took.
     pub fn evaluation(&self, phase: Phase, took: Duration) {
         self.evaluation
@@ -590,17 +652,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn decisions_are_counted_by_phase_outcome_rule_and_effect() {
-        let m = Metrics::default();
-        let d = Decision {
+    /// A decision breaking an enforced rule and a warned one.
+    fn two_violations() -> Decision {
+        Decision {
             violations: vec![
                 violation("privileged", Effect::Enforce),
                 violation("images.allowed", Effect::Warn),
             ],
             undecided: Vec::new(),
             admission_only: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn decisions_are_counted_by_phase_outcome_rule_and_effect() {
+        let m = Metrics::default();
+        let d = two_violations();
         m.decision(Phase::Create, Outcome::Refused, &d);
         m.decision(Phase::Create, Outcome::Refused, &d);
         m.decision(Phase::Start, Outcome::Allowed, &Decision::default());
@@ -626,6 +693,36 @@ mod tests {
             r#"nodeguard_violations_total{phase="create",rule="images.allowed",effect="warn"} 2"#
         ));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_tally_adds_what_counting_each_decision_would() {
+        let d = two_violations();
+        let decisions = [
+            (Outcome::Audited, d.clone()),
+            (Outcome::Allowed, Decision::default()),
+            (Outcome::Audited, d.clone()),
+            (Outcome::Stopped, d),
+        ];
+        let (each, tallied) = (Metrics::default(), Metrics::default());
+        let mut tally = DecisionTally::new(Phase::Sync);
+        for (outcome, decision) in &decisions {
+            each.decision(Phase::Sync, *outcome, decision);
+            tally.count(*outcome, decision);
+        }
+        tallied.add_decisions(&tally);
+        let text = tallied.encode();
+        assert!(text.contains(
+            r#"nodeguard_violations_total{phase="sync",rule="privileged",effect="enforce"} 2"#
+        ));
+        assert!(text.contains(r#"nodeguard_decisions_total{phase="sync",outcome="audited"} 2"#));
+        // The same exposition, but for the order of the series within a family.
+        let sorted = |text: String| {
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(sorted(text), sorted(each.encode()));
     }
 
     #[test]
