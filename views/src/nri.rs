@@ -151,8 +151,14 @@ impl From<Start<'_>> for ContainerView {
     }
 }
 
+/// `map`'s entries in key order. Inserted one by one: collecting would first gather and sort
+/// them in a vector of its own, for maps that hold a handful of labels or annotations.
 fn sorted(map: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    let mut sorted = BTreeMap::new();
+    for (k, v) in map {
+        sorted.insert(k.clone(), v.clone());
+    }
+    sorted
 }
 
 /// The pod as NRI describes it.
