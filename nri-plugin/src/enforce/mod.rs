@@ -17,7 +17,7 @@ use nodeguard_proto::nri::v1alpha1 as nri;
 use policy_core::image::ImageRef;
 use policy_core::view::{ContainerView, MountSource};
 use policy_core::{Decision, Effect, evaluate};
-use tracing::{Instrument as _, debug, info, info_span, warn};
+use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::ops::audit::{AuditSink, ContainerRef, NonKubernetes, Outcome, Phase, PodRef, Record};
 use crate::ops::events::{EventRecorder, ObjectEvent, Regarding};
@@ -498,7 +498,7 @@ impl<S: ContainerdApi> Enforcer<S> {
                 "stopped a running container: {}",
                 decision.refusal_message()
             ),
-            Outcome::Undecided | Outcome::Allowed => info!(?phase, ?outcome, "allowed"),
+            Outcome::Undecided | Outcome::Allowed => debug!(?phase, ?outcome, "allowed"),
         }
     }
 
