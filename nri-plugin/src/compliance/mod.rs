@@ -330,8 +330,8 @@ impl ViewBuilders {
             let enforcer = Arc::clone(enforcer);
             builders.push(AbortOnDropHandle::new(tokio::spawn(
                 async move {
-                    // Whole batches but the last: the share is whole batches of the snapshot
-                    // and perhaps its last, shorter one.
+                    // `chunks` cuts the share back into the snapshot's batches: the share is
+                    // whole batches, and at its end perhaps the snapshot's last, shorter one.
                     let views = futures::stream::iter(share)
                         .map(|(pod, container)| {
                             let enforcer = Arc::clone(&enforcer);
