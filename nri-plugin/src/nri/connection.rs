@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::enforce::AfterReply;
 use crate::nri::transport::demux::DemuxError;
 use crate::nri::transport::io::{IoError, MessageReader, write_message};
 use crate::nri::transport::mux::{ConnId, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
@@ -39,14 +40,11 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Answer> + Send;
 }
 
-/// Work left for after a reply: run by the writer once the reply is on the socket.
-pub type AfterReply = Box<dyn FnOnce() + Send>;
-
 /// A [`Handler`]'s answer to one call.
 pub struct Answer {
     /// The encoded reply, or the error sent back as its status.
     pub reply: Result<Vec<u8>, RpcError>,
-    /// Run once the reply has been written to the socket (never when writing it failed).
+    /// Run by the writer once it has written the reply to the socket, or failed to.
     pub then: Option<AfterReply>,
 }
 

@@ -46,6 +46,20 @@ async fn start(runtime: &FakeRuntime, id: &str) -> Result<(), String> {
         .map_err(|e| e.message)
 }
 
+/// An update of `container`'s resources, which nodeguard allows.
+async fn update(runtime: &FakeRuntime, container: nri::Container) {
+    let _: nri::UpdateContainerResponse = runtime
+        .call_ok(
+            method::UPDATE_CONTAINER,
+            &nri::UpdateContainerRequest {
+                pod: Some(pod()),
+                container: Some(container),
+                linux_resources: Some(limits(500, 256 << 20)),
+            },
+        )
+        .await;
+}
+
 /// `nodeguard_start_specs_total{source}` of `daemon`.
 fn start_specs(daemon: &Daemon, source: &str) -> u64 {
     plugin_start_specs(&daemon.plugin, source)
@@ -124,16 +138,7 @@ async fn an_update_between_create_and_start_makes_the_start_read_again() {
     create(&runtime, "c1").await;
     read_ahead_done(&daemon, "c1", 1).await;
 
-    let _: nri::UpdateContainerResponse = runtime
-        .call_ok(
-            method::UPDATE_CONTAINER,
-            &nri::UpdateContainerRequest {
-                pod: Some(pod()),
-                container: Some(container("c1")),
-                linux_resources: Some(limits(500, 256 << 20)),
-            },
-        )
-        .await;
+    update(&runtime, container("c1")).await;
     // What the record says after the update is what counts.
     specs.insert("c1", &privileged_spec());
     let refused = start(&runtime, "c1").await.expect_err("privileged now");
@@ -414,16 +419,7 @@ async fn an_update_after_synchronize_makes_the_start_read_again() {
     wait_until("the audit and the read-ahead", || specs.reads("early") >= 2).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
 
-    let _: nri::UpdateContainerResponse = runtime
-        .call_ok(
-            method::UPDATE_CONTAINER,
-            &nri::UpdateContainerRequest {
-                pod: Some(pod()),
-                container: Some(created("early")),
-                linux_resources: Some(limits(500, 256 << 20)),
-            },
-        )
-        .await;
+    update(&runtime, created("early")).await;
     specs.insert("early", &privileged_spec());
     let refused = start(&runtime, "early").await.expect_err("privileged now");
     assert!(refused.contains("[privileged]"), "{refused}");
